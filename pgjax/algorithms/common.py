@@ -1,0 +1,168 @@
+"""What every algorithm shares: the train state, the environment stack, the network, the
+optimiser with traced hyperparameters, and the common metrics. Algorithms add only their own
+estimate-and-learn step on top (shared/DESIGN.md, "The algorithm contract")."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from gymnax.environments import spaces
+
+from envs import make_vec_env
+from pgjax import estimators
+from pgjax.networks import ActorCritic
+from pgjax.rollout import Trajectory, rollout
+
+
+@struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    hparams: Any
+    update_step: jax.Array  # int32 updates done
+    env_steps: jax.Array    # int32 environment steps taken (all envs)
+    extra: Any = None       # algorithm-specific state (running baselines, queues, ...)
+
+
+@functools.lru_cache(maxsize=64)
+def make_env(config, num_envs: int | None = None, frozen_obs_stats: bool = False,
+             training: bool = True):
+    """The standard wrapper stack for ``config``; evaluation asks for frozen stats and raw rewards."""
+    return make_vec_env(
+        config.env_id, num_envs or config.num_envs,
+        normalize_obs=config.normalize_obs,
+        normalize_reward=config.normalize_reward and training,
+        reward_scale=config.reward_scale if training else 1.0,
+        frozen_obs_stats=frozen_obs_stats,
+        env_overrides=dict(config.env_overrides))
+
+
+def action_spec(venv, env_params) -> tuple[bool, int]:
+    """(discrete?, number of actions or action dimension)."""
+    space = venv.action_space(env_params)
+    if isinstance(space, spaces.Discrete):
+        return True, int(space.n)
+    return False, int(space.shape[0])
+
+
+@functools.lru_cache(maxsize=64)
+def make_network(config) -> ActorCritic:
+    venv, env_params = make_env(config)
+    discrete, action_dim = action_spec(venv, env_params)
+    obs_shape = venv.observation_space(env_params).shape
+    return ActorCritic(action_dim=action_dim, discrete=discrete,
+                       hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
+                       shared_torso=config.shared_torso, torso=config.torso,
+                       state_dependent_std=config.state_dependent_std,
+                       log_std_init=config.log_std_init, obs_ndim=len(obs_shape))
+
+
+def policy_and_value_fns(network: ActorCritic, greedy: bool = False):
+    """``policy_fn(params, obs, key) -> (action, log_prob, value)`` and ``value_fn(params, obs)``
+    in the form :func:`pgjax.rollout.rollout` takes."""
+
+    def policy_fn(params, obs, key):
+        dist, value = network.apply(params, obs)
+        action = dist.mode() if greedy else dist.sample(key)
+        return action, dist.log_prob(action), value
+
+    def value_fn(params, obs):
+        return network.apply(params, obs, method=ActorCritic.value)
+
+    return policy_fn, value_fn
+
+
+def _base_optimizer(name: str, learning_rate):
+    if name == "rmsprop":
+        return optax.rmsprop(learning_rate, decay=0.99, eps=1e-5)
+    if name == "sgd":
+        return optax.sgd(learning_rate)
+    return optax.adam(learning_rate, eps=1e-5)
+
+
+def make_optimizer(config, hparams) -> optax.GradientTransformation:
+    """Global-norm clipping then the chosen optimiser; learning rate and clip norm are injected
+    hyperparameters (arrays in the optimiser state), so they can be vmapped and annealed."""
+
+    def factory(learning_rate, max_grad_norm):
+        return optax.chain(optax.clip_by_global_norm(max_grad_norm),
+                           _base_optimizer(config.optimizer, learning_rate))
+
+    return optax.inject_hyperparams(factory)(learning_rate=hparams.learning_rate,
+                                             max_grad_norm=hparams.max_grad_norm)
+
+
+def set_learning_rate(opt_state, learning_rate):
+    hyper = dict(opt_state.hyperparams)
+    hyper["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    return opt_state._replace(hyperparams=hyper)
+
+
+def linear_annealing(config, hparams, update_step):
+    """lr_k = lr_0·(1 − k/K) over the K updates of the run (Schulman et al. 2017, Table 3's
+    "α linearly annealed from 1 to 0")."""
+    return hparams.learning_rate * (1.0 - update_step.astype(jnp.float32) / config.num_updates)
+
+
+def init_train_state(config, hparams, key, extra=None) -> TrainState:
+    """Parameters, optimiser state and reset environments for one seed."""
+    venv, env_params = make_env(config)
+    network = make_network(config)
+    key, init_key, env_key = jax.random.split(key, 3)
+    obs, env_state = venv.reset(env_key, env_params)
+    params = network.init(init_key, obs)
+    opt_state = make_optimizer(config, hparams).init(params)
+    return TrainState(params=params, opt_state=opt_state, env_state=env_state, obs=obs, key=key,
+                      hparams=hparams, update_step=jnp.asarray(0, jnp.int32),
+                      env_steps=jnp.asarray(0, jnp.int32), extra=extra)
+
+
+def collect(config, state: TrainState, params=None):
+    """Roll the state's environments forward ``config.rollout_length`` steps with ``params``
+    (default: the current ones). Returns (state with new env_state/obs/key/env_steps, trajectory)."""
+    venv, env_params = make_env(config)
+    policy_fn, value_fn = policy_and_value_fns(make_network(config))
+    key, rollout_key = jax.random.split(state.key)
+    env_state, obs, trajectory = rollout(
+        venv, env_params, policy_fn, value_fn, state.params if params is None else params,
+        state.env_state, state.obs, rollout_key, config.rollout_length)
+    state = state.replace(env_state=env_state, obs=obs, key=key,
+                          env_steps=state.env_steps + config.steps_per_update)
+    return state, trajectory
+
+
+def apply_gradients(config, state: TrainState, grads, learning_rate=None):
+    """One optimiser step; returns (params, opt_state, grad global norm before clipping)."""
+    optimizer = make_optimizer(config, state.hparams)
+    opt_state = state.opt_state if learning_rate is None else set_learning_rate(state.opt_state, learning_rate)
+    updates, opt_state = optimizer.update(grads, opt_state, state.params)
+    return optax.apply_updates(state.params, updates), opt_state, optax.global_norm(grads)
+
+
+def value_metrics(trajectory: Trajectory, gamma) -> dict[str, jax.Array]:
+    """Max and mean value estimate and the one-step TD error δ (mean and mean |δ|)."""
+    deltas = estimators.td_errors(trajectory.rewards, trajectory.values, trajectory.next_values,
+                                  trajectory.discounts(gamma))
+    return {"value_max": jnp.max(trajectory.values), "value_mean": jnp.mean(trajectory.values),
+            "td_error_mean": jnp.mean(deltas), "td_error_abs_mean": jnp.mean(jnp.abs(deltas))}
+
+
+def normalize(x, eps: float = 1e-8):
+    """(x − mean)/std over all elements; a single element (minibatch of size 1) is left centred at 0
+    rather than divided by a zero std."""
+    if x.size <= 1:
+        return x - jnp.mean(x)
+    return (x - jnp.mean(x)) / (jnp.std(x) + eps)
+
+
+def flatten_time_batch(tree):
+    """[T, N, ...] → [T·N, ...] for every leaf."""
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)

@@ -1,0 +1,117 @@
+"""Proximal Policy Optimization (Schulman et al. 2017; seed slide "Proximal Policy Optimization").
+
+One update = one rollout of ``rollout_length`` steps in ``num_envs`` environments (the shared
+engine), GAE(γ, λ) advantages (Schulman et al. 2016) with truncation-correct bootstrapping, then
+``epochs`` passes of ``minibatches`` shuffled minibatches minimising
+
+    L = L^{CLIP} + c_v·L^{V} − β·H[π],
+
+with L^{CLIP} from :func:`pgjax.losses.ppo_clip_loss`, L^{V} the (optionally clipped) squared
+error to the GAE targets A + V, and H the entropy. Discrete and continuous action spaces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from pgjax import estimators, losses
+from pgjax.algorithms import common
+from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
+from pgjax.rollout import episode_metrics
+
+NAME = "ppo"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(CommonConfig):
+    epochs: int = 4
+    minibatches: int = 4
+    normalize_advantages: bool = True
+    clip_value: bool = False
+    anneal_lr: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        require_positive_int("epochs", self.epochs)
+        require_positive_int("minibatches", self.minibatches)
+        require(self.steps_per_update % self.minibatches == 0, "minibatches", self.minibatches,
+                f"must divide the batch num_envs*rollout_length = {self.steps_per_update}")
+
+
+@struct.dataclass
+class Hparams(CommonHparams):
+    clip_eps: Any = 0.2
+    gae_lambda: Any = 0.95
+    value_clip_eps: Any = 0.2
+
+
+def init(config: Config, hparams: Hparams, key) -> common.TrainState:
+    return common.init_train_state(config, hparams, key)
+
+
+def _loss(params, network, batch, hparams, clip_value: bool, normalize_advantages: bool):
+    obs, actions, old_log_probs, old_values, advantages, targets = batch
+    dist, values = network.apply(params, obs)
+    log_probs = dist.log_prob(actions)
+    if normalize_advantages:
+        advantages = common.normalize(advantages)
+    policy_loss = losses.ppo_clip_loss(log_probs, old_log_probs, advantages, hparams.clip_eps)
+    value_loss = losses.value_loss(values, targets, old_values if clip_value else None,
+                                   hparams.value_clip_eps if clip_value else None)
+    entropy = losses.entropy(dist)
+    total = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
+    aux = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+           "total_loss": total, "approx_kl": losses.approx_kl(log_probs, old_log_probs),
+           "clip_fraction": losses.clip_fraction(log_probs, old_log_probs, hparams.clip_eps)}
+    return total, aux
+
+
+def update(config: Config, state: common.TrainState):
+    """rollout → GAE → epochs × minibatches of clipped-surrogate steps. Returns (state, metrics)."""
+    hp = state.hparams
+    network = common.make_network(config)
+    state, traj = common.collect(config, state)
+    advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, traj.discounts(hp.gamma),
+                                traj.dones(), hp.gae_lambda)
+    targets = advantages + traj.values
+    batch = common.flatten_time_batch(
+        (traj.obs, traj.actions, traj.log_probs, traj.values, advantages, targets))
+    learning_rate = (common.linear_annealing(config, hp, state.update_step) if config.anneal_lr
+                     else hp.learning_rate)
+    grad_fn = jax.grad(_loss, has_aux=True)
+    minibatch_size = config.steps_per_update // config.minibatches
+
+    def minibatch_step(carry, minibatch):
+        params, opt_state = carry
+        grads, aux = grad_fn(params, network, minibatch, hp, config.clip_value,
+                             config.normalize_advantages)
+        params, opt_state, grad_norm = common.apply_gradients(
+            config, state.replace(params=params, opt_state=opt_state), grads, learning_rate)
+        return (params, opt_state), {**aux, "grad_norm": grad_norm}
+
+    def epoch_step(carry, epoch_key):
+        order = jax.random.permutation(epoch_key, config.steps_per_update)
+        shuffled = jax.tree.map(
+            lambda x: x[order].reshape((config.minibatches, minibatch_size) + x.shape[1:]), batch)
+        return jax.lax.scan(minibatch_step, carry, shuffled)
+
+    key, epochs_key = jax.random.split(state.key)
+    (params, opt_state), learn_metrics = jax.lax.scan(
+        epoch_step, (state.params, state.opt_state), jax.random.split(epochs_key, config.epochs))
+    state = state.replace(params=params, opt_state=opt_state, key=key,
+                          update_step=state.update_step + 1)
+    metrics = {
+        **jax.tree.map(jnp.mean, learn_metrics),
+        **episode_metrics(traj),
+        **common.value_metrics(traj, hp.gamma),
+        "explained_variance": estimators.explained_variance(traj.values, targets),
+        "advantage_mean": jnp.mean(advantages),
+        "learning_rate": learning_rate,
+        "env_steps": state.env_steps,
+    }
+    return state, metrics

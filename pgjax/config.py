@@ -1,0 +1,218 @@
+"""Static configuration and traced hyperparameters (shared/DESIGN.md, "Static vs traced").
+
+- A *config* is a frozen, hashable dataclass: everything that changes an array shape or the
+  compiled program. It is validated in ``__post_init__`` so bad values fail before compilation.
+- *Hyperparameters* are a flax struct dataclass of float scalars carried in the train state, so
+  ``jax.vmap`` over a batch of them is one compiled program.
+
+:func:`apply_overrides` turns ``--set key=value`` strings into a new (config, hparams) pair,
+refusing unknown keys with the list of allowed ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Any, ClassVar
+
+import jax.numpy as jnp
+from flax import struct
+
+
+class ConfigError(ValueError):
+    """A configuration or hyperparameter value that is not allowed."""
+
+
+def require(condition: bool, field: str, value: Any, allowed: str) -> None:
+    """Raise a :class:`ConfigError` naming the field, its bad value and what is allowed."""
+    if not condition:
+        raise ConfigError(f"{field}={value!r} is not allowed: {allowed}")
+
+
+def require_positive_int(field: str, value: Any) -> None:
+    require(isinstance(value, int) and not isinstance(value, bool) and value > 0, field, value,
+            "must be a positive integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonConfig:
+    """Fields every algorithm shares. Subclasses add their own and call ``super().__post_init__``."""
+    env_id: str = "CartPole-v1"
+    env_overrides: tuple[tuple[str, Any], ...] = ()  # EnvParams fields, e.g. (("max_steps_in_episode", 200),)
+    num_envs: int = 4
+    rollout_length: int = 128
+    total_steps: int = 500_000
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    shared_torso: bool = False
+    torso: str = "mlp"
+    state_dependent_std: bool = False
+    log_std_init: float = 0.0
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    reward_scale: float = 1.0
+    optimizer: str = "adam"
+
+    def __post_init__(self):
+        from envs import check_env_id
+        from pgjax.networks import ACTIVATIONS
+        try:
+            check_env_id(self.env_id)
+        except ValueError as error:
+            raise ConfigError(f"env_id: {error}") from None
+        self._check_env()
+        require_positive_int("num_envs", self.num_envs)
+        require_positive_int("rollout_length", self.rollout_length)
+        require_positive_int("total_steps", self.total_steps)
+        require(self.total_steps >= self.steps_per_update, "total_steps", self.total_steps,
+                f"must be at least num_envs*rollout_length = {self.steps_per_update}")
+        require(isinstance(self.hidden_sizes, tuple) and len(self.hidden_sizes) > 0
+                and all(isinstance(h, int) and h > 0 for h in self.hidden_sizes),
+                "hidden_sizes", self.hidden_sizes, "must be a non-empty tuple of positive integers")
+        require(self.activation in ACTIVATIONS, "activation", self.activation,
+                f"one of {sorted(ACTIVATIONS)}")
+        require(self.torso in ("mlp", "cnn"), "torso", self.torso, "one of ['cnn', 'mlp']")
+        require(self.optimizer in ("adam", "rmsprop", "sgd"), "optimizer", self.optimizer,
+                "one of ['adam', 'rmsprop', 'sgd']")
+        require(isinstance(self.reward_scale, (int, float)) and self.reward_scale > 0,
+                "reward_scale", self.reward_scale, "must be a positive number")
+
+    def _check_env(self) -> None:
+        from gymnax.environments import spaces
+        from envs import make
+        try:
+            env, params = make(self.env_id, **dict(self.env_overrides))
+        except ValueError as error:
+            raise ConfigError(f"env_overrides: {error}") from None
+        space = env.action_space(params)
+        kinds = self.supported_action_spaces
+        ok = (isinstance(space, spaces.Discrete) and "discrete" in kinds) or (
+            isinstance(space, spaces.Box) and len(space.shape) == 1 and "continuous" in kinds)
+        require(ok, "env_id", self.env_id,
+                f"{type(self).__name__} needs an action space of kind {kinds} "
+                f"(Discrete, or a 1-D Box for continuous); this env has {space!r}")
+
+    supported_action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.rollout_length
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.steps_per_update
+
+
+@struct.dataclass
+class CommonHparams:
+    """Traced numbers shared by every algorithm (vmappable)."""
+    learning_rate: Any = 2.5e-4
+    gamma: Any = 0.99
+    max_grad_norm: Any = 0.5
+    ent_coef: Any = 0.01
+    vf_coef: Any = 0.5
+
+
+def validate_hparams(hparams) -> None:
+    """Check the host-side values of a hyperparameter dataclass (scalars or arrays)."""
+    import numpy as np
+    ranges = {
+        "learning_rate": (0.0, math.inf, False), "gamma": (0.0, 1.0, True),
+        "gae_lambda": (0.0, 1.0, True), "lambda_": (0.0, 1.0, True), "clip_eps": (0.0, math.inf, False),
+        "max_grad_norm": (0.0, math.inf, False), "ent_coef": (0.0, math.inf, True),
+        "vf_coef": (0.0, math.inf, True), "value_clip_eps": (0.0, math.inf, False),
+    }
+    for field in dataclasses.fields(hparams):
+        value = np.asarray(getattr(hparams, field.name), dtype=np.float64)
+        require(bool(np.all(np.isfinite(value))), field.name, value.tolist(), "must be finite")
+        if field.name in ranges:
+            low, high, low_inclusive = ranges[field.name]
+            ok = np.all(value >= low) if low_inclusive else np.all(value > low)
+            ok = ok and np.all(value <= high)
+            bound = f"[{low}, {high}]" if low_inclusive else f"({low}, {high}]"
+            require(bool(ok), field.name, value.tolist(), f"must lie in {bound}")
+
+
+def hparams_as_arrays(hparams):
+    """Turn every field into a float32 array (so vmapped and single runs trace alike)."""
+    return hparams.replace(**{f.name: jnp.asarray(getattr(hparams, f.name), jnp.float32)
+                              for f in dataclasses.fields(hparams)})
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+    if isinstance(current, bool):
+        lowered = text.lower()
+        require(lowered in ("true", "false", "1", "0"), key, text, "true or false")
+        return lowered in ("true", "1")
+    if isinstance(current, int):
+        try:
+            return int(float(text)) if float(text).is_integer() else int(text)
+        except ValueError:
+            raise ConfigError(f"{key}={text!r} is not allowed: must be an integer") from None
+    if isinstance(current, tuple):
+        parts = [p for p in text.replace("(", "").replace(")", "").split(",") if p.strip()]
+        try:
+            return tuple(int(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"{key}={text!r} is not allowed: a comma-separated list of integers") from None
+    if isinstance(current, str):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text!r} is not allowed: must be a number") from None
+
+
+def apply_overrides(config, hparams, assignments: list[str]):
+    """Apply ``key=value`` strings to (config, hparams). Keys of EnvParams go in as ``env.KEY``.
+
+    Raises :class:`ConfigError` for malformed assignments, unknown keys (with close matches and
+    the allowed list) and values of the wrong type; the new config is validated as a whole.
+    """
+    config_fields = {f.name: f for f in dataclasses.fields(config)}
+    hparam_fields = {f.name for f in dataclasses.fields(hparams)}
+    config_changes: dict[str, Any] = {}
+    hparam_changes: dict[str, Any] = {}
+    env_overrides = dict(config.env_overrides)
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ConfigError(f"--set {assignment!r} is not allowed: expected key=value")
+        key, text = (part.strip() for part in assignment.split("=", 1))
+        if key.startswith("env."):
+            env_overrides[key[4:]] = _parse_env_value(text)
+        elif key in hparam_fields:
+            hparam_changes[key] = _parse_value(text, 0.0, key)
+        elif key in config_fields and key != "env_overrides":
+            config_changes[key] = _parse_value(text, getattr(config, key), key)
+        else:
+            allowed = sorted(hparam_fields | set(config_fields) - {"env_overrides"})
+            close = difflib.get_close_matches(key, allowed, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}, env.<EnvParams field>")
+    if env_overrides != dict(config.env_overrides):
+        config_changes["env_overrides"] = tuple(sorted(env_overrides.items()))
+    new_config = dataclasses.replace(config, **config_changes)
+    new_hparams = hparams.replace(**hparam_changes)
+    validate_hparams(new_hparams)
+    return new_config, new_hparams
+
+
+def _parse_env_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def config_to_dict(config) -> dict[str, Any]:
+    out = dataclasses.asdict(config)
+    out["env_overrides"] = dict(config.env_overrides)
+    return out
+
+
+def hparams_to_dict(hparams) -> dict[str, Any]:
+    import numpy as np
+    return {f.name: np.asarray(getattr(hparams, f.name)).tolist() for f in dataclasses.fields(hparams)}

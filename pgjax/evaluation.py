@@ -1,0 +1,84 @@
+"""A distinct evaluation routine (seed: "always have a distinct evaluation routine that runs a
+couple hundred eval episodes").
+
+``evaluate`` runs ``num_episodes`` fresh environments in parallel, each for exactly one episode,
+under fixed evaluation keys (the same parameters always give the same numbers, so runs compare
+fairly), with greedy (mode) or sampled actions. Observation statistics, if the agent normalises,
+are the trained agent's and stay frozen. Rewards are the raw environment rewards.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from pgjax.algorithms import common
+
+EVAL_SEED = 1_000_003  # fixed: every evaluation of every run uses the same episode keys
+
+
+def eval_key(index: int = 0) -> jax.Array:
+    """The fixed key of evaluation number ``index`` (same for every run)."""
+    return jax.random.fold_in(jax.random.key(EVAL_SEED), index)
+
+
+def max_episode_steps(config) -> int:
+    _, env_params = common.make_env(config)
+    return int(env_params.max_steps_in_episode)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "num_episodes", "greedy", "record"))
+def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, greedy: bool = True,
+             record: bool = False):
+    """Play one episode in each of ``num_episodes`` environments.
+
+    Args:
+      config: the run's static config (env, wrappers, network).
+      params: the agent's parameters.
+      env_state_for_stats: the training env state whose observation statistics are used (or
+        None when the config does not normalise observations).
+      key: evaluation key; use :func:`eval_key` for comparable numbers.
+      num_episodes, greedy: static; ``record`` also returns the episodes step by step.
+
+    Returns: dict of ``returns [E]``, ``lengths [E]`` and, with ``record``, the episodes
+    (``obs [L, E, ...]``, ``actions``, ``rewards``, ``terminated``, ``truncated``, ``valid [L, E]``
+    where L is the env's time limit and ``valid`` marks the steps inside each env's one episode).
+    """
+    from envs import obs_stats_of
+    venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False)
+    policy_fn, _ = common.policy_and_value_fns(common.make_network(config), greedy=greedy)
+    reset_key, run_key = jax.random.split(key)
+    obs, env_state = venv.reset(reset_key, env_params)
+    stats = obs_stats_of(env_state_for_stats) if env_state_for_stats is not None else None
+    if config.normalize_obs and stats is not None:
+        obs, env_state = venv.with_obs_stats(env_state, stats)
+
+    def step(carry, step_key):
+        env_state, obs, active, ep_return, ep_length = carry
+        act_key, env_key = jax.random.split(step_key)
+        action, _, _ = policy_fn(params, obs, act_key)
+        next_obs, env_state, reward, terminated, truncated, _ = venv.step(
+            env_key, env_state, action, env_params)
+        ep_return = ep_return + jnp.where(active, reward, 0.0)
+        ep_length = ep_length + active.astype(jnp.int32)
+        step_record = (obs, action, reward, terminated, truncated, active) if record else ()
+        active = active & ~(terminated | truncated)
+        return (env_state, next_obs, active, ep_return, ep_length), step_record
+
+    active = jnp.ones((num_episodes,), bool)
+    init = (env_state, obs, active, jnp.zeros((num_episodes,)), jnp.zeros((num_episodes,), jnp.int32))
+    (_, _, _, returns, lengths), records = jax.lax.scan(
+        step, init, jax.random.split(run_key, max_episode_steps(config)))
+    result = {"returns": returns, "lengths": lengths}
+    if record:
+        names = ("obs", "actions", "rewards", "terminated", "truncated", "valid")
+        result.update(dict(zip(names, records)))
+    return result
+
+
+def summarize(result) -> dict[str, float]:
+    returns = result["returns"]
+    return {"eval_return_mean": jnp.mean(returns), "eval_return_std": jnp.std(returns),
+            "eval_length_mean": jnp.mean(result["lengths"].astype(jnp.float32))}

@@ -1,0 +1,94 @@
+"""The one rollout engine: ``lax.scan`` over steps of a batched environment and a policy.
+
+Every algorithm collects data here; none writes its own loop. The result is a time-major
+:class:`Trajectory` ``[T, N, ...]`` that keeps ``terminated`` and ``truncated`` apart and carries
+``next_values[t] = V(s'_t)``, the critic at the true successor (the pre-reset final observation at
+an episode end), computed in one batched call after the scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Trajectory(NamedTuple):
+    obs: jax.Array             # [T, N, *obs] s_t, the input of the policy at step t
+    actions: jax.Array         # [T, N, *act] a_t as sampled (unclipped)
+    rewards: jax.Array         # [T, N] r_t
+    terminated: jax.Array      # [T, N] bool: s'_t is a true terminal state
+    truncated: jax.Array       # [T, N] bool: the episode was cut by a time limit at step t
+    log_probs: jax.Array       # [T, N] log μ(a_t|s_t) of the behaviour policy
+    values: jax.Array          # [T, N] V(s_t) (zeros for a policy without a critic)
+    next_obs: jax.Array        # [T, N, *obs] s'_t, the true successor (final observation at ends)
+    next_values: jax.Array     # [T, N] V(s'_t)
+    episode_done: jax.Array    # [T, N] bool: terminated or truncated
+    episode_return: jax.Array  # [T, N] the finished episode's undiscounted return where done, else 0
+    episode_length: jax.Array  # [T, N] its length where done, else 0
+
+    def discounts(self, gamma) -> jax.Array:
+        """γ·(1 − terminated_t): a truncation keeps its bootstrap (shared/DESIGN.md)."""
+        return gamma * (1.0 - self.terminated.astype(jnp.float32))
+
+    def dones(self) -> jax.Array:
+        """terminated_t or truncated_t, as float: where traces and n-step sums are cut."""
+        return self.episode_done.astype(jnp.float32)
+
+
+PolicyFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
+ValueFn = Callable[[Any, jax.Array], jax.Array]
+
+
+def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, env_state, obs,
+            key: jax.Array, num_steps: int):
+    """Run ``num_steps`` steps of ``venv`` under ``policy_fn``.
+
+    Args:
+      venv, env_params: a batched environment from :func:`envs.make_vec_env` and its params.
+      policy_fn: ``(params, obs [N, ...], key) -> (actions, log_probs [N], values [N])``.
+      value_fn: ``(params, obs [..., *obs_shape]) -> values [...]``, used for ``next_values``.
+      params: the behaviour parameters.
+      env_state, obs: where the environments stand now.
+      key: consumed; split once per step into an action key and an environment key.
+      num_steps: static rollout length T.
+
+    Returns: ``(env_state, obs, trajectory)`` with the environments' state after the last step.
+    """
+
+    def step(carry, step_key):
+        env_state, obs = carry
+        act_key, env_key = jax.random.split(step_key)
+        actions, log_probs, values = policy_fn(params, obs, act_key)
+        next_obs, env_state, rewards, terminated, truncated, info = venv.step(
+            env_key, env_state, actions, env_params)
+        transition = (obs, actions, rewards, terminated, truncated, log_probs, values,
+                      info["final_observation"], info["episode_done"], info["episode_return"],
+                      info["episode_length"])
+        return (env_state, next_obs), transition
+
+    (env_state, obs), transitions = jax.lax.scan(
+        step, (env_state, obs), jax.random.split(key, num_steps))
+    (t_obs, actions, rewards, terminated, truncated, log_probs, values, final_obs, done,
+     ep_return, ep_length) = transitions
+    next_values = value_fn(params, final_obs)
+    trajectory = Trajectory(t_obs, actions, rewards, terminated, truncated, log_probs, values,
+                            final_obs, next_values, done, ep_return, ep_length)
+    return env_state, obs, trajectory
+
+
+def episode_metrics(trajectory: Trajectory) -> dict[str, jax.Array]:
+    """Episode statistics of one rollout: mean return/length of the episodes that finished in it
+    (NaN if none did), how many finished, mean reward per step."""
+    done = trajectory.episode_done.astype(jnp.float32)
+    count = jnp.sum(done)
+    safe = jnp.maximum(count, 1.0)
+    nan_if_none = lambda x: jnp.where(count > 0, x, jnp.nan)
+    return {
+        "episode_return": nan_if_none(jnp.sum(trajectory.episode_return) / safe),
+        "episode_length": nan_if_none(jnp.sum(trajectory.episode_length.astype(jnp.float32)) / safe),
+        "episodes_completed": count,
+        "reward_per_step": jnp.mean(trajectory.rewards),
+    }

@@ -1,0 +1,34 @@
+"""``make_train``: a whole training run as one pure function (the PureJaxRL shape).
+
+    train = pgjax.make_train(config)
+    state, metrics = jax.jit(train)(key, hparams)                      # one seed
+    states, metrics = jax.jit(jax.vmap(train))(keys, batched_hparams)  # seeds × hyperparameters
+
+``metrics`` holds one ``[num_updates]`` array per metric (``[n, num_updates]`` under vmap).
+"""
+
+from __future__ import annotations
+
+import jax
+
+from pgjax import algorithms
+from pgjax.config import hparams_as_arrays
+
+
+def make_train(config):
+    """Return ``train(key, hparams) -> (final_state, metrics)`` scanning ``update`` over the whole
+    budget of ``config.total_steps`` environment steps."""
+    algo = algorithms.for_config(config)
+
+    def train(key, hparams):
+        state = algo.init(config, hparams_as_arrays(hparams), key)
+        return scan_updates(config, state, config.num_updates)
+
+    return train
+
+
+def scan_updates(config, state, num_updates: int):
+    """``num_updates`` consecutive updates in one ``lax.scan`` (used by ``train`` and by the
+    runner's chunks). Returns (state, stacked metrics)."""
+    algo = algorithms.for_config(config)
+    return jax.lax.scan(lambda s, _: algo.update(config, s), state, None, length=num_updates)
