@@ -144,7 +144,7 @@ def apply_gradients(config, state: TrainState, grads, learning_rate=None):
     optimizer = make_optimizer(config, state.hparams)
     opt_state = state.opt_state if learning_rate is None else set_learning_rate(state.opt_state, learning_rate)
     updates, opt_state = optimizer.update(grads, opt_state, state.params)
-    return optax.apply_updates(state.params, updates), opt_state, optax.global_norm(grads)
+    return optax.apply_updates(state.params, updates), opt_state, optax.tree.norm(grads)
 
 
 def value_metrics(trajectory: Trajectory, gamma) -> dict[str, jax.Array]:
