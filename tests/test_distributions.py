@@ -202,7 +202,7 @@ def test_gaussian_kl_monte_carlo():
     mu1, ls1 = j([0.3, -1.0]), j([0.2, -0.4])
     mu2, ls2 = j([-0.2, -0.5]), j([0.5, 0.1])
     p, q = DiagGaussian(mu1, ls1), DiagGaussian(mu2, ls2)
-    n = 200_000
+    n = 100_000
     x = DiagGaussian(jnp.broadcast_to(mu1, (n, 2)), ls1).sample(jax.random.PRNGKey(0))
     diff = np.asarray(p.log_prob(x) - q.log_prob(x), np.float64)
     est, se = diff.mean(), diff.std() / np.sqrt(n)
@@ -240,10 +240,9 @@ def test_gaussian_broadcast_log_std_matches_tiled():
     mu, ls, a = gaussian_inputs(6, (4,), d=3, broadcast_std=True)
     shared = DiagGaussian(j(mu), j(ls))
     tiled = DiagGaussian(j(mu), j(np.broadcast_to(ls, mu.shape)))
-    for m in ("entropy",):
-        got, want = getattr(shared, m)(), getattr(tiled, m)()
-        assert got.shape == want.shape == (4,)
-        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+    got, want = shared.entropy(), tiled.entropy()
+    assert got.shape == want.shape == (4,)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(shared.log_prob(j(a))), np.asarray(tiled.log_prob(j(a))), rtol=1e-6)
     key = jax.random.PRNGKey(3)
     assert shared.sample(key).shape == (4, 3)

@@ -1,0 +1,80 @@
+"""Learning benchmarks: 3 seeds (vmapped), 200 greedy evaluation episodes per seed at the end.
+
+    python benchmarks/learning.py [--only ppo:CartPole-v1,ppo:Pendulum-v1] [--seeds 3]
+
+Targets come from the issues (gymnax's published PPO results are the reference). Prints a markdown
+table and writes ``benchmarks/results/learning.json``; run folders go to ``runs/benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pgjax import algorithms, runner  # noqa: E402
+from pgjax.config import apply_overrides  # noqa: E402
+
+# (algorithm, env) -> (total steps, target eval return, config/hparam overrides)
+SETTINGS = {
+    ("ppo", "CartPole-v1"): (500_000, 475.0, []),
+    ("ppo", "Acrobot-v1"): (500_000, -90.0, ["num_envs=16", "rollout_length=64", "normalize_obs=true"]),
+    ("ppo", "Pendulum-v1"): (1_000_000, -200.0, [
+        "num_envs=16", "rollout_length=64", "epochs=10", "minibatches=8", "normalize_obs=true",
+        "normalize_reward=true", "anneal_lr=true", "learning_rate=1e-3", "gamma=0.95",
+        "ent_coef=0.0", "gae_lambda=0.95"]),
+    ("ppo", "MountainCarContinuous-v0"): (1_000_000, 85.0, [
+        "num_envs=16", "rollout_length=128", "epochs=4", "minibatches=4", "normalize_obs=true",
+        "normalize_reward=true", "learning_rate=3e-4", "gamma=0.99", "ent_coef=0.0",
+        "log_std_init=0.5"]),
+}
+
+
+def run_one(algo_name, env_id, seeds, runs_dir):
+    total_steps, target, overrides = SETTINGS[(algo_name, env_id)]
+    algo = algorithms.get(algo_name)
+    config, hparams = apply_overrides(algo.Config(env_id=env_id, total_steps=total_steps),
+                                      algo.Hparams(), overrides)
+    log = io.StringIO()
+    result = runner.run(algo_name, config, hparams, list(range(seeds)),
+                        Path(runs_dir) / f"{algo_name}-{env_id}", out=log)
+    returns = result.eval_returns
+    return {"algorithm": algo_name, "env_id": env_id, "total_steps": config.num_updates * config.steps_per_update,
+            "target": target, "eval_mean": float(returns.mean()), "eval_std": float(returns.std()),
+            "per_seed": returns.tolist(), "passed": bool(returns.mean() >= target),
+            "all_seeds_passed": bool(np.all(returns >= target)),
+            "steps_per_s": result.steps_per_second, "compile_s": result.compile_seconds,
+            "wall_s": result.wall_seconds, "overrides": overrides}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default="", help="comma-separated algo:env pairs")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--runs-dir", default="runs/benchmarks")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "learning.json"))
+    args = parser.parse_args(argv)
+    keys = [tuple(p.split(":", 1)) for p in args.only.split(",") if p] or list(SETTINGS)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    print("| algorithm | env | env steps/seed | target | eval return (mean ± std, 3 seeds × 200 ep) | per seed | met | wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for algo_name, env_id in keys:
+        row = run_one(algo_name, env_id, args.seeds, args.runs_dir)
+        previous[f"{algo_name}:{env_id}"] = row
+        out.write_text(json.dumps(previous, indent=2))
+        per_seed = ", ".join(f"{r:.1f}" for r in row["per_seed"])
+        print(f"| {algo_name} | {env_id} | {row['total_steps']:,} | {row['target']:g} | "
+              f"{row['eval_mean']:.1f} ± {row['eval_std']:.1f} | {per_seed} | "
+              f"{'yes' if row['passed'] else 'no'} | {row['wall_s']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

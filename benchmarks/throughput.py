@@ -1,0 +1,80 @@
+"""Throughput: environment steps per second of whole jitted training runs, compile time apart.
+
+    python benchmarks/throughput.py [--algos ppo] [--total-steps 500000] [--repeats 2]
+
+For every algorithm: (num_envs, rollout) = (4, 128), (64, 128), (2048, 32) with one seed, and 8 seeds
+vmapped at (4, 128). PPO uses 4 epochs × 4 minibatches. steps/s counts the steps of all seeds and
+is the best of ``--repeats`` runs after compilation. Prints a markdown table and writes
+``benchmarks/results/throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pgjax  # noqa: E402
+from pgjax import algorithms  # noqa: E402
+
+SHAPES = [(4, 128, 1), (64, 128, 1), (2048, 32, 1), (4, 128, 8)]
+
+
+def measure(algo_name: str, num_envs: int, rollout: int, seeds: int, total_steps: int, repeats: int):
+    algo = algorithms.get(algo_name)
+    steps_per_update = num_envs * rollout
+    total = max(total_steps, 10 * steps_per_update)
+    fields = {f.name for f in dataclasses.fields(algo.Config)}
+    extra = {k: v for k, v in {"epochs": 4, "minibatches": 4}.items() if k in fields}
+    config = algo.Config(env_id="CartPole-v1", num_envs=num_envs, rollout_length=rollout,
+                         total_steps=total, **extra)
+    train = pgjax.make_train(config)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    fn = jax.jit(jax.vmap(train, in_axes=(0, None))) if seeds > 1 else jax.jit(train)
+    args = (keys if seeds > 1 else keys[0], algo.Hparams())
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - t0)
+    steps = config.num_updates * steps_per_update * seeds
+    return {"algorithm": algo_name, "num_envs": num_envs, "rollout": rollout, "seeds": seeds,
+            "env_steps": steps, "compile_s": compile_s, "run_s": best, "steps_per_s": steps / best}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--algos", default=",".join(sorted(algorithms.ALGORITHMS)))
+    parser.add_argument("--total-steps", type=int, default=500_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "throughput.json"))
+    args = parser.parse_args(argv)
+    machine = f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}"
+    rows = []
+    print(f"| algorithm | num_envs × rollout | seeds | env steps | compile s | steps/s |  ({machine})")
+    print("|---|---|---|---|---|---|")
+    for algo_name in args.algos.split(","):
+        for num_envs, rollout, seeds in SHAPES:
+            row = measure(algo_name, num_envs, rollout, seeds, args.total_steps, args.repeats)
+            rows.append(row)
+            print(f"| {algo_name} | {num_envs} × {rollout} | {seeds} | {row['env_steps']:,} | "
+                  f"{row['compile_s']:.1f} | {row['steps_per_s']:,.0f} |", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "cpu_count": jax.device_count(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
