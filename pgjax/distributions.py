@@ -38,7 +38,8 @@ class Categorical:
     def entropy(self) -> jax.Array:
         """H = −Σ_a π(a) log π(a)."""
         log_p = self.log_probs_all
-        return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+        p = jnp.exp(log_p)
+        return -jnp.sum(jnp.where(p > 0, p * log_p, 0.0), axis=-1)  # masked (−inf) logits add 0
 
     def sample(self, key: jax.Array) -> jax.Array:
         return jax.random.categorical(key, self.logits, axis=-1)
@@ -49,7 +50,8 @@ class Categorical:
     def kl(self, other: "Categorical") -> jax.Array:
         """KL[self ‖ other] = Σ_a p(a) (log p(a) − log q(a))."""
         log_p, log_q = self.log_probs_all, other.log_probs_all
-        return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+        p = jnp.exp(log_p)
+        return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
 
 
 @struct.dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +14,37 @@ from pgjax.distributions import Categorical, DiagGaussian
 
 RTOL = 1e-5
 ATOL = 1e-5
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted(name):
+    def call(dist, *args):
+        attr = getattr(dist, name)
+        return attr(*args) if callable(attr) else attr
+    return jax.jit(call)
+
+
+class J:
+    """Wraps a distribution so that its methods and properties run jit-compiled: one XLA program
+    per call instead of one compilation per eager op for every new shape, which keeps this file
+    fast on a small CPU. ``test_categorical_is_a_jittable_pytree`` compares jit with eager."""
+
+    def __init__(self, dist):
+        self.dist = dist
+
+    def __getattr__(self, name):
+        if name in ("log_probs_all", "probs"):
+            return _jitted(name)(self.dist)
+        unwrap = lambda x: x.dist if isinstance(x, J) else x  # noqa: E731
+        return lambda *args: _jitted(name)(self.dist, *map(unwrap, args))
+
+
+def Cat(logits):
+    return J(Categorical(logits))
+
+
+def Gauss(mean, log_std):
+    return J(DiagGaussian(mean, log_std))
 
 
 def j(x):
@@ -40,7 +73,7 @@ def test_categorical_log_prob(shape):
     rng = np.random.default_rng(0)
     h = f32(3.0 * rng.normal(size=shape))
     a = rng.integers(0, shape[-1], size=shape[:-1])
-    dist = Categorical(j(h))
+    dist = Cat(j(h))
     got = dist.log_prob(jnp.asarray(a))
     assert got.shape == shape[:-1]
     lsm = np_log_softmax(h)
@@ -52,9 +85,9 @@ def test_categorical_log_prob(shape):
 
 def test_categorical_log_prob_large_logits_stable():
     h = np.array([[1000.0, 0.0, -1000.0], [50.0, 50.0, 50.0]])
-    got = np.asarray(Categorical(j(h)).log_prob(jnp.asarray([1, 2])))
+    got = np.asarray(Cat(j(h)).log_prob(jnp.asarray([1, 2])))
     np.testing.assert_allclose(got, [-1000.0, -np.log(3.0)], rtol=1e-6)
-    assert np.all(np.isfinite(np.asarray(Categorical(j(h)).entropy())))
+    assert np.all(np.isfinite(np.asarray(Cat(j(h)).entropy())))
 
 
 def test_categorical_entropy():
@@ -62,11 +95,11 @@ def test_categorical_entropy():
     h = f32(rng.normal(size=(7, 5)))
     p = np.exp(np_log_softmax(h))
     want = np.array([-sum(pi * np.log(pi) for pi in row) for row in p])
-    np.testing.assert_allclose(np.asarray(Categorical(j(h)).entropy()), want, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(np.asarray(Cat(j(h)).entropy()), want, rtol=RTOL, atol=ATOL)
     # Closed forms: uniform -> log A; one-hot-ish -> 0.
-    np.testing.assert_allclose(float(Categorical(jnp.zeros(5)).entropy()), np.log(5.0), rtol=1e-6)
-    assert abs(float(Categorical(j([100.0, 0.0, 0.0])).entropy())) < 1e-6
-    np.testing.assert_allclose(np.asarray(Categorical(j(h)).entropy()), stats.entropy(p, axis=-1),
+    np.testing.assert_allclose(float(Cat(jnp.zeros(5)).entropy()), np.log(5.0), rtol=1e-6)
+    assert abs(float(Cat(j([100.0, 0.0, 0.0])).entropy())) < 1e-6
+    np.testing.assert_allclose(np.asarray(Cat(j(h)).entropy()), stats.entropy(p, axis=-1),
                                rtol=RTOL, atol=ATOL)
 
 
@@ -76,21 +109,21 @@ def test_categorical_kl():
     h2 = f32(rng.normal(size=(6, 4)))
     p, q = np.exp(np_log_softmax(h1)), np.exp(np_log_softmax(h2))
     want = np.array([sum(pi * np.log(pi / qi) for pi, qi in zip(pr, qr)) for pr, qr in zip(p, q)])
-    got = np.asarray(Categorical(j(h1)).kl(Categorical(j(h2))))
+    got = np.asarray(Cat(j(h1)).kl(Cat(j(h2))))
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(got, stats.entropy(p, q, axis=-1), rtol=RTOL, atol=ATOL)
     # KL[p‖q] ≠ KL[q‖p] in general, and KL[p‖p] = 0.
-    back = np.asarray(Categorical(j(h2)).kl(Categorical(j(h1))))
+    back = np.asarray(Cat(j(h2)).kl(Cat(j(h1))))
     assert not np.allclose(got, back, atol=1e-3)
-    np.testing.assert_allclose(np.asarray(Categorical(j(h1)).kl(Categorical(j(h1)))), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(Cat(j(h1)).kl(Cat(j(h1)))), 0.0, atol=1e-6)
     # Logits shifted by a constant are the same distribution.
-    np.testing.assert_allclose(np.asarray(Categorical(j(h1)).kl(Categorical(j(h1 + 3.0)))), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(Cat(j(h1)).kl(Cat(j(h1 + 3.0)))), 0.0, atol=1e-5)
 
 
 def test_categorical_mode():
     rng = np.random.default_rng(3)
     h = f32(rng.normal(size=(10, 7)))
-    got = np.asarray(Categorical(j(h)).mode())
+    got = np.asarray(Cat(j(h)).mode())
     want = [max(range(7), key=lambda k: row[k]) for row in h]
     np.testing.assert_array_equal(got, want)
 
@@ -99,7 +132,7 @@ def test_categorical_sample_frequencies():
     probs = np.array([0.05, 0.15, 0.3, 0.4, 0.1])
     n = 20_000
     logits = jnp.broadcast_to(j(np.log(probs)), (n, 5))
-    a = np.asarray(Categorical(logits).sample(jax.random.PRNGKey(0)))
+    a = np.asarray(Cat(logits).sample(jax.random.PRNGKey(0)))
     assert a.shape == (n,)
     assert a.min() >= 0 and a.max() <= 4
     counts = np.bincount(a, minlength=5)
@@ -115,7 +148,7 @@ def test_categorical_sample_frequencies():
 def test_categorical_sample_batched_rows_differ():
     # Each row of a batch samples from its own distribution.
     logits = j([[0.0, 30.0, 0.0], [30.0, 0.0, 0.0], [0.0, 0.0, 30.0]])
-    a = np.asarray(Categorical(logits).sample(jax.random.PRNGKey(1)))
+    a = np.asarray(Cat(logits).sample(jax.random.PRNGKey(1)))
     np.testing.assert_array_equal(a, [1, 0, 2])
 
 
@@ -148,7 +181,7 @@ def gaussian_inputs(seed, batch=(4,), d=3, broadcast_std=False):
 @pytest.mark.parametrize("batch", [(), (4,), (2, 3)])
 def test_gaussian_log_prob(batch, broadcast_std):
     mu, ls, a = gaussian_inputs(0, batch, broadcast_std=broadcast_std)
-    got = DiagGaussian(j(mu), j(ls)).log_prob(j(a))
+    got = Gauss(j(mu), j(ls)).log_prob(j(a))
     assert got.shape == batch
     want = stats.norm.logpdf(a, loc=mu, scale=np.exp(np.broadcast_to(ls, mu.shape))).sum(-1)
     np.testing.assert_allclose(np.asarray(got), want, rtol=RTOL, atol=ATOL)
@@ -162,7 +195,7 @@ def test_gaussian_log_prob(batch, broadcast_std):
 @pytest.mark.parametrize("broadcast_std", [False, True])
 def test_gaussian_entropy(broadcast_std):
     mu, ls, _ = gaussian_inputs(1, (5,), d=4, broadcast_std=broadcast_std)
-    got = DiagGaussian(j(mu), j(ls)).entropy()
+    got = Gauss(j(mu), j(ls)).entropy()
     assert got.shape == (5,)
     sd = np.exp(np.broadcast_to(ls, mu.shape))
     want = np.sum(0.5 * np.log(2 * np.pi * np.e * sd**2), -1)
@@ -178,12 +211,12 @@ def test_gaussian_kl_closed_form():
     rng = np.random.default_rng(2)
     mu1, mu2 = f32(rng.normal(size=(5, 3))), f32(rng.normal(size=(5, 3)))
     ls1, ls2 = f32(0.4 * rng.normal(size=(5, 3))), f32(0.4 * rng.normal(size=(5, 3)))
-    got = np.asarray(DiagGaussian(j(mu1), j(ls1)).kl(DiagGaussian(j(mu2), j(ls2))))
+    got = np.asarray(Gauss(j(mu1), j(ls1)).kl(Gauss(j(mu2), j(ls2))))
     np.testing.assert_allclose(got, np_gauss_kl(mu1, np.exp(ls1), mu2, np.exp(ls2)), rtol=RTOL, atol=ATOL)
     # Asymmetric; zero against itself.
-    back = np.asarray(DiagGaussian(j(mu2), j(ls2)).kl(DiagGaussian(j(mu1), j(ls1))))
+    back = np.asarray(Gauss(j(mu2), j(ls2)).kl(Gauss(j(mu1), j(ls1))))
     assert not np.allclose(got, back, atol=1e-3)
-    np.testing.assert_allclose(np.asarray(DiagGaussian(j(mu1), j(ls1)).kl(DiagGaussian(j(mu1), j(ls1)))),
+    np.testing.assert_allclose(np.asarray(Gauss(j(mu1), j(ls1)).kl(Gauss(j(mu1), j(ls1)))),
                                0.0, atol=1e-6)
 
 
@@ -191,7 +224,7 @@ def test_gaussian_kl_broadcast_log_std():
     rng = np.random.default_rng(5)
     mu1, mu2 = f32(rng.normal(size=(6, 2))), f32(rng.normal(size=(6, 2)))
     ls1, ls2 = f32(0.3 * rng.normal(size=2)), f32(0.3 * rng.normal(size=2))
-    got = DiagGaussian(j(mu1), j(ls1)).kl(DiagGaussian(j(mu2), j(ls2)))
+    got = Gauss(j(mu1), j(ls1)).kl(Gauss(j(mu2), j(ls2)))
     assert got.shape == (6,)
     s1, s2 = np.exp(np.broadcast_to(ls1, (6, 2))), np.exp(np.broadcast_to(ls2, (6, 2)))
     np.testing.assert_allclose(np.asarray(got), np_gauss_kl(mu1, s1, mu2, s2), rtol=RTOL, atol=ATOL)
@@ -201,9 +234,9 @@ def test_gaussian_kl_monte_carlo():
     # KL[p‖q] = E_p[log p(x) − log q(x)], estimated from samples of p drawn by DiagGaussian.sample.
     mu1, ls1 = j([0.3, -1.0]), j([0.2, -0.4])
     mu2, ls2 = j([-0.2, -0.5]), j([0.5, 0.1])
-    p, q = DiagGaussian(mu1, ls1), DiagGaussian(mu2, ls2)
+    p, q = Gauss(mu1, ls1), Gauss(mu2, ls2)
     n = 100_000
-    x = DiagGaussian(jnp.broadcast_to(mu1, (n, 2)), ls1).sample(jax.random.PRNGKey(0))
+    x = Gauss(jnp.broadcast_to(mu1, (n, 2)), ls1).sample(jax.random.PRNGKey(0))
     diff = np.asarray(p.log_prob(x) - q.log_prob(x), np.float64)
     est, se = diff.mean(), diff.std() / np.sqrt(n)
     exact = float(p.kl(q))
@@ -223,7 +256,7 @@ def test_gaussian_log_prob_gradient_wrt_mean(broadcast_std):
     def f(m):
         return jnp.sum(DiagGaussian(m, j(ls)).log_prob(j(a)))
 
-    g = np.asarray(jax.grad(f)(j(mu)), np.float64)
+    g = np.asarray(jax.jit(jax.grad(f))(j(mu)), np.float64)
     var = np.exp(2 * np.broadcast_to(ls, mu.shape))
     np.testing.assert_allclose(g, (a - mu) / var, rtol=RTOL, atol=ATOL)
 
@@ -231,15 +264,15 @@ def test_gaussian_log_prob_gradient_wrt_mean(broadcast_std):
 def test_gaussian_log_prob_gradient_wrt_log_std():
     # ∂/∂log σ_d log N = ((a − μ)²/σ² − 1), summed over the batch for a shared log_std [D].
     mu, ls, a = gaussian_inputs(4, (5,), broadcast_std=True)
-    g = np.asarray(jax.grad(lambda s: jnp.sum(DiagGaussian(j(mu), s).log_prob(j(a))))(j(ls)))
+    g = np.asarray(jax.jit(jax.grad(lambda s: jnp.sum(DiagGaussian(j(mu), s).log_prob(j(a)))))(j(ls)))
     want = np.sum((a - mu) ** 2 / np.exp(2 * ls) - 1.0, axis=0)
     np.testing.assert_allclose(g, want, rtol=RTOL, atol=ATOL)
 
 
 def test_gaussian_broadcast_log_std_matches_tiled():
     mu, ls, a = gaussian_inputs(6, (4,), d=3, broadcast_std=True)
-    shared = DiagGaussian(j(mu), j(ls))
-    tiled = DiagGaussian(j(mu), j(np.broadcast_to(ls, mu.shape)))
+    shared = Gauss(j(mu), j(ls))
+    tiled = Gauss(j(mu), j(np.broadcast_to(ls, mu.shape)))
     got, want = shared.entropy(), tiled.entropy()
     assert got.shape == want.shape == (4,)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
@@ -254,7 +287,7 @@ def test_gaussian_sample_statistics():
     mu = j([1.0, -2.0, 0.5])
     ls = j([0.0, -1.0, 0.7])
     n = 100_000
-    x = np.asarray(DiagGaussian(jnp.broadcast_to(mu, (n, 3)), ls).sample(jax.random.PRNGKey(7)), np.float64)
+    x = np.asarray(Gauss(jnp.broadcast_to(mu, (n, 3)), ls).sample(jax.random.PRNGKey(7)), np.float64)
     assert x.shape == (n, 3)
     sd = np.exp(np.asarray(ls, np.float64))
     # Mean: standard error sd/√n; std: standard error ≈ sd/√(2n).
@@ -264,7 +297,18 @@ def test_gaussian_sample_statistics():
     corr = np.corrcoef(x.T)
     assert np.all(np.abs(corr[~np.eye(3, dtype=bool)]) < 5 / np.sqrt(n))
     # Different keys give different samples; same key the same ones.
-    d = DiagGaussian(mu, ls)
+    d = Gauss(mu, ls)
     assert not np.allclose(np.asarray(d.sample(jax.random.PRNGKey(0))), np.asarray(d.sample(jax.random.PRNGKey(1))))
     np.testing.assert_array_equal(np.asarray(d.sample(jax.random.PRNGKey(0))),
                                   np.asarray(d.sample(jax.random.PRNGKey(0))))
+
+
+def test_categorical_with_masked_logit_has_finite_entropy_and_kl():
+    import jax.numpy as jnp
+    import numpy as np
+    from pgjax.distributions import Categorical
+    masked = Categorical(jnp.array([0.0, 0.0, -jnp.inf]))
+    np.testing.assert_allclose(masked.entropy(), np.log(2.0), rtol=1e-6)
+    other = Categorical(jnp.array([0.0, 1.0, 0.0]))
+    p = np.array([0.5, 0.5]); q = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0, 0.0]).sum()
+    np.testing.assert_allclose(masked.kl(other), np.sum(p * np.log(p / q)), rtol=1e-5)

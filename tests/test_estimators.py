@@ -31,7 +31,7 @@ class _Jitted:
     td_errors = staticmethod(jax.jit(_est_module.td_errors))
     gae = staticmethod(jax.jit(_est_module.gae))
     vtrace = staticmethod(jax.jit(_est_module.vtrace))
-    explained_variance = staticmethod(_est_module.explained_variance)
+    explained_variance = staticmethod(jax.jit(_est_module.explained_variance))
 
 
 est = _Jitted
@@ -440,7 +440,7 @@ def test_vtrace_has_no_gradient():
                             j(x["dones"]), log_rhos)
         return jnp.sum(vs) + jnp.sum(pg)
 
-    gv, gr = jax.grad(f, argnums=(0, 1))(j(x["values"]), j(x["log_rhos"]))
+    gv, gr = jax.jit(jax.grad(f, argnums=(0, 1)))(j(x["values"]), j(x["log_rhos"]))
     assert np.all(np.asarray(gv) == 0.0) and np.all(np.asarray(gr) == 0.0)
 
 
@@ -622,8 +622,8 @@ def test_vmap_over_batch_axis_matches_batched_call():
     # vmap over the batch axis (in_axes=1) of a [T, B] input gives the same as the batched call.
     x = make_traj(5, (T, 5))
     r, v, nv, d, dn = (j(x[k]) for k in ("rewards", "values", "next_values", "discounts", "dones"))
-    got = jax.vmap(lambda *a: _est_module.gae(*a, 0.9), in_axes=1, out_axes=1)(r, v, nv, d, dn)
-    close(got, np.asarray(_est_module.gae(r, v, nv, d, dn, 0.9), np.float64))
+    got = jax.jit(jax.vmap(lambda *a: _est_module.gae(*a, 0.9), in_axes=1, out_axes=1))(r, v, nv, d, dn)
+    close(got, np.asarray(est.gae(r, v, nv, d, dn, 0.9), np.float64))
 
 
 def test_explained_variance():

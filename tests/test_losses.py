@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,17 @@ import pytest
 
 from pgjax import losses
 from pgjax.distributions import Categorical, DiagGaussian
+
+# Jit-compiled versions: one XLA program per call shape instead of one compilation per eager op
+# (much faster on a small CPU). Eager calls are used in test_ppo_clip_loss_value.
+L = types.SimpleNamespace(**{name: jax.jit(getattr(losses, name)) for name in (
+    "policy_gradient_loss", "ppo_clip_loss", "importance_sampled_surrogate", "value_loss",
+    "entropy", "mean_kl", "approx_kl", "clip_fraction")})
+
+
+def jgrad(fun, argnums=0):
+    return jax.jit(jax.grad(fun, argnums=argnums))
+
 
 RTOL = 1e-5
 ATOL = 1e-6
@@ -59,7 +72,7 @@ def test_ppo_clip_loss_multi_dim_and_clipping_active():
     eps = 0.2
     ratio = np.exp(new - old)
     assert np.mean(np.abs(ratio - 1) > eps) > 0.2  # the clip really is exercised
-    got = losses.ppo_clip_loss(j(new), j(old), j(adv), eps)
+    got = L.ppo_clip_loss(j(new), j(old), j(adv), eps)
     np.testing.assert_allclose(float(got), np_ppo_loss(new, old, adv, eps), rtol=1e-5, atol=1e-6)
     # ... and it differs from the unclipped importance-sampled surrogate.
     assert abs(float(got) + np.mean(ratio * adv)) > 1e-3
@@ -69,9 +82,9 @@ def test_ppo_clip_loss_equals_negative_surrogate_when_nothing_clipped():
     new, old, adv = ppo_inputs(4, spread=0.01)
     eps = 0.2
     assert np.all(np.abs(np.exp(new - old) - 1) < eps)
-    got = losses.ppo_clip_loss(j(new), j(old), j(adv), eps)
+    got = L.ppo_clip_loss(j(new), j(old), j(adv), eps)
     np.testing.assert_allclose(float(got), -np.mean(np.exp(new - old) * adv), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(float(got), -float(losses.importance_sampled_surrogate(j(new), j(old), j(adv))),
+    np.testing.assert_allclose(float(got), -float(L.importance_sampled_surrogate(j(new), j(old), j(adv))),
                                rtol=1e-5, atol=1e-6)
 
 
@@ -83,7 +96,7 @@ def test_ppo_clip_loss_gradient_analytic(seed):
     n = new.size
     # Stay away from the kinks at ratio = 1 ± ε where the derivative is not defined.
     assert np.min(np.abs(np.abs(ratio - 1.0) - eps)) > 1e-4
-    grads = jax.grad(losses.ppo_clip_loss, argnums=(0, 1, 2))(j(new), j(old), j(adv), eps)
+    grads = jgrad(L.ppo_clip_loss, argnums=(0, 1, 2))(j(new), j(old), j(adv), eps)
     g_new, g_old, g_adv = (np.asarray(g, np.float64) for g in grads)
     # min(rA, clip(r)A) takes the (flat) clipped branch iff r > 1+ε with A > 0 or r < 1−ε with A < 0.
     clipped_active = ((adv > 0) & (ratio > 1 + eps)) | ((adv < 0) & (ratio < 1 - eps))
@@ -100,7 +113,7 @@ def test_ppo_clip_loss_gradient_finite_differences():
     ratio = np.exp(new - old)
     h = 1e-4
     assert np.min(np.abs(np.abs(ratio - 1.0) - eps)) > 10 * h
-    g = np.asarray(jax.grad(losses.ppo_clip_loss)(j(new), j(old), j(adv), eps), np.float64)
+    g = np.asarray(jgrad(L.ppo_clip_loss)(j(new), j(old), j(adv), eps), np.float64)
     fd = np.zeros_like(new)
     for i in range(new.size):
         e = np.zeros_like(new)
@@ -119,7 +132,7 @@ def test_ppo_clip_loss_traced_eps_under_jit_and_vmap():
 
 def test_ppo_clip_loss_shape_mismatch_raises():
     with pytest.raises(AssertionError):
-        losses.ppo_clip_loss(jnp.zeros(5), jnp.zeros(4), jnp.zeros(5), 0.2)
+        L.ppo_clip_loss(jnp.zeros(5), jnp.zeros(4), jnp.zeros(5), 0.2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -132,9 +145,9 @@ def test_policy_gradient_loss_value_and_gradient(shape):
     lp = f32(rng.normal(-1.0, 0.5, size=shape))
     adv = f32(rng.normal(size=shape))
     n = lp.size
-    got = losses.policy_gradient_loss(j(lp), j(adv))
+    got = L.policy_gradient_loss(j(lp), j(adv))
     np.testing.assert_allclose(float(got), -np.sum(lp * adv) / n, rtol=1e-5, atol=1e-6)
-    g_lp, g_adv = jax.grad(losses.policy_gradient_loss, argnums=(0, 1))(j(lp), j(adv))
+    g_lp, g_adv = jgrad(L.policy_gradient_loss, argnums=(0, 1))(j(lp), j(adv))
     np.testing.assert_allclose(np.asarray(g_lp), -adv / n, rtol=1e-6, atol=1e-8)
     assert np.all(np.asarray(g_adv) == 0.0)  # advantages are constants
 
@@ -147,9 +160,9 @@ def test_policy_gradient_loss_through_a_categorical_policy():
     adv = f32(rng.normal(size=6))
 
     def loss(h):
-        return losses.policy_gradient_loss(Categorical(h).log_prob(jnp.asarray(actions)), j(adv))
+        return L.policy_gradient_loss(Categorical(h).log_prob(jnp.asarray(actions)), j(adv))
 
-    g = np.asarray(jax.grad(loss)(j(logits)), np.float64)
+    g = np.asarray(jgrad(loss)(j(logits)), np.float64)
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     want = -adv[:, None] * (np.eye(4)[actions] - p) / 6
@@ -158,10 +171,10 @@ def test_policy_gradient_loss_through_a_categorical_policy():
 
 def test_importance_sampled_surrogate():
     new, old, adv = ppo_inputs(2)
-    got = losses.importance_sampled_surrogate(j(new), j(old), j(adv))
+    got = L.importance_sampled_surrogate(j(new), j(old), j(adv))
     ratio = np.exp(new - old)
     np.testing.assert_allclose(float(got), np.mean(ratio * adv), rtol=1e-5, atol=1e-6)
-    g_new, g_old = jax.grad(losses.importance_sampled_surrogate, argnums=(0, 1))(j(new), j(old), j(adv))
+    g_new, g_old = jgrad(L.importance_sampled_surrogate, argnums=(0, 1))(j(new), j(old), j(adv))
     np.testing.assert_allclose(np.asarray(g_new), ratio * adv / new.size, rtol=1e-5, atol=1e-7)
     assert np.all(np.asarray(g_old) == 0.0)
 
@@ -175,14 +188,14 @@ def test_value_loss_unclipped(seed):
     rng = np.random.default_rng(seed)
     v = f32(rng.normal(size=(5, 7)))
     tgt = f32(rng.normal(size=(5, 7)))
-    got = losses.value_loss(j(v), j(tgt))
+    got = L.value_loss(j(v), j(tgt))
     np.testing.assert_allclose(float(got), 0.5 * np.mean((v - tgt) ** 2), rtol=1e-5, atol=1e-7)
-    g_v, g_t = jax.grad(losses.value_loss, argnums=(0, 1))(j(v), j(tgt))
+    g_v, g_t = jgrad(L.value_loss, argnums=(0, 1))(j(v), j(tgt))
     np.testing.assert_allclose(np.asarray(g_v), (v - tgt) / v.size, rtol=1e-5, atol=1e-7)
     assert np.all(np.asarray(g_t) == 0.0)
     # Passing only one of old_values / clip_eps gives the unclipped loss.
-    np.testing.assert_allclose(float(losses.value_loss(j(v), j(tgt), old_values=j(tgt))), float(got))
-    np.testing.assert_allclose(float(losses.value_loss(j(v), j(tgt), clip_eps=0.1)), float(got))
+    np.testing.assert_allclose(float(L.value_loss(j(v), j(tgt), old_values=j(tgt))), float(got))
+    np.testing.assert_allclose(float(L.value_loss(j(v), j(tgt), clip_eps=0.1)), float(got))
 
 
 def np_clipped_value_loss(v, tgt, old, eps):
@@ -200,7 +213,7 @@ def test_value_loss_clipped(seed, eps):
     old = f32(rng.normal(size=40))
     v = f32(old + 0.3 * rng.normal(size=40))
     tgt = f32(rng.normal(size=40))
-    got = losses.value_loss(j(v), j(tgt), j(old), eps)
+    got = L.value_loss(j(v), j(tgt), j(old), eps)
     np.testing.assert_allclose(float(got), np_clipped_value_loss(v, tgt, old, eps), rtol=1e-5, atol=1e-7)
     if eps < 0.5:
         # The clipped branch really changes the loss.
@@ -213,7 +226,7 @@ def test_value_loss_clipped_gradient():
     old = f32(rng.normal(size=30))
     v = f32(old + 0.3 * rng.normal(size=30))
     tgt = f32(rng.normal(size=30))
-    g_v, g_old = jax.grad(losses.value_loss, argnums=(0, 2))(j(v), j(tgt), j(old), eps)
+    g_v, g_old = jgrad(L.value_loss, argnums=(0, 2))(j(v), j(tgt), j(old), eps)
     vc = old + np.clip(v - old, -eps, eps)
     unclipped_wins = (v - tgt) ** 2 >= (vc - tgt) ** 2
     inside = np.abs(v - old) < eps
@@ -231,11 +244,11 @@ def test_value_loss_clipped_gradient():
 
 def test_approx_kl_formula():
     new, old, _ = ppo_inputs(0, spread=0.5)
-    got = losses.approx_kl(j(new), j(old))
+    got = L.approx_kl(j(new), j(old))
     lr = new - old
     np.testing.assert_allclose(float(got), np.mean(np.exp(lr) - 1.0 - lr), rtol=1e-5, atol=1e-7)
     assert float(got) >= 0.0
-    np.testing.assert_allclose(float(losses.approx_kl(j(old), j(old))), 0.0, atol=1e-8)
+    np.testing.assert_allclose(float(L.approx_kl(j(old), j(old))), 0.0, atol=1e-8)
 
 
 def test_approx_kl_is_unbiased_for_categorical_kl():
@@ -247,12 +260,12 @@ def test_approx_kl_is_unbiased_for_categorical_kl():
     n = 200_000
     a = rng.choice(5, size=n, p=p_old)
     lp_new, lp_old = np.log(p_new)[a], np.log(p_old)[a]
-    got = float(losses.approx_kl(j(lp_new), j(lp_old)))
+    got = float(L.approx_kl(j(lp_new), j(lp_old)))
     k3 = np.exp(lp_new - lp_old) - 1 - (lp_new - lp_old)
     se = k3.std() / np.sqrt(n)
     assert abs(got - exact) < 5 * se + 1e-5, (got, exact, se)
     # ... and the JAX Categorical.kl agrees with the exact value.
-    kl = losses.mean_kl(Categorical(j(np.log(p_old))[None]), Categorical(j(np.log(p_new))[None]))
+    kl = L.mean_kl(Categorical(j(np.log(p_old))[None]), Categorical(j(np.log(p_new))[None]))
     np.testing.assert_allclose(float(kl), exact, rtol=1e-5, atol=1e-7)
 
 
@@ -262,13 +275,13 @@ def test_clip_fraction(eps):
     ratio = np.exp(new - old)
     want = np.sum([abs(r - 1.0) > eps for r in ratio]) / ratio.size
     assert 0.0 < want < 1.0
-    np.testing.assert_allclose(float(losses.clip_fraction(j(new), j(old), eps)), want, atol=1e-7)
+    np.testing.assert_allclose(float(L.clip_fraction(j(new), j(old), eps)), want, atol=1e-7)
 
 
 def test_clip_fraction_hand_example():
     ratios = np.array([0.5, 0.85, 1.0, 1.1, 1.25, 3.0])
     lp = np.log(ratios)
-    got = float(losses.clip_fraction(j(lp), j(np.zeros(6)), 0.2))
+    got = float(L.clip_fraction(j(lp), j(np.zeros(6)), 0.2))
     np.testing.assert_allclose(got, 3 / 6, atol=1e-7)
 
 
@@ -288,9 +301,9 @@ def test_mean_kl_and_entropy_categorical():
     lp, lq = np_log_softmax(h_old), np_log_softmax(h_new)
     want_kl = np.mean(np.sum(np.exp(lp) * (lp - lq), -1))
     want_h = np.mean(-np.sum(np.exp(lp) * lp, -1))
-    np.testing.assert_allclose(float(losses.mean_kl(Categorical(j(h_old)), Categorical(j(h_new)))),
+    np.testing.assert_allclose(float(L.mean_kl(Categorical(j(h_old)), Categorical(j(h_new)))),
                                want_kl, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(float(losses.entropy(Categorical(j(h_old)))), want_h, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(float(L.entropy(Categorical(j(h_old)))), want_h, rtol=1e-5, atol=1e-7)
 
 
 def test_mean_kl_and_entropy_gaussian():
@@ -300,7 +313,7 @@ def test_mean_kl_and_entropy_gaussian():
     s1, s2 = np.exp(ls1), np.exp(np.broadcast_to(ls2, (8, 3)))
     want_kl = np.mean(np.sum(np.log(s2 / s1) + (s1**2 + (mu1 - mu2) ** 2) / (2 * s2**2) - 0.5, -1))
     want_h = np.mean(np.sum(0.5 * np.log(2 * np.pi * np.e * s1**2), -1))
-    got_kl = losses.mean_kl(DiagGaussian(j(mu1), j(ls1)), DiagGaussian(j(mu2), j(ls2)))
+    got_kl = L.mean_kl(DiagGaussian(j(mu1), j(ls1)), DiagGaussian(j(mu2), j(ls2)))
     np.testing.assert_allclose(float(got_kl), want_kl, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(float(losses.entropy(DiagGaussian(j(mu1), j(ls1)))), want_h,
+    np.testing.assert_allclose(float(L.entropy(DiagGaussian(j(mu1), j(ls1)))), want_h,
                                rtol=1e-5, atol=1e-6)
