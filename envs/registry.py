@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnax
+import jax
 
 _OWN: dict[str, Callable[[], Any]] = {}
 
@@ -42,11 +43,14 @@ def check_env_id(env_id: str) -> None:
 def make(env_id: str, **param_overrides: Any):
     """Build ``(env, env_params)`` for a gymnax id or one of ours, with ``EnvParams`` overrides."""
     check_env_id(env_id)
-    if env_id in _OWN:
-        env = _OWN[env_id]()
-        params = env.default_params
-    else:
-        env, params = gymnax.make(env_id)
+    # Concrete arrays even when called inside a jit trace (e.g. a cached env first built while
+    # tracing ``init``): a traced EnvParams leaf would leak out of that trace.
+    with jax.ensure_compile_time_eval():
+        if env_id in _OWN:
+            env = _OWN[env_id]()
+            params = env.default_params
+        else:
+            env, params = gymnax.make(env_id)
     if param_overrides:
         fields = {f.name for f in dataclasses.fields(params)}
         unknown = sorted(set(param_overrides) - fields)

@@ -167,3 +167,17 @@ def test_reward_normalisation_divides_by_running_return_std():
         ret[done] = 0.0
         if done.any():
             break
+
+
+def test_make_inside_a_jit_trace_returns_concrete_params():
+    """A cached env first built while tracing must not leak tracers (Acrobot's params hold arrays)."""
+    captured = {}
+
+    @jax.jit
+    def traced(x):
+        captured["params"] = envs.make("Acrobot-v1")[1]
+        return x
+
+    traced(1.0)
+    assert not isinstance(captured["params"].available_torque, jax.core.Tracer)
+    np.testing.assert_array_equal(captured["params"].available_torque, [-1.0, 0.0, 1.0])
