@@ -46,7 +46,8 @@ class CommonConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     shared_torso: bool = False
-    torso: str = "mlp"
+    torso: str = "mlp"  # "mlp", "cnn", or linear features: "onehot", "random_projection", "tile"
+    feature_args: tuple[tuple[str, Any], ...] = ()  # e.g. (("low", (-1., -1.)), ("high", (1., 1.)))
     state_dependent_std: bool = False
     log_std_init: float = 0.0
     normalize_obs: bool = False
@@ -72,7 +73,15 @@ class CommonConfig:
                 "hidden_sizes", self.hidden_sizes, "must be a non-empty tuple of positive integers")
         require(self.activation in ACTIVATIONS, "activation", self.activation,
                 f"one of {sorted(ACTIVATIONS)}")
-        require(self.torso in ("mlp", "cnn"), "torso", self.torso, "one of ['cnn', 'mlp']")
+        torsos = ("mlp", "cnn", "onehot", "random_projection", "tile")
+        require(self.torso in torsos, "torso", self.torso, f"one of {list(torsos)}")
+        features = dict(self.feature_args)
+        if self.torso == "tile":
+            require("low" in features and "high" in features, "feature_args", self.feature_args,
+                    "tile coding needs low and high bounds, e.g. --set feature_args=... ")
+        if self.torso == "onehot":
+            require("num_states" in features, "feature_args", self.feature_args,
+                    "one-hot features need num_states")
         require(self.optimizer in ("adam", "rmsprop", "sgd"), "optimizer", self.optimizer,
                 "one of ['adam', 'rmsprop', 'sgd']")
         require(isinstance(self.reward_scale, (int, float)) and self.reward_scale > 0,
@@ -94,6 +103,11 @@ class CommonConfig:
                 f"(Discrete, or a 1-D Box for continuous); this env has {space!r}")
 
     supported_action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
+
+    @property
+    def uses_q_critic(self) -> bool:
+        """Whether the critic head is Q_φ(s, ·) rather than V_φ(s) (the Q actor-critics)."""
+        return False
 
     @property
     def steps_per_update(self) -> int:
@@ -122,6 +136,8 @@ def validate_hparams(hparams) -> None:
         "gae_lambda": (0.0, 1.0, True), "lambda_": (0.0, 1.0, True), "clip_eps": (0.0, math.inf, False),
         "max_grad_norm": (0.0, math.inf, False), "ent_coef": (0.0, math.inf, True),
         "vf_coef": (0.0, math.inf, True), "value_clip_eps": (0.0, math.inf, False),
+        "rho_bar": (0.0, math.inf, False), "c_bar": (0.0, math.inf, False),
+        "pg_rho_bar": (0.0, math.inf, False),
     }
     for field in dataclasses.fields(hparams):
         value = np.asarray(getattr(hparams, field.name), dtype=np.float64)

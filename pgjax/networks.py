@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -60,9 +61,74 @@ class CNNTorso(nn.Module):
         return x
 
 
-def _torso(kind: str, hidden_sizes, activation, obs_ndim, name):
+class OneHotFeatures(nn.Module):
+    """Tabular features φ(s) = e_s (seed slide "VFA": Φ = I). The observation is an integer state
+    index (or a length-1 vector holding it) in [0, num_states)."""
+    num_states: int
+
+    @nn.compact
+    def __call__(self, x):
+        index = x[..., 0] if x.ndim >= 1 and x.shape[-1:] == (1,) else x
+        return jax.nn.one_hot(index.astype(jnp.int32), self.num_states)
+
+
+class RandomProjectionFeatures(nn.Module):
+    """φ(s) = P s with a fixed random Gaussian matrix P ∈ R^{D×d}, D = ``num_features``
+    (seed slide "VFA": random projection). P is a constant, not a parameter."""
+    num_features: int
+    seed: int = 0
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape(x.shape[: x.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
+        projection = jax.random.normal(jax.random.key(self.seed), (x.shape[-1], self.num_features))
+        return x @ (projection / jnp.sqrt(x.shape[-1]))
+
+
+class TileCodingFeatures(nn.Module):
+    """Tile coding (Sutton & Barto 2018, §9.5.4): ``num_tilings`` grids of ``tiles_per_dim``^d tiles
+    over the box [low, high], each offset by a fraction 1/num_tilings of a tile (uniform offsets);
+    φ(s) is binary with exactly one active tile per tiling. Observations outside the box are
+    clipped into it. With ``num_tilings = 1`` it is a plain state aggregation; with several it is
+    coarse coding with overlapping receptive fields (seed slide "Example: coarse coding")."""
+    low: Sequence[float]
+    high: Sequence[float]
+    tiles_per_dim: int = 6
+    num_tilings: int = 8
+
+    @nn.compact
+    def __call__(self, x):
+        low = jnp.asarray(self.low, jnp.float32)
+        high = jnp.asarray(self.high, jnp.float32)
+        d = low.shape[0]
+        tile_width = (high - low) / (self.tiles_per_dim - 1)  # one extra tile of room for offsets
+        unit = (jnp.clip(x.astype(jnp.float32), low, high) - low) / tile_width  # [..., d] in tiles
+        offsets = jnp.arange(self.num_tilings, dtype=jnp.float32)[:, None] / self.num_tilings  # [K, 1]
+        coords = jnp.floor(unit[..., None, :] + offsets).astype(jnp.int32)  # [..., K, d]
+        coords = jnp.clip(coords, 0, self.tiles_per_dim - 1)
+        strides = self.tiles_per_dim ** jnp.arange(d)
+        index = jnp.sum(coords * strides, axis=-1)  # [..., K]
+        per_tiling = jax.nn.one_hot(index, self.tiles_per_dim**d)  # [..., K, tiles^d]
+        return per_tiling.reshape(per_tiling.shape[:-2] + (-1,))
+
+
+FEATURE_TORSOS = ("onehot", "random_projection", "tile")
+
+
+def _torso(kind: str, hidden_sizes, activation, obs_ndim, name, feature_args=None):
+    feature_args = dict(feature_args or {})
     if kind == "cnn":
         return CNNTorso(hidden_sizes=hidden_sizes, activation=activation, name=name)
+    if kind == "onehot":
+        return OneHotFeatures(num_states=feature_args["num_states"], name=name)
+    if kind == "random_projection":
+        return RandomProjectionFeatures(num_features=feature_args.get("num_features", 64),
+                                        seed=feature_args.get("seed", 0), obs_ndim=obs_ndim, name=name)
+    if kind == "tile":
+        return TileCodingFeatures(low=feature_args["low"], high=feature_args["high"],
+                                  tiles_per_dim=feature_args.get("tiles_per_dim", 6),
+                                  num_tilings=feature_args.get("num_tilings", 8), name=name)
     return MLPTorso(hidden_sizes=hidden_sizes, activation=activation, obs_ndim=obs_ndim, name=name)
 
 
@@ -78,6 +144,9 @@ class ActorCritic(nn.Module):
       state_dependent_std: Gaussian log σ from a head on the torso instead of a free parameter.
       log_std_init: initial log σ.
       obs_ndim: rank of one observation (an MLP flattens it).
+      q_critic: the critic head outputs Q_φ(s, ·) over discrete actions instead of V_φ(s).
+      feature_args: settings of a linear-feature torso ("onehot", "random_projection", "tile"):
+        the heads are then linear in φ(s) (seed slides "Value Function Approximation").
     """
     action_dim: int
     discrete: bool
@@ -88,14 +157,17 @@ class ActorCritic(nn.Module):
     state_dependent_std: bool = False
     log_std_init: float = 0.0
     obs_ndim: int = 1
+    q_critic: bool = False
+    feature_args: tuple = ()  # (key, value) pairs for feature torsos
 
     def setup(self):
-        make = lambda name: _torso(self.torso, self.hidden_sizes, self.activation, self.obs_ndim, name)
+        make = lambda name: _torso(self.torso, self.hidden_sizes, self.activation, self.obs_ndim,
+                                   name, self.feature_args)
         self.actor_torso = make("actor_torso")
         if not self.shared_torso:
             self.critic_torso = make("critic_torso")
         self.policy_head = _dense(self.action_dim, 0.01)
-        self.value_head = _dense(1, 1.0)
+        self.value_head = _dense(self.action_dim if self.q_critic else 1, 1.0)
         if not self.discrete:
             if self.state_dependent_std:
                 self.log_std_head = nn.Dense(self.action_dim, kernel_init=nn.initializers.zeros,
@@ -112,9 +184,20 @@ class ActorCritic(nn.Module):
         log_std = self.log_std_head(features) if self.state_dependent_std else self.log_std
         return DiagGaussian(out, jnp.broadcast_to(log_std, out.shape))
 
-    def value(self, obs):
+    def _critic_out(self, obs):
         features = self.actor_torso(obs) if self.shared_torso else self.critic_torso(obs)
-        return self.value_head(features)[..., 0]
+        return self.value_head(features)
+
+    def q_values(self, obs):
+        """Q_φ(s, ·) ``[..., A]`` (only with ``q_critic``, discrete actions)."""
+        return self._critic_out(obs)
+
+    def value(self, obs):
+        """V_φ(s); with a Q critic, V(s) = Σ_a π(a|s) Q_φ(s, a)."""
+        out = self._critic_out(obs)
+        if self.q_critic:
+            return jnp.sum(self.policy(obs).probs * out, axis=-1)
+        return out[..., 0]
 
     def __call__(self, obs):
         return self.policy(obs), self.value(obs)

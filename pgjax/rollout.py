@@ -43,7 +43,7 @@ ValueFn = Callable[[Any, jax.Array], jax.Array]
 
 
 def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, env_state, obs,
-            key: jax.Array, num_steps: int):
+            key: jax.Array, num_steps: int, on_step=None, learner_state=None):
     """Run ``num_steps`` steps of ``venv`` under ``policy_fn``.
 
     Args:
@@ -54,12 +54,18 @@ def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, en
       env_state, obs: where the environments stand now.
       key: consumed; split once per step into an action key and an environment key.
       num_steps: static rollout length T.
+      on_step: optional online learner ``(params, learner_state, transition) -> (params,
+        learner_state)`` applied after every environment step (TD(λ) actor-critic); it sees a
+        :class:`Trajectory` of single-step ``[N, ...]`` arrays. The policy of step t+1 uses the
+        parameters it returns.
+      learner_state: the online learner's carry (eligibility traces, ...).
 
-    Returns: ``(env_state, obs, trajectory)`` with the environments' state after the last step.
+    Returns: ``(env_state, obs, trajectory)`` with the environments' state after the last step;
+    with ``on_step``, ``(env_state, obs, trajectory, params, learner_state)``.
     """
 
     def step(carry, step_key):
-        env_state, obs = carry
+        env_state, obs, params, learner_state = carry
         act_key, env_key = jax.random.split(step_key)
         actions, log_probs, values = policy_fn(params, obs, act_key)
         next_obs, env_state, rewards, terminated, truncated, info = venv.step(
@@ -67,15 +73,20 @@ def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, en
         transition = (obs, actions, rewards, terminated, truncated, log_probs, values,
                       info["final_observation"], info["episode_done"], info["episode_return"],
                       info["episode_length"])
-        return (env_state, next_obs), transition
+        if on_step is not None:
+            single = Trajectory(*transition[:8], jnp.zeros_like(rewards), *transition[8:])
+            params, learner_state = on_step(params, learner_state, single)
+        return (env_state, next_obs, params, learner_state), transition
 
-    (env_state, obs), transitions = jax.lax.scan(
-        step, (env_state, obs), jax.random.split(key, num_steps))
+    (env_state, obs, final_params, learner_state), transitions = jax.lax.scan(
+        step, (env_state, obs, params, learner_state), jax.random.split(key, num_steps))
     (t_obs, actions, rewards, terminated, truncated, log_probs, values, final_obs, done,
      ep_return, ep_length) = transitions
     next_values = value_fn(params, final_obs)
     trajectory = Trajectory(t_obs, actions, rewards, terminated, truncated, log_probs, values,
                             final_obs, next_values, done, ep_return, ep_length)
+    if on_step is not None:
+        return env_state, obs, trajectory, final_params, learner_state
     return env_state, obs, trajectory
 
 

@@ -1,8 +1,8 @@
 """Algorithms: each module exposes ``NAME``, ``Config``, ``Hparams``, ``init`` and ``update``."""
 
-from pgjax.algorithms import ppo
+from pgjax.algorithms import impala, ppo, reinforce
 
-ALGORITHMS = {ppo.NAME: ppo}
+ALGORITHMS = {m.NAME: m for m in (ppo, reinforce, impala)}
 
 
 def get(name: str):

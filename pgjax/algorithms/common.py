@@ -16,7 +16,7 @@ from gymnax.environments import spaces
 from envs import make_vec_env
 from pgjax import estimators
 from pgjax.networks import ActorCritic
-from pgjax.rollout import Trajectory, rollout
+from pgjax.rollout import Trajectory, episode_metrics, rollout
 
 
 @struct.dataclass
@@ -62,7 +62,8 @@ def make_network(config) -> ActorCritic:
                        hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
                        shared_torso=config.shared_torso, torso=config.torso,
                        state_dependent_std=config.state_dependent_std,
-                       log_std_init=config.log_std_init, obs_ndim=len(obs_shape))
+                       log_std_init=config.log_std_init, obs_ndim=len(obs_shape),
+                       q_critic=config.uses_q_critic, feature_args=tuple(config.feature_args))
 
 
 def policy_and_value_fns(network: ActorCritic, greedy: bool = False):
@@ -88,9 +89,33 @@ def _base_optimizer(name: str, learning_rate):
     return optax.adam(learning_rate, eps=1e-5)
 
 
+CRITIC_MODULES = ("critic_torso", "value_head")
+
+
+def critic_labels(params):
+    """A tree like ``params`` labelling each leaf "critic" (critic torso and value/Q head) or
+    "actor" (everything else: actor torso, policy head, log σ; a shared torso counts as actor)."""
+    def label(path, _):
+        names = {getattr(p, "key", None) for p in path}
+        return "critic" if names & set(CRITIC_MODULES) else "actor"
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
 def make_optimizer(config, hparams) -> optax.GradientTransformation:
-    """Global-norm clipping then the chosen optimiser; learning rate and clip norm are injected
-    hyperparameters (arrays in the optimiser state), so they can be vmapped and annealed."""
+    """Global-norm clipping then the chosen optimiser. Learning rate(s) and clip norm are injected
+    hyperparameters (arrays in the optimiser state), so they can be vmapped and annealed. When the
+    hyperparameters have a ``critic_learning_rate`` the critic gets its own step size α^w and the
+    actor α^θ = ``learning_rate`` (Sutton & Barto 2018, §13.4–13.5)."""
+    if hasattr(hparams, "critic_learning_rate"):
+        def factory(learning_rate, max_grad_norm, critic_learning_rate):
+            split = optax.multi_transform(
+                {"actor": _base_optimizer(config.optimizer, learning_rate),
+                 "critic": _base_optimizer(config.optimizer, critic_learning_rate)}, critic_labels)
+            return optax.chain(optax.clip_by_global_norm(max_grad_norm), split)
+
+        return optax.inject_hyperparams(factory)(
+            learning_rate=hparams.learning_rate, max_grad_norm=hparams.max_grad_norm,
+            critic_learning_rate=hparams.critic_learning_rate)
 
     def factory(learning_rate, max_grad_norm):
         return optax.chain(optax.clip_by_global_norm(max_grad_norm),
@@ -166,3 +191,62 @@ def normalize(x, eps: float = 1e-8):
 def flatten_time_batch(tree):
     """[T, N, ...] → [T·N, ...] for every leaf."""
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
+def masked_mean(x, mask):
+    """Σ mask·x / Σ mask (0 when the mask is empty)."""
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def score_function_loss(params, network, traj: Trajectory, psi, critic_targets, mask, hparams):
+    """The loss every score-function method shares (seed slide "Policy Gradient Theorem (IV)"):
+
+    L = −E_m[log π_θ(a_t|s_t)·Ψ_t] + c_v·½E_m[(C_φ(s_t, a_t) − y_t)²] − β·E_m[H(π_θ(·|s_t))],
+
+    where Ψ_t is what multiplies the score (G_t, G_t − b, Q, A, δ), C_φ is the critic (V_φ(s), or
+    Q_φ(s, a) with a Q critic), y_t its regression target, and E_m the mean over steps where
+    ``mask`` is 1. Ψ and y are constants. Returns (loss, metrics).
+    """
+    dist = network.apply(params, traj.obs, method=type(network).policy)
+    log_probs = dist.log_prob(traj.actions)
+    if network.q_critic:
+        q = network.apply(params, traj.obs, method=type(network).q_values)
+        prediction = jnp.take_along_axis(q, traj.actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    else:
+        prediction = network.apply(params, traj.obs, method=type(network).value)
+    psi = jax.lax.stop_gradient(psi)
+    critic_targets = jax.lax.stop_gradient(critic_targets)
+    policy_loss = -masked_mean(log_probs * psi, mask)
+    value_loss = 0.5 * masked_mean((prediction - critic_targets) ** 2, mask)
+    entropy = masked_mean(dist.entropy(), mask)
+    total = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
+    return total, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+                   "total_loss": total,
+                   "approx_kl": masked_mean(jnp.expm1(log_probs - traj.log_probs) - (log_probs - traj.log_probs), mask)}
+
+
+def score_function_update(config, state: TrainState, traj: Trajectory, psi, critic_targets, mask,
+                          learning_rate=None):
+    """One gradient step on :func:`score_function_loss`. Returns (state, metrics)."""
+    network = make_network(config)
+    grads, metrics = jax.grad(score_function_loss, has_aux=True)(
+        state.params, network, traj, psi, critic_targets, mask, state.hparams)
+    params, opt_state, grad_norm = apply_gradients(config, state, grads, learning_rate)
+    state = state.replace(params=params, opt_state=opt_state, update_step=state.update_step + 1)
+    return state, {**metrics, "grad_norm": grad_norm}
+
+
+def common_metrics(state: TrainState, traj: Trajectory, value_targets) -> dict:
+    """Episode statistics, value/TD statistics, explained variance, learning rate, env steps."""
+    hp = state.hparams
+    lr = state.opt_state.hyperparams["learning_rate"] if hasattr(state.opt_state, "hyperparams") else hp.learning_rate
+    return {**episode_metrics(traj), **value_metrics(traj, hp.gamma),
+            "explained_variance": estimators.explained_variance(traj.values, value_targets),
+            "learning_rate": lr, "env_steps": state.env_steps}
+
+
+def complete_episode_mask(dones):
+    """1 at steps whose episode ends inside the segment (some done at t' ≥ t), else 0: the steps
+    for which a Monte-Carlo return G_t over the complete episode is known."""
+    dones = jnp.asarray(dones, jnp.float32)
+    return (jnp.flip(jnp.cumsum(jnp.flip(dones, 0), 0), 0) > 0).astype(jnp.float32)

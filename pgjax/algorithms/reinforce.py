@@ -1,0 +1,105 @@
+"""REINFORCE: Monte-Carlo policy gradient, with or without a baseline (Williams 1992; Sutton &
+Barto 2018, §13.3–13.4; seed slides "Monte-Carlo PG. Aka REINFORCE" and "Baselines").
+
+    θ ← θ + α (G_t − b(S_t)) ∇_θ log π_θ(A_t|S_t)
+
+averaged over the steps of the batch. ``baseline`` selects b:
+
+- ``"none"``: b = 0.
+- ``"running_average"``: b = an exponential moving average of past returns G (rate
+  ``baseline_decay``), updated *after* the gradient step, so b never depends on the current
+  actions (the estimator stays unbiased: seed slide "Baselines can be unbiased").
+- ``"learned"``: b(s) = V_w(s), regressed on G_t with its own step size α^w
+  (``critic_learning_rate``), as in Sutton & Barto's "REINFORCE with Baseline" box.
+
+For a Gaussian policy N(μ_θ(s), σ²) the score is (A_t − μ_θ(S_t))/σ²·∇μ_θ(S_t), so the update is
+exactly the seed's "Concrete example": θ ← θ + α G_t (A_t − μ_θ(S_t))/σ² ∇μ_θ(S_t).
+
+Complete episodes. Each update rolls the vmapped environments for ``rollout_length`` steps (make
+it at least the time limit, the default for CartPole being 500). G_t is the discounted sum of
+rewards to the end of S_t's episode; steps whose episode has not ended inside the segment are
+masked out (their environments carry on into the next update, whose steps from the same
+episode then have complete futures). Time limits: where an episode is *truncated*, the return is
+bootstrapped from the learned value of the final observation, G_t = … + γ^k V_w(s_final), when
+a critic exists (``baseline="learned"``); without one, the truncated return is the plain sum of
+the rewards received, which undervalues states near the time limit — use a learned baseline (or
+a time limit the policy never reaches) where that matters.
+
+No γ^t factor multiplies the update (the seed's form; Sutton & Barto's boxed algorithm has one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+from flax import struct
+
+from pgjax import estimators
+from pgjax.algorithms import common
+from pgjax.config import CommonConfig, CommonHparams, require
+
+NAME = "reinforce"
+BASELINES = ("none", "running_average", "learned")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(CommonConfig):
+    baseline: str = "learned"
+    num_envs: int = 8
+    rollout_length: int = 500
+    total_steps: int = 1_000_000
+    normalize_psi: bool = False  # divide G − b by its batch std (a common variance trick; off = textbook)
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self.baseline in BASELINES, "baseline", self.baseline, f"one of {list(BASELINES)}")
+        require(not (self.baseline == "learned" and self.shared_torso), "shared_torso", True,
+                "a learned baseline has its own step size, so the torsos must be separate")
+
+
+@struct.dataclass
+class Hparams(CommonHparams):
+    learning_rate: Any = 1e-3
+    critic_learning_rate: Any = 1e-3
+    vf_coef: Any = 1.0
+    ent_coef: Any = 0.0
+    max_grad_norm: Any = 10.0
+    baseline_decay: Any = 0.05  # running-average baseline: b ← b + rate·(mean G − b)
+
+
+def init(config: Config, hparams: Hparams, key) -> common.TrainState:
+    return common.init_train_state(config, hparams, key, extra={"running_baseline": jnp.zeros(())})
+
+
+def returns_and_mask(config: Config, traj, gamma):
+    """(G_t, mask of steps whose episode completes in the segment)."""
+    bootstrap = traj.next_values if config.baseline == "learned" else jnp.zeros_like(traj.rewards)
+    returns = estimators.discounted_returns(traj.rewards, bootstrap, traj.discounts(gamma), traj.dones())
+    return returns, common.complete_episode_mask(traj.dones())
+
+
+def update(config: Config, state: common.TrainState):
+    hp = state.hparams
+    state, traj = common.collect(config, state)
+    returns, mask = returns_and_mask(config, traj, hp.gamma)
+    running = state.extra["running_baseline"]
+    if config.baseline == "learned":
+        baseline = traj.values
+    elif config.baseline == "running_average":
+        baseline = jnp.broadcast_to(running, returns.shape)
+    else:
+        baseline = jnp.zeros_like(returns)
+    psi = returns - baseline
+    if config.normalize_psi:
+        psi = psi / (jnp.sqrt(common.masked_mean(psi**2, mask)) + 1e-8)
+    state, learn = common.score_function_update(config, state, traj, psi, returns, mask)
+    mean_return = common.masked_mean(returns, mask)
+    has_data = jnp.sum(mask) > 0
+    running = jnp.where(has_data, running + hp.baseline_decay * (mean_return - running), running)
+    state = state.replace(extra={"running_baseline": running})
+    metrics = {**learn, **common.common_metrics(state, traj, returns),
+               "baseline_mean": common.masked_mean(baseline, mask), "return_mean": mean_return,
+               "valid_fraction": jnp.mean(mask)}
+    return state, metrics
