@@ -1,8 +1,8 @@
 """Algorithms: each module exposes ``NAME``, ``Config``, ``Hparams``, ``init`` and ``update``."""
 
-from pgjax.algorithms import impala, ppo, reinforce
+from pgjax.algorithms import a2c, actor_critic, impala, ppo, reinforce, trpo
 
-ALGORITHMS = {m.NAME: m for m in (ppo, reinforce, impala)}
+ALGORITHMS = {m.NAME: m for m in (ppo, reinforce, actor_critic, a2c, trpo, impala)}
 
 
 def get(name: str):

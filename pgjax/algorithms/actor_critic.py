@@ -1,0 +1,188 @@
+"""The actor-critic family, selected by the term Ψ that multiplies ∇log π (seed slide "Policy
+Gradient Theorem (IV)"; Sutton & Barto 2018, §13.5):
+
+- ``variant="q"``          Q actor-critic: Ψ = Q_φ(s, a). The critic Q_φ(s, ·) is learned by
+                           expected SARSA, y = r + γ(1−term)·Σ_a' π(a'|s') Q_φ(s', a'). Discrete actions.
+- ``variant="advantage"``  advantage actor-critic, Ψ = Â(s, a) from ``advantage_estimator``:
+    ``"q_minus_v"``  Q_φ(s, a) − V_φ(s) with V_φ(s) = Σ_a π(a|s) Q_φ(s, a) (seed slide "Baselines.
+                     Advantage Estimates"); critic as for ``"q"``. Discrete actions.
+    ``"n_step"``     the n-step advantage Σ_{i<n} γ^i r_{t+i} + γ^n V_φ(s_{t+n}) − V_φ(s_t) (seed slide
+                     "Advantage Estimates (II)"); V_φ regressed on the n-step return.
+    ``"gae"``        GAE(γ, λ) (same slide; Schulman et al. 2016); V_φ regressed on A + V.
+- ``variant="td"``         TD actor-critic: Ψ = δ = r + γ(1−term)·V_φ(s') − V_φ(s); V_φ by TD(0).
+- ``variant="td_lambda"``  TD(λ) actor-critic with eligibility traces for actor and critic, updated
+                           online at every environment step (Sutton & Barto 2018, §13.6, "Actor–Critic
+                           with Eligibility Traces (episodic)"), per environment:
+
+      δ   = R + γ(1−term)·v̂(S', w) − v̂(S, w)
+      z^w ← γ λ^w z^w + ∇_w v̂(S, w)            w ← w + α^w δ z^w
+      z^θ ← γ λ^θ z^θ + I ∇_θ ln π(A|S, θ)      θ ← θ + α^θ δ z^θ (+ α^θ β ∇_θ H)
+      I   ← γ I;  at an episode end (terminated or truncated) I ← 1, z ← 0.
+
+  The N vmapped environments each keep their own traces; their updates are averaged. Traces are
+  pytrees shaped like the parameters, so the same code serves linear features (``torso`` =
+  "onehot" / "random_projection" / "tile") and neural networks. Plain SGD, as in the book.
+
+All batch variants take one gradient step per rollout on the shared score-function loss
+(:func:`pgjax.algorithms.common.score_function_loss`); the critic has its own step size α^w
+(``critic_learning_rate``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from pgjax import estimators
+from pgjax.algorithms import common
+from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
+from pgjax.networks import ActorCritic
+
+NAME = "actor-critic"
+VARIANTS = ("q", "advantage", "td", "td_lambda")
+ADVANTAGE_ESTIMATORS = ("q_minus_v", "n_step", "gae")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(CommonConfig):
+    variant: str = "advantage"
+    advantage_estimator: str = "gae"
+    n_steps: int = 5
+    num_envs: int = 16
+    rollout_length: int = 16
+    total_steps: int = 1_000_000
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self.variant in VARIANTS, "variant", self.variant, f"one of {list(VARIANTS)}")
+        require(self.advantage_estimator in ADVANTAGE_ESTIMATORS, "advantage_estimator",
+                self.advantage_estimator, f"one of {list(ADVANTAGE_ESTIMATORS)}")
+        require_positive_int("n_steps", self.n_steps)
+        require(not self.shared_torso, "shared_torso", True,
+                "actor and critic have their own step sizes (and traces), so torsos are separate")
+
+    @property
+    def uses_q_critic(self) -> bool:
+        return self.variant == "q" or (self.variant == "advantage" and self.advantage_estimator == "q_minus_v")
+
+    @property
+    def supported_action_spaces(self):  # a Q head over actions needs discrete actions
+        return ("discrete",) if self.uses_q_critic else ("discrete", "continuous")
+
+
+@struct.dataclass
+class Hparams(CommonHparams):
+    learning_rate: Any = 1e-3          # α^θ
+    critic_learning_rate: Any = 1e-3   # α^w
+    gae_lambda: Any = 0.95
+    lambda_actor: Any = 0.9            # λ^θ (td_lambda)
+    lambda_critic: Any = 0.9           # λ^w (td_lambda)
+    vf_coef: Any = 1.0
+    max_grad_norm: Any = 10.0
+
+
+def init(config: Config, hparams: Hparams, key) -> common.TrainState:
+    extra = None
+    if config.variant == "td_lambda":
+        state = common.init_train_state(config, hparams, key)
+        zeros = jax.tree.map(lambda p: jnp.zeros((config.num_envs,) + p.shape, p.dtype), state.params)
+        extra = {"z_actor": zeros, "z_critic": zeros, "discount_product": jnp.ones((config.num_envs,))}
+        return state.replace(extra=extra)
+    return common.init_train_state(config, hparams, key)
+
+
+def psi_and_targets(config: Config, params, traj, hparams):
+    """(Ψ_t, critic targets y_t) of a batch variant, from the rollout's values and next_values
+    (with a Q critic those are V = Σπ Q) and, for Q-based variants, the current Q_φ(s_t, a_t)."""
+    discounts, dones = traj.discounts(hparams.gamma), traj.dones()
+    one_step = traj.rewards + discounts * traj.next_values
+    if config.uses_q_critic:
+        network = common.make_network(config)
+        q = network.apply(params, traj.obs, method=ActorCritic.q_values)
+        q_taken = jnp.take_along_axis(q, traj.actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
+        psi = q_taken if config.variant == "q" else q_taken - traj.values
+        return psi, one_step
+    if config.variant == "td":
+        return one_step - traj.values, one_step
+    if config.advantage_estimator == "n_step":
+        returns = estimators.n_step_returns(traj.rewards, traj.next_values, discounts, dones, config.n_steps)
+        return returns - traj.values, returns
+    advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, discounts, dones,
+                                hparams.gae_lambda)
+    return advantages, advantages + traj.values
+
+
+def td_lambda_step(network: ActorCritic, hparams, params, traces, transition):
+    """One online TD(λ) actor-critic step over N environments (see the module docstring).
+    ``traces`` = {"z_actor", "z_critic": per-env pytrees [N, ...], "discount_product": [N]}.
+    Returns (params, traces, δ [N])."""
+    gamma = hparams.gamma
+    discount = transition.discounts(gamma)       # γ(1 − terminated)
+    done = transition.dones()
+
+    def per_env(obs, action, next_obs):
+        value, grad_v = jax.value_and_grad(lambda p: network.apply(p, obs, method=ActorCritic.value))(params)
+        next_value = network.apply(params, next_obs, method=ActorCritic.value)
+        grad_logp = jax.grad(lambda p: network.apply(p, obs, method=ActorCritic.policy).log_prob(action))(params)
+        grad_h = jax.grad(lambda p: network.apply(p, obs, method=ActorCritic.policy).entropy())(params)
+        return value, next_value, grad_v, grad_logp, grad_h
+
+    values, next_values, grad_v, grad_logp, grad_h = jax.vmap(per_env)(
+        transition.obs, transition.actions, transition.next_obs)
+    delta = transition.rewards + discount * next_values - values
+    expand = lambda x, leaf: x.reshape(x.shape + (1,) * (leaf.ndim - 1))
+    z_critic = jax.tree.map(lambda z, g: gamma * hparams.lambda_critic * z + g, traces["z_critic"], grad_v)
+    z_actor = jax.tree.map(lambda z, g: gamma * hparams.lambda_actor * z
+                           + expand(traces["discount_product"], g) * g, traces["z_actor"], grad_logp)
+    mean_update = lambda z: jnp.mean(expand(delta, z) * z, axis=0)
+    params = jax.tree.map(
+        lambda p, za, zc, gh: p + hparams.learning_rate * (mean_update(za) + hparams.ent_coef * jnp.mean(gh, axis=0))
+        + hparams.critic_learning_rate * mean_update(zc), params, z_actor, z_critic, grad_h)
+    keep = 1.0 - done
+    traces = {"z_actor": jax.tree.map(lambda z: expand(keep, z) * z, z_actor),
+              "z_critic": jax.tree.map(lambda z: expand(keep, z) * z, z_critic),
+              "discount_product": jnp.where(done > 0, 1.0, traces["discount_product"] * gamma)}
+    return params, traces, delta
+
+
+def _update_td_lambda(config: Config, state: common.TrainState):
+    from pgjax.rollout import rollout
+    network = common.make_network(config)
+    venv, env_params = common.make_env(config)
+    policy_fn, value_fn = common.policy_and_value_fns(network)
+    hp = state.hparams
+
+    def on_step(params, learner, transition):
+        params, traces, delta = td_lambda_step(network, hp, params, learner["traces"], transition)
+        return params, {"traces": traces, "abs_delta": learner["abs_delta"] + jnp.mean(jnp.abs(delta))}
+
+    key, rollout_key = jax.random.split(state.key)
+    env_state, obs, traj, params, learner = rollout(
+        venv, env_params, policy_fn, value_fn, state.params, state.env_state, state.obs, rollout_key,
+        config.rollout_length, on_step=on_step, learner_state={"traces": state.extra, "abs_delta": 0.0})
+    state = state.replace(params=params, env_state=env_state, obs=obs, key=key, extra=learner["traces"],
+                          env_steps=state.env_steps + config.steps_per_update,
+                          update_step=state.update_step + 1)
+    dist = network.apply(params, traj.obs, method=ActorCritic.policy)
+    targets = traj.rewards + traj.discounts(hp.gamma) * traj.next_values
+    metrics = {**common.common_metrics(state, traj, targets), "entropy": jnp.mean(dist.entropy()),
+               "online_abs_td_error": learner["abs_delta"] / config.rollout_length,
+               "policy_loss": -jnp.mean(traj.log_probs * (targets - traj.values)),
+               "value_loss": 0.5 * jnp.mean((targets - traj.values) ** 2),
+               "grad_norm": jnp.asarray(jnp.nan), "learning_rate": hp.learning_rate}
+    metrics["total_loss"] = metrics["policy_loss"] + hp.vf_coef * metrics["value_loss"]
+    return state, metrics
+
+
+def update(config: Config, state: common.TrainState):
+    if config.variant == "td_lambda":
+        return _update_td_lambda(config, state)
+    state, traj = common.collect(config, state)
+    psi, targets = psi_and_targets(config, state.params, traj, state.hparams)
+    mask = jnp.ones_like(traj.rewards)
+    state, learn = common.score_function_update(config, state, traj, psi, targets, mask)
+    return state, {**learn, **common.common_metrics(state, traj, targets), "psi_mean": jnp.mean(psi)}

@@ -1,0 +1,149 @@
+"""Trust Region Policy Optimization (Schulman et al. 2015; seed slides "Trust Region Policy
+Optimization" to "TRPO. Sum-up").
+
+    maximise_θ  L^{IS}(θ) = E_t[π_θ(a_t|s_t)/π_θ_old(a_t|s_t) · A_t]
+    subject to  E_t[KL[π_θ_old(·|s_t) ‖ π_θ(·|s_t)]] ≤ δ
+
+One update: a rollout, GAE(γ, λ) advantages (normalised), then
+1. g = ∇L^{IS} at θ_old, restricted to the policy's parameters;
+2. s ≈ H⁻¹g by ``cg_iterations`` steps of conjugate gradient on Fisher-vector products
+   (H = ∇² of the mean KL, via a jvp of its gradient; damping ``cg_damping``);
+3. the full step β·s with β = √(2δ / sᵀHs);
+4. a backtracking line search that accepts the first shrunken step with a positive surrogate
+   improvement and mean KL ≤ δ, or else leaves the policy unchanged;
+5. the critic regressed on the GAE targets A + V by ``critic_epochs`` × ``critic_minibatches``
+   Adam steps (step size ``learning_rate``), with the policy parameters frozen.
+The policy and critic have separate torsos, so the two steps touch disjoint parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from pgjax import estimators, losses, trust_region
+from pgjax.algorithms import common
+from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
+from pgjax.networks import ActorCritic
+
+NAME = "trpo"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(CommonConfig):
+    num_envs: int = 16
+    rollout_length: int = 128
+    total_steps: int = 500_000
+    cg_iterations: int = 10
+    line_search_steps: int = 10
+    critic_epochs: int = 5
+    critic_minibatches: int = 4
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(not self.shared_torso, "shared_torso", True,
+                "TRPO steps the policy and the critic separately, so torsos must be separate")
+        for name in ("cg_iterations", "line_search_steps", "critic_epochs", "critic_minibatches"):
+            require_positive_int(name, getattr(self, name))
+        require(self.steps_per_update % self.critic_minibatches == 0, "critic_minibatches",
+                self.critic_minibatches, f"must divide num_envs*rollout_length = {self.steps_per_update}")
+
+
+@struct.dataclass
+class Hparams(CommonHparams):
+    learning_rate: Any = 1e-3     # critic step size
+    max_kl: Any = 0.01            # δ
+    cg_damping: Any = 0.1
+    gae_lambda: Any = 0.97
+    max_grad_norm: Any = 10.0
+    ent_coef: Any = 0.0
+
+
+def init(config: Config, hparams: Hparams, key) -> common.TrainState:
+    return common.init_train_state(config, hparams, key)
+
+
+def _split(params):
+    """(actor mask tree of bools) — True on policy leaves."""
+    return jax.tree.map(lambda label: label == "actor", common.critic_labels(params))
+
+
+def policy_step(config: Config, params, traj, advantages, hparams):
+    """Steps 1–4 of the module docstring. Returns (params, metrics)."""
+    network = common.make_network(config)
+    actor_mask = _split(params)
+    zero_critic = lambda tree: jax.tree.map(lambda x, m: x if m else jnp.zeros_like(x), tree, actor_mask)
+    old_dist = network.apply(params, traj.obs, method=ActorCritic.policy)
+    old_dist = jax.lax.stop_gradient(old_dist)
+
+    def surrogate(p):
+        dist = network.apply(p, traj.obs, method=ActorCritic.policy)
+        return (losses.importance_sampled_surrogate(dist.log_prob(traj.actions), traj.log_probs, advantages)
+                + hparams.ent_coef * losses.entropy(dist))
+
+    def mean_kl(p):
+        return losses.mean_kl(old_dist, network.apply(p, traj.obs, method=ActorCritic.policy))
+
+    surrogate_old = surrogate(params)
+    g = zero_critic(jax.grad(surrogate)(params))
+    fvp = lambda v: zero_critic(trust_region.fisher_vector_product(mean_kl, params, v, hparams.cg_damping))
+    direction, residual = trust_region.conjugate_gradient(fvp, g, config.cg_iterations)
+    shs = trust_region.tree_vdot(direction, fvp(direction))
+    beta = jnp.sqrt(2.0 * hparams.max_kl / jnp.maximum(shs, 1e-12))
+    full_step = jax.tree.map(lambda d: beta * d, direction)
+    new_params, accepted, backtracks, improvement, kl = trust_region.backtracking_line_search(
+        lambda p: surrogate(p) - surrogate_old, mean_kl, params, full_step, hparams.max_kl,
+        config.line_search_steps)
+    metrics = {"kl": kl, "cg_residual": residual, "line_search_backtracks": backtracks.astype(jnp.float32),
+               "surrogate_improvement": improvement, "step_accepted": accepted.astype(jnp.float32),
+               "policy_loss": -surrogate_old, "grad_norm": jnp.sqrt(trust_region.tree_vdot(g, g)),
+               "entropy": jnp.mean(old_dist.entropy()), "approx_kl": kl}
+    return new_params, metrics
+
+
+def critic_step(config: Config, state: common.TrainState, traj, targets):
+    """Step 5: minibatch regression of V_φ on the targets; the policy leaves get no update."""
+    network = common.make_network(config)
+    batch = common.flatten_time_batch((traj.obs, targets))
+    size = config.steps_per_update // config.critic_minibatches
+    actor_mask = _split(state.params)
+
+    def value_loss(params, minibatch):
+        obs, y = minibatch
+        return losses.value_loss(network.apply(params, obs, method=ActorCritic.value), y)
+
+    def minibatch_step(carry, minibatch):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(value_loss)(params, minibatch)
+        grads = jax.tree.map(lambda g, m: jnp.where(m, 0.0, g), grads, actor_mask)
+        params, opt_state, _ = common.apply_gradients(config, state.replace(params=params, opt_state=opt_state), grads)
+        return (params, opt_state), loss
+
+    def epoch(carry, key):
+        order = jax.random.permutation(key, config.steps_per_update)
+        shuffled = jax.tree.map(lambda x: x[order].reshape((config.critic_minibatches, size) + x.shape[1:]), batch)
+        return jax.lax.scan(minibatch_step, carry, shuffled)
+
+    key, epoch_key = jax.random.split(state.key)
+    (params, opt_state), value_losses = jax.lax.scan(
+        epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.critic_epochs))
+    return state.replace(params=params, opt_state=opt_state, key=key), jnp.mean(value_losses)
+
+
+def update(config: Config, state: common.TrainState):
+    hp = state.hparams
+    state, traj = common.collect(config, state)
+    advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, traj.discounts(hp.gamma),
+                                traj.dones(), hp.gae_lambda)
+    targets = advantages + traj.values
+    params, policy_metrics = policy_step(config, state.params, traj, common.normalize(advantages), hp)
+    state, value_loss = critic_step(config, state.replace(params=params), traj, targets)
+    state = state.replace(update_step=state.update_step + 1)
+    metrics = {**policy_metrics, **common.common_metrics(state, traj, targets), "value_loss": value_loss,
+               "total_loss": policy_metrics["policy_loss"] + value_loss,
+               "clip_fraction": jnp.asarray(0.0)}
+    return state, metrics
