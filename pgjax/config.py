@@ -197,6 +197,8 @@ def apply_overrides(config, hparams, assignments: list[str]):
         key, text = (part.strip() for part in assignment.split("=", 1))
         if key.startswith("env."):
             env_overrides[key[4:]] = _parse_env_value(text)
+        elif key == "feature_args":
+            config_changes[key] = _parse_feature_args(text)
         elif key in hparam_fields:
             hparam_changes[key] = _parse_value(text, 0.0, key)
         elif key in config_fields and key != "env_overrides":
@@ -212,6 +214,23 @@ def apply_overrides(config, hparams, assignments: list[str]):
     new_hparams = hparams.replace(**hparam_changes)
     validate_hparams(new_hparams)
     return new_config, new_hparams
+
+
+def _parse_feature_args(text: str) -> tuple:
+    """``low:-1/-2,high:1/2,tiles_per_dim:6`` → (("high", (1.0, 2.0)), ("low", (-1.0, -2.0)), ...);
+    a value with ``/`` is a tuple of floats, anything else a number."""
+    pairs = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        if ":" not in item:
+            raise ConfigError(f"feature_args={text!r} is not allowed: expected name:value pairs "
+                              "separated by commas, e.g. low:-1/-1,high:1/1,tiles_per_dim:6")
+        name, value = item.split(":", 1)
+        try:
+            pairs[name] = (tuple(float(v) for v in value.split("/")) if "/" in value
+                           else _parse_env_value(value))
+        except ValueError:
+            raise ConfigError(f"feature_args: {name}={value!r} is not a number or a /-separated list") from None
+    return tuple(sorted(pairs.items()))
 
 
 def _parse_env_value(text: str) -> Any:

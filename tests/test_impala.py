@@ -98,9 +98,12 @@ def test_stale_data_gives_nonzero_log_rho_and_correction_none_ignores_it():
 
 # --- policy lag: behaviour = learner params from k updates ago --------------------------------
 
-@pytest.mark.parametrize("lag", [1, 3])
-def test_policy_lag_matches_manual_loop_with_parameter_history(lag):
-    config = dataclasses.replace(SMALL, policy_lag=lag)
+LAG = 3
+LAG_CONFIG = dataclasses.replace(SMALL, policy_lag=LAG)
+
+
+def test_policy_lag_matches_manual_loop_with_parameter_history():
+    config, lag = LAG_CONFIG, LAG
     num_updates = 7
     # The implementation under test.
     state = _init(config, HP, jax.random.key(3))
@@ -131,11 +134,10 @@ def test_policy_lag_matches_manual_loop_with_parameter_history(lag):
 
 
 def test_behaviour_params_are_the_snapshot_from_k_updates_ago():
-    lag = 2
-    config = dataclasses.replace(SMALL, policy_lag=lag)
+    config, lag = LAG_CONFIG, LAG
     state = _init(config, HP, jax.random.key(4))
     history = []
-    for i in range(6):
+    for i in range(7):
         history.append(state.params)
         mu, version = impala.behaviour_params(config, state)
         assert int(version) == max(0, i - lag)
@@ -155,10 +157,11 @@ def test_replay_ages(queue_size, replay_times, ages):
     assert config.replay_ages == ages
 
 
-@pytest.mark.parametrize("queue_size, replay_times", [(4, 2), (3, 3)])
-def test_queue_reuse_counts_and_order_match_manual_replay(queue_size, replay_times):
+def test_queue_reuse_counts_and_order_match_manual_replay():
+    queue_size, replay_times = 4, 2  # ages (2, 0): the first two updates have an empty slot
     config = dataclasses.replace(SMALL, queue_size=queue_size, replay_times=replay_times)
-    ages = config.replay_ages
+    ages = (2, 0)  # oldest first, the fresh trajectory last
+    assert config.replay_ages == ages
     num_updates = 8
     state = _init(config, HP, jax.random.key(5))
     start = state
@@ -219,40 +222,33 @@ def test_impala_learns_cartpole_within_small_budget():
 
 VMAP_CONFIG = dataclasses.replace(SMALL, policy_lag=2, queue_size=2, replay_times=2,
                                   total_steps=4 * 16 * 6)
+_train_single = jax.jit(pgjax.make_train(VMAP_CONFIG))
 
 
-def test_vmap_over_seeds_equals_separate_runs():
+def test_vmap_over_seeds_and_hyperparameters_equals_separate_runs():
+    # One vmapped program over three lanes: lanes 0/1 differ only in the seed, lanes 0/2 only in
+    # the traced hyperparameters (ρ̄ and the learning rate).
     train = pgjax.make_train(VMAP_CONFIG)
-    keys = jax.random.split(jax.random.key(7), 3)
-    batched_state, batched_metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, HP)
-    single = jax.jit(train)
-    for i in range(3):
-        state, metrics = single(keys[i], HP)
-        _close_trees(jax.tree.map(lambda x: x[i], batched_state.params), state.params,
-                     rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(batched_metrics["value_loss"][i], metrics["value_loss"],
-                                   rtol=1e-4, atol=1e-6)
-        np.testing.assert_array_equal(batched_metrics["policy_lag"][i], metrics["policy_lag"])
-    assert not np.allclose(batched_metrics["policy_loss"][0], batched_metrics["policy_loss"][1])
-
-
-def test_vmap_over_hyperparameters_equals_separate_runs():
-    train = pgjax.make_train(VMAP_CONFIG)
-    rho_bars = jnp.array([0.5, 2.0])
-    learning_rates = jnp.array([1e-2, 3e-2])
+    k0, k1 = jax.random.split(jax.random.key(7))
+    keys = jnp.stack([k0, k1, k0])
+    rho_bars = jnp.array([0.5, 0.5, 2.0])
+    learning_rates = jnp.array([3e-2, 3e-2, 1e-2])
     batch = HP.replace(rho_bar=rho_bars, learning_rate=learning_rates)
     axes = jax.tree.map(lambda _: None, HP).replace(rho_bar=0, learning_rate=0)
-    key = jax.random.key(3)
-    batched_state, batched_metrics = jax.jit(jax.vmap(train, in_axes=(None, axes)))(key, batch)
-    for i in range(2):
-        state, metrics = jax.jit(train)(key, HP.replace(rho_bar=rho_bars[i],
-                                                        learning_rate=learning_rates[i]))
+    batched_state, batched_metrics = jax.jit(jax.vmap(train, in_axes=(0, axes)))(keys, batch)
+    for i in range(3):
+        state, metrics = _train_single(keys[i], HP.replace(rho_bar=rho_bars[i],
+                                                           learning_rate=learning_rates[i]))
         _close_trees(jax.tree.map(lambda x: x[i], batched_state.params), state.params,
                      rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(batched_metrics["rho_clipped_fraction"][i],
-                                   metrics["rho_clipped_fraction"], atol=1e-6)
+        _close_trees(jax.tree.map(lambda x: x[i], batched_state.extra), state.extra,
+                     rtol=1e-4, atol=1e-5)
+        for name in ("value_loss", "rho_clipped_fraction", "policy_lag", "data_lag_mean"):
+            np.testing.assert_allclose(batched_metrics[name][i], metrics[name], rtol=1e-4,
+                                       atol=1e-6, err_msg=name)
+    assert not np.allclose(batched_metrics["policy_loss"][0], batched_metrics["policy_loss"][1])
     assert not np.allclose(batched_metrics["rho_clipped_fraction"][0],
-                           batched_metrics["rho_clipped_fraction"][1])
+                           batched_metrics["rho_clipped_fraction"][2])
 
 
 def test_metrics_cover_the_design_list():
@@ -281,7 +277,7 @@ def test_bad_config_fields_raise_clear_errors(field, value, message):
 
 def test_cli_trains_impala(tmp_path, capsys):
     from pgjax import cli
-    argv = ["train", "impala", "--env", "CartPole-v1", "--seeds", "2", "--total-steps", "2560",
+    argv = ["train", "impala", "--env", "CartPole-v1", "--seeds", "1", "--total-steps", "1280",
             "--set", "policy_lag=2", "--set", "correction=none", "--set", "rho_bar=2",
             "--eval-episodes", "5", "--runs-dir", str(tmp_path), "--name", "tiny"]
     assert cli.main(argv) == 0

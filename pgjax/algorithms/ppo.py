@@ -32,7 +32,7 @@ class Config(CommonConfig):
     epochs: int = 4
     minibatches: int = 4
     normalize_advantages: bool = True
-    clip_value: bool = False
+    clip_value: bool = True
     anneal_lr: bool = True
 
     def __post_init__(self):
