@@ -1,0 +1,43 @@
+"""Render benchmarks/results/*.json as the markdown tables pasted into benchmarks/RESULTS.md.
+
+    python benchmarks/results_table.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def learning_table(rows: dict) -> str:
+    lines = ["| algorithm (row) | env | env steps/seed | target | eval return, mean ± std over 3 seeds (200 greedy episodes each) | per seed | met | wall s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows.values():
+        target = "—" if row["target"] is None else f"{row['target']:g}"
+        met = "—" if row["passed"] is None else ("yes" if row["passed"] else "**no**")
+        per_seed = ", ".join(f"{r:.1f}" for r in row["per_seed"])
+        lines.append(f"| {row['algorithm']} | {row['env_id']} | {row['total_steps']:,} | {target} | "
+                     f"{row['eval_mean']:.1f} ± {row['eval_std']:.1f} | {per_seed} | {met} | {row['wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def throughput_table(data: dict) -> str:
+    lines = [f"Machine: {data['machine']}", "",
+             "| algorithm | num_envs × rollout | seeds | env steps | compile s | steps/s |", "|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        lines.append(f"| {r['algorithm']} | {r['num_envs']} × {r['rollout']} | {r['seeds']} | {r['env_steps']:,} | "
+                     f"{r['compile_s']:.1f} | {r['steps_per_s']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main():
+    if (RESULTS / "learning.json").exists():
+        print(learning_table(json.loads((RESULTS / "learning.json").read_text())), "\n")
+    if (RESULTS / "throughput.json").exists():
+        print(throughput_table(json.loads((RESULTS / "throughput.json").read_text())))
+
+
+if __name__ == "__main__":
+    main()
