@@ -38,10 +38,10 @@ SETTINGS = {
     ("reinforce-none", "CartPole-v1"): (1_000_000, None, ["baseline=none", "learning_rate=3e-3"]),
     ("reinforce-running", "CartPole-v1"): (1_000_000, None, ["baseline=running_average", "learning_rate=3e-3"]),
     ("a2c", "CartPole-v1"): (1_000_000, 475.0, []),
-    ("trpo", "CartPole-v1"): (500_000, 475.0, []),
+    ("trpo", "CartPole-v1"): (500_000, 475.0, ["max_kl=0.02"]),
     ("actor-critic-td_lambda", "CartPole-v1"): (500_000, None, [
-        "variant=td_lambda", "num_envs=4", "rollout_length=32", "learning_rate=0.01",
-        "critic_learning_rate=0.01"]),
+        "variant=td_lambda", "num_envs=4", "rollout_length=32", "learning_rate=0.003",
+        "critic_learning_rate=0.003"]),
     ("actor-critic-td_lambda-tile", "CartPole-v1"): (200_000, None, [
         "variant=td_lambda", "num_envs=4", "rollout_length=32", "torso=tile", "learning_rate=0.01",
         "critic_learning_rate=0.01", "feature_args=low:-2.4/-3/-0.21/-3.5,high:2.4/3/0.21/3.5,tiles_per_dim:4,num_tilings:4"]),
