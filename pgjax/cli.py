@@ -37,14 +37,10 @@ def build_run(algorithm: str, env_id: str, total_steps: int | None, assignments:
     """Resolve (algo module, config, hparams) from CLI inputs; raises ConfigError/ValueError."""
     from pgjax import algorithms
     algo = algorithms.get(algorithm)
-    base = {"env_id": env_id}
-    if total_steps is not None:
-        base["total_steps"] = total_steps
-    try:
-        config = algo.Config(**base)
-    except TypeError as error:  # pragma: no cover - defensive
-        raise ConfigError(str(error)) from None
-    config, hparams = apply_overrides(config, algo.Hparams(), assignments)
+    config = algo.Config(env_id=env_id)
+    # --total-steps is applied with the --set overrides, so it is checked against their sizes
+    steps = [f"total_steps={total_steps}"] if total_steps is not None else []
+    config, hparams = apply_overrides(config, algo.Hparams(), steps + list(assignments))
     return algo, config, hparams
 
 

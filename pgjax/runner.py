@@ -55,9 +55,10 @@ def _progress_line(done_steps, total_steps, returns, sps, eta, last_eval):
 
 
 def run(algo_name: str, config, hparams, seeds: list[int], run_dir: Path, *,
-        eval_episodes: int = 200, target_chunks: int = 20, out=sys.stdout) -> RunResult:
+        eval_episodes: int = 200, target_chunks: int = 20, out=None) -> RunResult:
     """Train ``len(seeds)`` seeds of ``algo_name`` with one vmapped program, then evaluate."""
     algo = algorithms.get(algo_name)
+    out = out or sys.stdout  # looked up per call (a default bound at import goes stale under capture)
     validate_hparams(hparams)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

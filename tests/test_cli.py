@@ -106,8 +106,6 @@ def test_tiny_run_of_each_algorithm_writes_the_common_metrics(algo, num_envs, ro
     assert len(summary["eval_return_per_seed"]) == seeds
 
 
-@pytest.mark.xfail(strict=True, reason="cli.build_run validates Config(env_id, total_steps) with the "
-                   "default num_envs/rollout_length before applying --set overrides")
 def test_total_steps_flag_is_checked_after_overrides():
     # 64 steps = 8 envs x 8 steps is a valid run, but a2c's defaults are 16 x 5 = 80 > 64
     _, config, _ = cli.build_run("a2c", "CartPole-v1", 64, ["num_envs=8", "rollout_length=8"])

@@ -156,6 +156,8 @@ LINE_SEARCH_CASES = [
     (-1.0, 1.0, 10, 0.5, None),  # a descent direction: every improvement is negative
     (3.0, 0.5, 10, 0.8, 5),     # shrink 0.8: 3·0.8^4 = 1.23 → KL 0.755; 3·0.8^5 = 0.98 → 0.48
     (1.0, 1.0, 3, 0.5, 0),
+    (2.0, 1.0, 10, 0.5, 1),     # x=2: improvement exactly 0 is not an improvement
+    (1.0, 0.5, 10, 0.5, 0),     # KL exactly at the bound is allowed
     (40.0, 1.0, 3, 0.5, None),  # the qualifying x = 1.25 would need j = 5 > 3 backtracks
 ]
 

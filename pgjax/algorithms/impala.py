@@ -29,13 +29,21 @@ other lag. Slots that are still empty at the start of training are skipped (no p
 the true successor, the pre-reset final observation at episode ends) under the current parameters
 and forms, with log ρ_t = log π(a_t|x_t) − log μ(a_t|x_t) (:func:`pgjax.estimators.vtrace`),
 
-    v_s = V(x_s) + Σ_{t≥s} (Π_{i<t} γ_i c_i) ρ_t δ_t,      ρ_t = min(ρ̄, π/μ),  c_i = λ·min(c̄, π/μ),
+    v_s = V(x_s) + Σ_{t≥s} (Π_{i=s}^{t−1} γ_i c_i) ρ_t δ_t,      ρ_t = min(ρ̄, π/μ),  c_i = λ·min(c̄, π/μ),
     A_s = min(pg_ρ̄, π/μ)·(r_s + γ_s v_{s+1} − V(x_s)),
 
 then minimises  L = −E[log π(a_s|x_s)·A_s] + c_v·½E[(v_s − V(x_s))²] − β·H[π]  (§4.2: value loss,
 policy gradient, entropy bonus) with RMSProp (as in the paper) or Adam, after global-norm clipping.
 ``correction="none"`` sets log ρ = 0: the plain n-step/λ actor–critic on stale data, for the
 policy-lag study (benchmarks/policy_lag.py).
+
+**Metrics** (besides PPO's): ``policy_lag`` — updates between the actors' parameters and the
+learner's for the fresh trajectory, ``min(k, L)`` as above; ``data_lag_mean`` — the same averaged
+over this update's learner steps, counting the extra age of replayed trajectories;
+``learner_steps`` — learner steps taken (fewer than ``R`` while the queue fills); ``rho_mean``,
+``rho_clipped_fraction``, ``c_clipped_fraction`` — the *actual* ratio π/μ and the fractions above
+ρ̄ and c̄ (beyond round-off), reported even with ``correction="none"``; ``approx_kl`` — KL[μ‖π]
+estimated on μ's samples. Losses and value statistics are the learner's, averaged over its steps.
 """
 
 from __future__ import annotations
@@ -65,13 +73,13 @@ _CLIP_TOLERANCE = 1e-5
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
     num_envs: int = 16
-    rollout_length: int = 20       # the paper's unroll length (Espeholt et al. 2018, §5)
+    rollout_length: int = 20       # the unroll length of the paper's Atari experiments
     optimizer: str = "rmsprop"     # the paper's optimiser; "adam" also works
     policy_lag: int = 0            # behaviour params = learner params from this many updates ago
     queue_size: int = 1            # trajectories kept in the FIFO queue (1: no reuse)
     replay_times: int = 1          # learner steps each trajectory is used for (≤ queue_size)
     correction: str = "vtrace"     # "vtrace" or "none" (log ρ = 0: uncorrected actor-critic)
-    anneal_lr: bool = True         # linear decay to 0 over the run (paper, Appendix: "annealed")
+    anneal_lr: bool = True         # linear decay to 0 over the run
     normalize_advantages: bool = False
 
     def __post_init__(self):
