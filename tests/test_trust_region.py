@@ -272,3 +272,16 @@ def test_trpo_update_respects_kl_bound_and_never_accepts_a_worse_surrogate():
             else:
                 assert got["actor_change"] == 0.0 and got["kl"] == 0.0
     assert accepted_count >= len(MAX_KLS) * 3 - 2  # the search mostly succeeds
+
+
+def test_trpo_learns_cartpole_smoke():
+    import pgjax
+    from pgjax.algorithms import trpo as trpo_algo
+    config = trpo_algo.Config(env_id="CartPole-v1", num_envs=8, rollout_length=128, total_steps=40_960,
+                              critic_epochs=2, critic_minibatches=2)
+    _, metrics = jax.jit(pgjax.make_train(config))(jax.random.key(0), trpo_algo.Hparams(max_kl=0.02))
+    returns = np.asarray(metrics["episode_return"])
+    early, late = np.nanmean(returns[:3]), np.nanmean(returns[-5:])
+    assert early < 40, early
+    assert late > 2.5 * early, (early, late)
+    assert np.all(np.asarray(metrics["kl"]) <= 1.5 * 0.02)
