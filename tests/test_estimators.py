@@ -216,7 +216,7 @@ def ref_vtrace(rewards, values, next_values, discounts, dones, log_rhos, lam, rh
     return vs.reshape(shape), pg.reshape(shape)
 
 
-def close(got, want, rtol=RTOL, atol=ATOL):
+def assert_close(got, want, rtol=RTOL, atol=ATOL):
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=rtol, atol=atol)
 
 
@@ -248,11 +248,11 @@ def test_references_agree_on_hand_computed_example():
     g1 = 2.0 + 0.5 * g2
     g0 = 1.0 + 0.5 * g1
     np.testing.assert_allclose(ref_discounted_returns(r, nv, d, dn), [g0, g1, g2, 4.0])
-    close(est.discounted_returns(j(r), j(nv), j(d), j(dn)), [g0, g1, g2, 4.0])
+    assert_close(est.discounted_returns(j(r), j(nv), j(d), j(dn)), [g0, g1, g2, 4.0])
     # n = 2: G_0 = r0 + γ r1 + γ² V(s'_1)
     want2 = [1.0 + 0.5 * 2.0 + 0.25 * 0.125, 2.0 + 0.5 * 3.0 + 0.25 * 10.0, g2, 4.0]
     np.testing.assert_allclose(ref_n_step_returns(r, nv, d, dn, 2), want2)
-    close(est.n_step_returns(j(r), j(nv), j(d), j(dn), 2), want2)
+    assert_close(est.n_step_returns(j(r), j(nv), j(d), j(dn), 2), want2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def test_discounted_returns(seed, shape):
     x = make_traj(seed, shape)
     got = est.discounted_returns(j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]))
     assert got.shape == shape and got.dtype == jnp.float32
-    close(got, ref_discounted_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"]))
+    assert_close(got, ref_discounted_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"]))
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 0.95, 1.0])
@@ -275,7 +275,7 @@ def test_lambda_returns(seed, shape, lam):
     x = make_traj(seed, shape)
     got = est.lambda_returns(j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]), lam)
     assert got.shape == shape
-    close(got, ref_lambda_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], lam))
+    assert_close(got, ref_lambda_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], lam))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
@@ -285,7 +285,7 @@ def test_n_step_returns(seed, shape, n):
     x = make_traj(seed, shape)
     got = est.n_step_returns(j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]), n)
     assert got.shape == shape
-    close(got, ref_n_step_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], n))
+    assert_close(got, ref_n_step_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], n))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -294,7 +294,7 @@ def test_td_errors(seed, shape):
     x = make_traj(seed, shape)
     got = est.td_errors(j(x["rewards"]), j(x["values"]), j(x["next_values"]), j(x["discounts"]))
     assert got.shape == shape
-    close(got, ref_td_errors(x["rewards"], x["values"], x["next_values"], x["discounts"]))
+    assert_close(got, ref_td_errors(x["rewards"], x["values"], x["next_values"], x["discounts"]))
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.8, 0.95, 1.0])
@@ -305,7 +305,7 @@ def test_gae(seed, shape, lam):
     got = est.gae(j(x["rewards"]), j(x["values"]), j(x["next_values"]), j(x["discounts"]),
                   j(x["dones"]), lam)
     assert got.shape == shape
-    close(got, ref_gae(x["rewards"], x["values"], x["next_values"], x["discounts"], x["dones"],
+    assert_close(got, ref_gae(x["rewards"], x["values"], x["next_values"], x["discounts"], x["dones"],
                        lam, x["gamma"]))
 
 
@@ -331,8 +331,8 @@ def test_vtrace(seed, shape, params):
     assert vs.shape == shape and pg.shape == shape
     want_vs, want_pg = ref_vtrace(x["rewards"], x["values"], x["next_values"], x["discounts"],
                                   x["dones"], x["log_rhos"], lam, rho_bar, c_bar, pg_rho_bar)
-    close(vs, want_vs)
-    close(pg, want_pg)
+    assert_close(vs, want_vs)
+    assert_close(pg, want_pg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -344,8 +344,8 @@ def test_vtrace(seed, shape, params):
 def test_lambda_one_is_discounted_returns(seed, shape):
     x = make_traj(seed, shape)
     args = (j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]))
-    close(est.lambda_returns(*args, 1.0), np.asarray(est.discounted_returns(*args), np.float64))
-    close(est.lambda_returns(*args, 1.0), ref_discounted_returns(
+    assert_close(est.lambda_returns(*args, 1.0), np.asarray(est.discounted_returns(*args), np.float64))
+    assert_close(est.lambda_returns(*args, 1.0), ref_discounted_returns(
         x["rewards"], x["next_values"], x["discounts"], x["dones"]))
 
 
@@ -354,7 +354,7 @@ def test_lambda_one_is_discounted_returns(seed, shape):
 def test_lambda_zero_is_td_target(seed, shape):
     x = make_traj(seed, shape)
     got = est.lambda_returns(j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]), 0.0)
-    close(got, x["rewards"] + x["discounts"] * x["next_values"])
+    assert_close(got, x["rewards"] + x["discounts"] * x["next_values"])
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.6, 0.95, 1.0])
@@ -365,8 +365,8 @@ def test_gae_plus_values_is_lambda_returns(seed, shape, lam):
     adv = est.gae(j(x["rewards"]), j(x["values"]), j(x["next_values"]), j(x["discounts"]),
                   j(x["dones"]), lam)
     lret = est.lambda_returns(j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]), lam)
-    close(np.asarray(adv, np.float64) + x["values"], np.asarray(lret, np.float64))
-    close(np.asarray(adv, np.float64) + x["values"],
+    assert_close(np.asarray(adv, np.float64) + x["values"], np.asarray(lret, np.float64))
+    assert_close(np.asarray(adv, np.float64) + x["values"],
           ref_lambda_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], lam))
 
 
@@ -385,8 +385,8 @@ def test_n_step_large_n_is_discounted_returns(seed, shape, n):
     x = make_traj(seed, shape)
     args = (j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]))
     got = est.n_step_returns(*args, n)
-    close(got, np.asarray(est.discounted_returns(*args), np.float64))
-    close(got, ref_discounted_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"]))
+    assert_close(got, np.asarray(est.discounted_returns(*args), np.float64))
+    assert_close(got, ref_discounted_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"]))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -394,9 +394,9 @@ def test_n_step_large_n_is_discounted_returns(seed, shape, n):
 def test_n_step_one_is_td_target(seed, shape):
     x = make_traj(seed, shape)
     got = est.n_step_returns(j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]), 1)
-    close(got, x["rewards"] + x["discounts"] * x["next_values"])
+    assert_close(got, x["rewards"] + x["discounts"] * x["next_values"])
     # ... and n-step advantage with n=1 is the TD error.
-    close(np.asarray(got, np.float64) - x["values"],
+    assert_close(np.asarray(got, np.float64) - x["values"],
           ref_td_errors(x["rewards"], x["values"], x["next_values"], x["discounts"]))
 
 
@@ -409,12 +409,12 @@ def test_vtrace_on_policy_is_lambda_returns(seed, shape, lam):
     vs, pg = est.vtrace(j(x["rewards"]), j(x["values"]), j(x["next_values"]), j(x["discounts"]),
                         j(x["dones"]), zeros, lambda_=lam, rho_bar=1.0, c_bar=1.0, pg_rho_bar=1.0)
     lret = est.lambda_returns(j(x["rewards"]), j(x["next_values"]), j(x["discounts"]), j(x["dones"]), lam)
-    close(vs, np.asarray(lret, np.float64))
-    close(vs, ref_lambda_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], lam))
+    assert_close(vs, np.asarray(lret, np.float64))
+    assert_close(vs, ref_lambda_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], lam))
     # On-policy vs − V is GAE(λ) as well.
     adv = est.gae(j(x["rewards"]), j(x["values"]), j(x["next_values"]), j(x["discounts"]),
                   j(x["dones"]), lam)
-    close(np.asarray(vs, np.float64) - x["values"], np.asarray(adv, np.float64))
+    assert_close(np.asarray(vs, np.float64) - x["values"], np.asarray(adv, np.float64))
 
 
 def test_vtrace_clipping_matters():
@@ -462,15 +462,15 @@ def test_gae_truncation_bootstraps_from_next_values():
     adv_term = np.asarray(est.gae(j(r), j(v), j(nv), j(term_disc), j(dones), lam), np.float64)
 
     # At the truncated step: A = r + γ V(final obs) − V(s), not r − V(s).
-    close(adv_trunc[2], r[2] + GAMMA * nv[2] - v[2])
-    close(adv_term[2], r[2] - v[2])
+    assert_close(adv_trunc[2], r[2] + GAMMA * nv[2] - v[2])
+    assert_close(adv_term[2], r[2] - v[2])
     assert abs(adv_trunc[2] - adv_term[2]) > 1.0
     # The trace is cut at the truncation: row 1 sees row 2's δ but nothing from row 3 on.
     d1 = r[1] + GAMMA * nv[1] - v[1]
-    close(adv_trunc[1], d1 + GAMMA * lam * adv_trunc[2])
-    close(adv_trunc, ref_gae(r, v, nv, trunc_disc, dones, lam, GAMMA))
+    assert_close(adv_trunc[1], d1 + GAMMA * lam * adv_trunc[2])
+    assert_close(adv_trunc, ref_gae(r, v, nv, trunc_disc, dones, lam, GAMMA))
     # The next episode (rows 3..5) is unaffected by how row 2 ended.
-    close(adv_trunc[3:], adv_term[3:])
+    assert_close(adv_trunc[3:], adv_term[3:])
 
 
 def test_no_trace_crosses_a_done():
@@ -537,7 +537,7 @@ def test_boolean_dones_accepted():
     x = make_traj(0, (T, 5))
     args = (j(x["rewards"]), j(x["next_values"]), j(x["discounts"]))
     got = _est_module.discounted_returns(*args, jnp.asarray(x["dones"] > 0))
-    close(got, ref_discounted_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"]))
+    assert_close(got, ref_discounted_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -551,21 +551,21 @@ def test_eager_matches_reference():
                                              "dones", "log_rhos"))
     e = _est_module
     lam = 0.9
-    close(e.discounted_returns(r, nv, d, dn),
+    assert_close(e.discounted_returns(r, nv, d, dn),
           ref_discounted_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"]))
-    close(e.lambda_returns(r, nv, d, dn, lam),
+    assert_close(e.lambda_returns(r, nv, d, dn, lam),
           ref_lambda_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], lam))
-    close(e.n_step_returns(r, nv, d, dn, 3),
+    assert_close(e.n_step_returns(r, nv, d, dn, 3),
           ref_n_step_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], 3))
-    close(e.td_errors(r, v, nv, d),
+    assert_close(e.td_errors(r, v, nv, d),
           ref_td_errors(x["rewards"], x["values"], x["next_values"], x["discounts"]))
-    close(e.gae(r, v, nv, d, dn, lam),
+    assert_close(e.gae(r, v, nv, d, dn, lam),
           ref_gae(x["rewards"], x["values"], x["next_values"], x["discounts"], x["dones"], lam, GAMMA))
     vs, pg = e.vtrace(r, v, nv, d, dn, lr, lambda_=lam, rho_bar=2.0, c_bar=0.7, pg_rho_bar=1.5)
     want_vs, want_pg = ref_vtrace(x["rewards"], x["values"], x["next_values"], x["discounts"],
                                   x["dones"], x["log_rhos"], lam, 2.0, 0.7, 1.5)
-    close(vs, want_vs)
-    close(pg, want_pg)
+    assert_close(vs, want_vs)
+    assert_close(pg, want_pg)
 
 
 def test_jit_matches_reference():
@@ -573,21 +573,21 @@ def test_jit_matches_reference():
     r, v, nv, d, dn, lr = (j(x[k]) for k in ("rewards", "values", "next_values", "discounts",
                                              "dones", "log_rhos"))
     lam = 0.85
-    close(jax.jit(_est_module.discounted_returns)(r, nv, d, dn),
+    assert_close(jax.jit(_est_module.discounted_returns)(r, nv, d, dn),
           ref_discounted_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"]))
-    close(jax.jit(_est_module.lambda_returns)(r, nv, d, dn, lam),
+    assert_close(jax.jit(_est_module.lambda_returns)(r, nv, d, dn, lam),
           ref_lambda_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], lam))
-    close(jax.jit(_est_module.n_step_returns, static_argnums=4)(r, nv, d, dn, 4),
+    assert_close(jax.jit(_est_module.n_step_returns, static_argnums=4)(r, nv, d, dn, 4),
           ref_n_step_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], 4))
-    close(jax.jit(_est_module.td_errors)(r, v, nv, d),
+    assert_close(jax.jit(_est_module.td_errors)(r, v, nv, d),
           ref_td_errors(x["rewards"], x["values"], x["next_values"], x["discounts"]))
-    close(jax.jit(_est_module.gae)(r, v, nv, d, dn, lam),
+    assert_close(jax.jit(_est_module.gae)(r, v, nv, d, dn, lam),
           ref_gae(x["rewards"], x["values"], x["next_values"], x["discounts"], x["dones"], lam, GAMMA))
     vs, pg = jax.jit(_est_module.vtrace)(r, v, nv, d, dn, lr, lam, 1.5, 0.8, 1.2)
     want_vs, want_pg = ref_vtrace(x["rewards"], x["values"], x["next_values"], x["discounts"],
                                   x["dones"], x["log_rhos"], lam, 1.5, 0.8, 1.2)
-    close(vs, want_vs)
-    close(pg, want_pg)
+    assert_close(vs, want_vs)
+    assert_close(pg, want_pg)
 
 
 LAMBDAS = np.array([0.0, 0.3, 0.8, 0.95, 1.0], np.float32)
@@ -612,7 +612,7 @@ def test_vmap_over_lambda():
         vs_i, pg_i = est.vtrace(r, v, nv, d, dn, lr, lambda_=lam, c_bar=0.9)
         np.testing.assert_allclose(vs[i], vs_i, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(pg[i], pg_i, rtol=1e-5, atol=1e-5)
-        close(adv[i], ref_gae(x["rewards"], x["values"], x["next_values"], x["discounts"],
+        assert_close(adv[i], ref_gae(x["rewards"], x["values"], x["next_values"], x["discounts"],
                               x["dones"], lam, GAMMA))
     # The λ axis really changes the result.
     assert not np.allclose(np.asarray(adv[1]), np.asarray(adv[3]), atol=1e-3)
@@ -623,7 +623,7 @@ def test_vmap_over_batch_axis_matches_batched_call():
     x = make_traj(5, (T, 5))
     r, v, nv, d, dn = (j(x[k]) for k in ("rewards", "values", "next_values", "discounts", "dones"))
     got = jax.jit(jax.vmap(lambda *a: _est_module.gae(*a, 0.9), in_axes=1, out_axes=1))(r, v, nv, d, dn)
-    close(got, np.asarray(est.gae(r, v, nv, d, dn, 0.9), np.float64))
+    assert_close(got, np.asarray(est.gae(r, v, nv, d, dn, 0.9), np.float64))
 
 
 def test_explained_variance():
@@ -631,6 +631,6 @@ def test_explained_variance():
     t = rng.normal(size=100)
     p = t + 0.3 * rng.normal(size=100)
     want = 1.0 - np.var(t - p) / np.var(t)
-    close(est.explained_variance(j(p), j(t)), want, rtol=1e-4, atol=1e-5)
-    close(est.explained_variance(j(t), j(t)), 1.0)
+    assert_close(est.explained_variance(j(p), j(t)), want, rtol=1e-4, atol=1e-5)
+    assert_close(est.explained_variance(j(t), j(t)), 1.0)
     assert np.isnan(float(est.explained_variance(j(p), jnp.ones(100, jnp.float32))))
