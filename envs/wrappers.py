@@ -223,6 +223,13 @@ def obs_stats_of(env_state) -> RunningMeanStd | None:
     return None
 
 
+def base_env_state(env_state):
+    """The batched state of the environment itself, below every wrapper (what renderers draw)."""
+    while hasattr(env_state, "env_state"):
+        env_state = env_state.env_state
+    return env_state
+
+
 def make_vec_env(env_id: str, num_envs: int, *, normalize_obs: bool = False,
                  normalize_reward: bool = False, reward_scale: float = 1.0, gamma: float = 0.99,
                  frozen_obs_stats: bool = False, env_overrides: dict | None = None):

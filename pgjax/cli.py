@@ -1,17 +1,28 @@
-"""Command line: ``pgjax train ALGO --env ENV [--seeds 3] [--total-steps N] [--set key=value ...]``.
+"""Command line.
+
+    pgjax train ALGO --env ENV [--seeds 3] [--total-steps N] [--set key=value ...] [--sweep key=v1,v2]
+    pgjax train --resume RUN_DIR                 continue a stopped run where it stopped
+    pgjax eval RUN_DIR [--episodes N] [--step S] [--best] [--greedy | --sample]
+    pgjax episodes RUN_DIR [--step S] [--gif OUT.gif --member M --episode E]
+    pgjax report RUN_DIR [RUN_DIR ...] [--out DIR]
 
 Every configuration error is reported as one clear message naming the field and what is allowed,
-before anything is compiled; the exit status is then 2.
+before anything is compiled; the exit status is then 2. An interrupted run (SIGINT/SIGTERM) exits
+with 128 + the signal number after saving a checkpoint; a run stopped by a non-finite loss or
+parameter exits with 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
+import signal
 import sys
 import time
 from pathlib import Path
 
-from pgjax.config import ConfigError, apply_overrides
+from pgjax.config import ConfigError, apply_overrides, require
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,17 +30,62 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgjax", description="Policy-gradient RL in pure JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an algorithm on an environment")
-    train.add_argument("algorithm", help=f"one of: {', '.join(sorted(algorithms.ALGORITHMS))}")
-    train.add_argument("--env", default="CartPole-v1", help="environment id (gymnax or envs/)")
-    train.add_argument("--seeds", type=int, default=3, help="number of seeds, vmapped (default 3)")
-    train.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
+    train.add_argument("algorithm", nargs="?", default=None,
+                       help=f"one of: {', '.join(sorted(algorithms.ALGORITHMS))}")
+    train.add_argument("--env", default=None, help="environment id (gymnax or envs/; default CartPole-v1)")
+    train.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 3)")
+    train.add_argument("--seed-offset", type=int, default=None, help="first seed (default 0)")
     train.add_argument("--total-steps", type=int, default=None, help="env steps per seed")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="config or hyperparameter override; env.FIELD for EnvParams")
+    train.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                       help="hyperparameter values to run side by side (vmapped; several --sweep "
+                            "flags give their cartesian product)")
     train.add_argument("--name", default=None, help="run name (default ALGO-ENV-TIME)")
     train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs/)")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its latest checkpoint")
     train.add_argument("--eval-episodes", type=int, default=200,
-                       help="evaluation episodes per seed at the end (default 200)")
+                       help="evaluation episodes per seed (default 200)")
+    train.add_argument("--num-evals", type=int, default=5,
+                       help="evaluations spread over the run, the last at the end (default 5)")
+    train.add_argument("--eval-every", type=int, default=None,
+                       help="env steps per seed between evaluations (overrides --num-evals)")
+    train.add_argument("--sample-eval", action="store_true", help="evaluate with sampled actions "
+                       "(default: greedy, the mode of the policy)")
+    train.add_argument("--cache-episodes", type=int, default=20,
+                       help="evaluation episodes per seed cached step by step in eval/ (default 20)")
+    train.add_argument("--checkpoint-every", type=int, default=None,
+                       help="env steps per seed between checkpoints (default: at each evaluation)")
+    train.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                       help="also checkpoint after this much wall time (default 10)")
+    train.add_argument("--keep-checkpoints", type=int, default=3, help="latest checkpoints kept (default 3)")
+    train.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
+    train.add_argument("--wandb", default=None, metavar="PROJECT",
+                       help="also log to this Weights & Biases project (needs pgjax[wandb])")
+
+    evaluate = sub.add_parser("eval", help="re-evaluate a saved checkpoint of a run")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=200, help="episodes per seed (default 200)")
+    evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    evaluate.add_argument("--best", action="store_true", help="use the best-by-evaluation checkpoint")
+    mode = evaluate.add_mutually_exclusive_group()
+    mode.add_argument("--greedy", dest="greedy", action="store_true", default=True,
+                      help="actions are the policy's mode (default)")
+    mode.add_argument("--sample", dest="greedy", action="store_false", help="sample actions")
+
+    show = sub.add_parser("episodes", help="summarise a run's cache of evaluation episodes")
+    show.add_argument("run_dir")
+    show.add_argument("--step", type=int, default=None, help="cached evaluation (default: latest)")
+    show.add_argument("--gif", default=None, metavar="OUT.gif", help="render one cached episode")
+    show.add_argument("--member", type=int, default=0, help="population member of the episode")
+    show.add_argument("--episode", type=int, default=0, help="which cached episode")
+    show.add_argument("--fps", type=int, default=30)
+
+    report = sub.add_parser("report", help="overlay runs: figures and a markdown table")
+    report.add_argument("run_dirs", nargs="+")
+    report.add_argument("--out", default=None, help="output folder (default: report/ next to the "
+                        "first run, or the run's plots/ for one run)")
     return parser
 
 
@@ -44,29 +100,172 @@ def build_run(algorithm: str, env_id: str, total_steps: int | None, assignments:
     return algo, config, hparams
 
 
+def sweep_settings(config, hparams, sweeps: list[str]) -> list:
+    """The cartesian product of ``--sweep key=v1,v2`` values as a list of Hparams (hyperparameters
+    only: a sweep is a batch of numbers in one program, not of programs)."""
+    import dataclasses
+    names = {f.name for f in dataclasses.fields(hparams)}
+    axes = []
+    for sweep in sweeps:
+        if "=" not in sweep:
+            raise ConfigError(f"--sweep {sweep!r} is not allowed: expected key=v1,v2,...")
+        key, text = (part.strip() for part in sweep.split("=", 1))
+        require(key in names, "--sweep", key, f"a hyperparameter: one of {sorted(names)}")
+        values = [v for v in text.split(",") if v.strip()]
+        require(len(values) >= 1, "--sweep", sweep, "at least one value")
+        axes.append([f"{key}={v.strip()}" for v in values])
+    settings = []
+    for combination in itertools.product(*axes):
+        _, hp = apply_overrides(config, hparams, list(combination))
+        settings.append(hp)
+    return settings or [hparams]
+
+
+def _run_options(args):
+    from pgjax.runner import RunOptions
+    options = RunOptions(eval_episodes=args.eval_episodes, num_evals=args.num_evals,
+                         eval_every=args.eval_every, greedy_eval=not args.sample_eval,
+                         cache_episodes=args.cache_episodes, checkpoint_every=args.checkpoint_every,
+                         checkpoint_minutes=args.checkpoint_minutes,
+                         keep_checkpoints=args.keep_checkpoints, tensorboard=not args.no_tensorboard,
+                         wandb_project=args.wandb)
+    options.validate()
+    return options
+
+
+def _fresh_run(args):
+    if args.algorithm is None:
+        raise ConfigError("algorithm is missing: pgjax train ALGO (or pgjax train --resume RUN_DIR)")
+    seeds = 3 if args.seeds is None else args.seeds
+    require(seeds >= 1, "--seeds", seeds, "must be a positive integer")
+    algo, config, hparams = build_run(args.algorithm, args.env or "CartPole-v1", args.total_steps, args.set)
+    settings = sweep_settings(config, hparams, args.sweep)
+    offset = args.seed_offset or 0
+    name = args.name or f"{algo.NAME}-{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return algo, config, settings, list(range(offset, offset + seeds)), Path(args.runs_dir) / name
+
+
+def load_run(run_dir: Path):
+    """(algo module, config, hparams settings, seeds) saved in ``run_dir/config.json``."""
+    from pgjax import algorithms
+    from pgjax.config import config_from_dict
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: no config.json there (not a run folder)")
+    saved = json.loads(path.read_text())
+    algo = algorithms.get(saved["algorithm"])
+    config = config_from_dict(algo.Config, saved["config"])
+    settings = [algo.Hparams(**values) for values in saved.get("hparams_settings", [saved["hparams"]])]
+    return algo, config, settings, list(saved["seeds"])
+
+
+def _resumed_run(args):
+    """The saved run, after checking that every flag given agrees with it: each flag is applied
+    on top of the saved configuration and any field that changes is named."""
+    import dataclasses
+
+    from pgjax.config import config_differences, hparams_to_dict
+    run_dir = Path(args.resume)
+    algo, config, settings, seeds = load_run(run_dir)
+    differences = []
+    if args.algorithm is not None and args.algorithm != algo.NAME:
+        differences.append(f"algorithm (saved {algo.NAME!r}, requested {args.algorithm!r})")
+    requested = config if args.env is None else dataclasses.replace(config, env_id=args.env)
+    assignments = ([f"total_steps={args.total_steps}"] if args.total_steps is not None else []) + args.set
+    requested, requested_hp = apply_overrides(requested, settings[0], assignments)
+    differences += config_differences(config, requested)
+    saved_hp, new_hp = hparams_to_dict(settings[0]), hparams_to_dict(requested_hp)
+    differences += [f"{k} (saved {saved_hp[k]!r}, requested {new_hp[k]!r})"
+                    for k in saved_hp if saved_hp[k] != new_hp[k]]
+    offset = seeds[0] if args.seed_offset is None else args.seed_offset
+    count = len(seeds) if args.seeds is None else args.seeds
+    if list(range(offset, offset + count)) != seeds:
+        differences.append(f"seeds (saved {seeds}, requested {list(range(offset, offset + count))})")
+    if args.sweep:
+        differences.append("sweep (a resumed run keeps its saved hyperparameter settings)")
+    if differences:
+        raise ConfigError(f"cannot resume {run_dir}: the requested configuration differs in "
+                          + "; ".join(differences))
+    return algo, config, settings, seeds, run_dir
+
+
 def _train(args) -> int:
     try:
-        if args.seeds < 1:
-            raise ConfigError(f"--seeds={args.seeds} is not allowed: must be a positive integer")
-        if args.eval_episodes < 1:
-            raise ConfigError(f"--eval-episodes={args.eval_episodes} is not allowed: must be a positive integer")
-        algo, config, hparams = build_run(args.algorithm, args.env, args.total_steps, args.set)
+        options = _run_options(args)
+        if args.resume:
+            algo, config, settings, seeds, run_dir = _resumed_run(args)
+        else:
+            algo, config, settings, seeds, run_dir = _fresh_run(args)
+            if (run_dir / "checkpoints").exists():
+                raise ConfigError(f"--name={run_dir.name!r} is not allowed: {run_dir} already holds a "
+                                  f"run (use pgjax train --resume {run_dir}, or another --name)")
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
     from pgjax import runner
-    name = args.name or f"{algo.NAME}-{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    seeds = list(range(args.seed_offset, args.seed_offset + args.seeds))
-    runner.run(algo.NAME, config, hparams, seeds, Path(args.runs_dir) / name,
-               eval_episodes=args.eval_episodes)
+    result = runner.run(algo.NAME, config, settings, seeds, run_dir, options=options,
+                        resume=bool(args.resume))
+    if result.status == runner.INTERRUPTED:
+        return 128 + int(signal.SIGINT if "SIGINT" in result.message else signal.SIGTERM)
+    if result.status == runner.NON_FINITE:
+        return 3
+    return 0
+
+
+def _eval(args) -> int:
+    try:
+        require(args.episodes >= 1, "--episodes", args.episodes, "must be a positive integer")
+        algo, config, settings, seeds = load_run(Path(args.run_dir))
+    except (ConfigError, ValueError) as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return 2
+    from pgjax import runner
+    try:
+        text = runner.reevaluate(Path(args.run_dir), algo, config, settings, seeds,
+                                     episodes=args.episodes, step=args.step,
+                                     which="best" if args.best else "latest", greedy=args.greedy)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+def _episodes(args) -> int:
+    from pgjax import episodes
+    run_dir = Path(args.run_dir)
+    try:
+        if args.gif is None:
+            print(episodes.summary(run_dir))
+            return 0
+        algo, config, _, _ = load_run(run_dir)
+        path = episodes.render_gif(run_dir, config, Path(args.gif), step=args.step,
+                                   member=args.member, episode=args.episode, fps=args.fps)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def _report(args) -> int:
+    from pgjax import report
+    run_dirs = [Path(d) for d in args.run_dirs]
+    missing = [str(d) for d in run_dirs if not (d / "config.json").exists()]
+    if missing:
+        print(f"pgjax: error: not run folders (no config.json): {', '.join(missing)}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else (run_dirs[0] / "plots" if len(run_dirs) == 1
+                                           else run_dirs[0].parent / "report")
+    print(report.report(run_dirs, out))
+    print(f"\nfigures and report.md in {out}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "train":
-        return _train(args)
-    return 1
+    commands = {"train": _train, "eval": _eval, "episodes": _episodes, "report": _report}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

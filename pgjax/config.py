@@ -54,6 +54,7 @@ class CommonConfig:
     normalize_reward: bool = False
     reward_scale: float = 1.0
     optimizer: str = "adam"
+    log_grad_variance: bool = False  # add grad_variance / grad_mean_sq_norm / grad_snr (pgjax.diagnostics)
 
     def __post_init__(self):
         from envs import check_env_id
@@ -86,6 +87,13 @@ class CommonConfig:
                 "one of ['adam', 'rmsprop', 'sgd']")
         require(isinstance(self.reward_scale, (int, float)) and self.reward_scale > 0,
                 "reward_scale", self.reward_scale, "must be a positive number")
+        require(isinstance(self.log_grad_variance, bool), "log_grad_variance",
+                self.log_grad_variance, "true or false")
+        require(not self.log_grad_variance or self.grad_variance_groups >= 2, "log_grad_variance",
+                self.log_grad_variance,
+                f"the gradient variance needs at least 2 estimates and {type(self).__name__} "
+                f"takes one per {self.grad_variance_group_name} (this config has "
+                f"{self.grad_variance_groups})")
 
     def _check_env(self) -> None:
         from gymnax.environments import spaces
@@ -108,6 +116,14 @@ class CommonConfig:
     def uses_q_critic(self) -> bool:
         """Whether the critic head is Q_φ(s, ·) rather than V_φ(s) (the Q actor-critics)."""
         return False
+
+    @property
+    def grad_variance_groups(self) -> int:
+        """How many gradient estimates ``log_grad_variance`` compares (one per environment unless
+        an algorithm groups otherwise, e.g. PPO's minibatches)."""
+        return self.num_envs
+
+    grad_variance_group_name: ClassVar[str] = "environment (num_envs)"
 
     @property
     def steps_per_update(self) -> int:
@@ -251,3 +267,31 @@ def config_to_dict(config) -> dict[str, Any]:
 def hparams_to_dict(hparams) -> dict[str, Any]:
     import numpy as np
     return {f.name: np.asarray(getattr(hparams, f.name)).tolist() for f in dataclasses.fields(hparams)}
+
+
+def _as_tuple(value: Any) -> Any:
+    """JSON lists back to (nested) tuples, as the frozen configs hold them."""
+    if isinstance(value, list):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+def config_from_dict(config_class, saved: dict[str, Any]):
+    """Rebuild a config from :func:`config_to_dict`'s output (``config.json``); validated anew."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(saved) - fields)
+    if unknown:
+        raise ConfigError(f"saved config has fields {unknown} that {config_class.__module__}.Config "
+                          "does not know (saved by another pgjax version?)")
+    values = {k: _as_tuple(v) for k, v in saved.items()}
+    values["env_overrides"] = tuple(sorted(dict(saved.get("env_overrides", {})).items()))
+    if "feature_args" in values:
+        values["feature_args"] = tuple(tuple(pair) for pair in values["feature_args"])
+    return config_class(**values)
+
+
+def config_differences(saved, requested) -> list[str]:
+    """``field (saved X, requested Y)`` for every field where two configs differ."""
+    a, b = config_to_dict(saved), config_to_dict(requested)
+    return [f"{k} (saved {a.get(k)!r}, requested {b.get(k)!r})"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

@@ -31,7 +31,7 @@ def max_episode_steps(config) -> int:
 
 @functools.partial(jax.jit, static_argnames=("config", "num_episodes", "greedy", "record"))
 def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, greedy: bool = True,
-             record: bool = False):
+             record: bool | int = False):
     """Play one episode in each of ``num_episodes`` environments.
 
     Args:
@@ -40,13 +40,17 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
       env_state_for_stats: the training env state whose observation statistics are used (or
         None when the config does not normalise observations).
       key: evaluation key; use :func:`eval_key` for comparable numbers.
-      num_episodes, greedy: static; ``record`` also returns the episodes step by step.
+      num_episodes, greedy: static.
+      record: static; ``True`` also returns every episode step by step, an integer K only the
+        first K episodes (the returns and lengths always cover all ``num_episodes``).
 
-    Returns: dict of ``returns [E]``, ``lengths [E]`` and, with ``record``, the episodes
-    (``obs [L, E, ...]``, ``actions``, ``rewards``, ``terminated``, ``truncated``, ``valid [L, E]``
-    where L is the env's time limit and ``valid`` marks the steps inside each env's one episode).
+    Returns: dict of ``returns [E]``, ``lengths [E]`` and, when recording, the episodes
+    (``obs [L, K, ...]``, ``actions``, ``rewards``, ``terminated``, ``truncated``, ``valid [L, K]``
+    where L is the env's time limit and ``valid`` marks the steps inside each env's one episode,
+    and ``states``: the unwrapped environment state before each step, for rendering).
     """
-    from envs import obs_stats_of
+    from envs import base_env_state, obs_stats_of
+    num_recorded = num_episodes if record is True else min(int(record), num_episodes)
     venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False)
     policy_fn, _ = common.policy_and_value_fns(common.make_network(config), greedy=greedy)
     reset_key, run_key = jax.random.split(key)
@@ -57,13 +61,18 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
 
     def step(carry, step_key):
         env_state, obs, active, ep_return, ep_length = carry
+        state_before = base_env_state(env_state)
         act_key, env_key = jax.random.split(step_key)
         action, _, _ = policy_fn(params, obs, act_key)
         next_obs, env_state, reward, terminated, truncated, _ = venv.step(
             env_key, env_state, action, env_params)
         ep_return = ep_return + jnp.where(active, reward, 0.0)
         ep_length = ep_length + active.astype(jnp.int32)
-        step_record = (obs, action, reward, terminated, truncated, active) if record else ()
+        step_record = ()
+        if num_recorded:
+            first = lambda x: x[:num_recorded]  # noqa: E731
+            step_record = jax.tree.map(first, (obs, action, reward, terminated, truncated, active,
+                                               state_before))
         active = active & ~(terminated | truncated)
         return (env_state, next_obs, active, ep_return, ep_length), step_record
 
@@ -72,8 +81,8 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     (_, _, _, returns, lengths), records = jax.lax.scan(
         step, init, jax.random.split(run_key, max_episode_steps(config)))
     result = {"returns": returns, "lengths": lengths}
-    if record:
-        names = ("obs", "actions", "rewards", "terminated", "truncated", "valid")
+    if num_recorded:
+        names = ("obs", "actions", "rewards", "terminated", "truncated", "valid", "states")
         result.update(dict(zip(names, records)))
     return result
 

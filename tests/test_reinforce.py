@@ -245,6 +245,57 @@ def test_baselines_keep_the_gradient_unbiased_and_a_learned_one_cuts_variance():
 
 
 # ---------------------------------------------------------------------------------------------
+# loss_reduction="sum": Sutton & Barto's per-episode sum of step updates
+
+
+def _corridor_state(config, policy_bias, value_bias):
+    state = reinforce.init(config, hparams_as_arrays(reinforce.Hparams(
+        learning_rate=0.01, critic_learning_rate=0.05, max_grad_norm=1e9, gamma=1.0)),
+        jax.random.key(3))
+    p = state.params["params"]
+    p = {**p, "policy_head": {**p["policy_head"], "bias": jnp.asarray(policy_bias, jnp.float32)},
+         "value_head": {**p["value_head"], "bias": jnp.asarray([value_bias], jnp.float32)}}
+    return state.replace(params={"params": p})
+
+
+def test_sum_reduction_is_the_textbook_sum_of_step_updates():
+    """ShortCorridor (every observation is [1], which one-hot features with num_states=1 map to
+    the zero vector, so the policy is softmax(b_π) and the baseline is the scalar b_v) with plain
+    SGD: one update must move b_π by α^θ Σ_t (G_t − b_v)(e_{A_t} − π) and b_v by α^w Σ_t (G_t − b_v)
+    over the steps whose episode ends in the segment (S&B 2018, §13.4 box, γ = 1; the default
+    mean reduction divides this by their number). Reference: NumPy loops over the trajectory."""
+    config = reinforce.Config(env_id="ShortCorridor-v0", baseline="learned", torso="onehot",
+                              feature_args=(("num_states", 1),), optimizer="sgd", num_envs=2,
+                              rollout_length=40, total_steps=80, loss_reduction="sum")
+    policy_bias, value_bias = np.array([0.2, -0.1]), -4.0
+    state = _corridor_state(config, policy_bias, value_bias)
+    _, traj = jax.jit(common.collect, static_argnums=0)(config, state)  # update's rollout key
+    new_state, _ = jax.jit(reinforce.update, static_argnums=0)(config, state)
+    rewards, done = np.asarray(traj.rewards, np.float64), np.asarray(traj.episode_done)
+    actions = np.asarray(traj.actions)
+    T, B = rewards.shape
+    probs = np.exp(policy_bias) / np.exp(policy_bias).sum()
+    d_policy, d_value, count = np.zeros(2), 0.0, 0
+    for b in range(B):
+        g, complete = 0.0, False
+        for t in reversed(range(T)):
+            if done[t, b]:
+                g, complete = 0.0, True
+            g += rewards[t, b]
+            if complete:
+                d_policy += (g - value_bias) * (np.eye(2)[actions[t, b]] - probs)
+                d_value += g - value_bias
+                count += 1
+    assert 0 < count < T * B  # some steps complete, some are masked
+    p = new_state.params["params"]
+    np.testing.assert_allclose(np.asarray(p["policy_head"]["bias"]) - policy_bias,
+                               0.01 * d_policy, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(p["value_head"]["bias"][0]) - value_bias,
+                               0.05 * d_value, rtol=1e-4, atol=1e-6)
+    assert float(new_state.hparams.vf_coef) == 1.0  # the scaling does not leak into the state
+
+
+# ---------------------------------------------------------------------------------------------
 # learning smoke test
 
 

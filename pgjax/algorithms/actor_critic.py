@@ -64,6 +64,10 @@ class Config(CommonConfig):
         require_positive_int("n_steps", self.n_steps)
         require(not self.shared_torso, "shared_torso", True,
                 "actor and critic have their own step sizes (and traces), so torsos are separate")
+        require(not (self.variant == "td_lambda" and self.log_grad_variance), "log_grad_variance",
+                True, "not supported by variant='td_lambda': its online updates come from "
+                "per-step eligibility traces, not from one batch gradient to split into "
+                "per-environment estimates; use a batch variant")
 
     @property
     def uses_q_critic(self) -> bool:

@@ -14,7 +14,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from envs import make_vec_env
-from pgjax import estimators
+from pgjax import diagnostics, estimators
 from pgjax.networks import ActorCritic
 from pgjax.rollout import Trajectory, episode_metrics, rollout
 
@@ -225,15 +225,57 @@ def score_function_loss(params, network, traj: Trajectory, psi, critic_targets, 
                    "approx_kl": masked_mean(jnp.expm1(log_probs - traj.log_probs) - (log_probs - traj.log_probs), mask)}
 
 
+def policy_leaves(params) -> list:
+    """The leaves of ``params`` (or of a gradient tree shaped like it, with any leading axes)
+    that belong to the policy: everything :func:`critic_labels` calls "actor"."""
+    labels = jax.tree.leaves(critic_labels(jax.tree.map(lambda x: 0, params)))
+    return [x for x, label in zip(jax.tree.leaves(params), labels) if label == "actor"]
+
+
+def gradient_diagnostics(config, loss_fn, params, make_groups) -> dict[str, jax.Array]:
+    """The optional gradient-noise metrics (``config.log_grad_variance``; :mod:`pgjax.diagnostics`).
+
+    ``loss_fn(params, group) -> scalar`` is the algorithm's loss on one group; ``make_groups()``
+    returns ``(groups, weights)``: the G groups stacked on a leading axis
+    (:func:`pgjax.diagnostics.split_groups`) and the ``[G]`` weights of
+    :func:`pgjax.diagnostics.group_gradients` (or None). It is called only when the flag is on.
+    The statistics are taken over the policy's parameters only (:func:`policy_leaves`; a shared
+    torso counts, so there the value loss adds to them): ``grad_variance`` = tr Σ̂, ``grad_mean_sq_norm`` = ‖ḡ‖², ``grad_snr`` = ‖ḡ‖²/tr Σ̂.
+    When the flag is off this returns ``{}`` and traces nothing, so the compiled update is the
+    same as without the diagnostic."""
+    if not config.log_grad_variance:
+        return {}
+    groups, weights = make_groups()
+    grads = diagnostics.group_gradients(loss_fn, params, groups, weights)
+    stats = diagnostics.gradient_statistics(policy_leaves(grads))
+    return {"grad_variance": stats.total_variance, "grad_mean_sq_norm": stats.mean_sq_norm,
+            "grad_snr": stats.snr}
+
+
+def env_groups(config, tree):
+    """One group per environment of time-major ``[T, N, ...]`` leaves: ``[N, T, 1, ...]``."""
+    return diagnostics.split_groups(tree, config.num_envs, axis=1)
+
+
 def score_function_update(config, state: TrainState, traj: Trajectory, psi, critic_targets, mask,
                           learning_rate=None):
-    """One gradient step on :func:`score_function_loss`. Returns (state, metrics)."""
+    """One gradient step on :func:`score_function_loss`. Returns (state, metrics).
+
+    With ``config.log_grad_variance`` the metrics add the gradient-noise statistics over one
+    estimate per environment: env i's estimate is N × its share of the batch gradient, i.e. the
+    gradient of its own masked-mean loss times N·n_i/Σ_j n_j (n_i its unmasked steps,
+    :func:`pgjax.diagnostics.share_weights`), so their mean ḡ is exactly the gradient of the
+    batch loss (restricted to the policy's parameters) and an env without unmasked steps
+    contributes a zero estimate."""
     network = make_network(config)
     grads, metrics = jax.grad(score_function_loss, has_aux=True)(
         state.params, network, traj, psi, critic_targets, mask, state.hparams)
+    group_loss = lambda p, g: score_function_loss(p, network, *g, state.hparams)[0]
+    noise = gradient_diagnostics(config, group_loss, state.params, lambda: (
+        env_groups(config, (traj, psi, critic_targets, mask)), diagnostics.share_weights(mask, axis=1)))
     params, opt_state, grad_norm = apply_gradients(config, state, grads, learning_rate)
     state = state.replace(params=params, opt_state=opt_state, update_step=state.update_step + 1)
-    return state, {**metrics, "grad_norm": grad_norm}
+    return state, {**metrics, "grad_norm": grad_norm, **noise}
 
 
 def common_metrics(state: TrainState, traj: Trajectory, value_targets) -> dict:

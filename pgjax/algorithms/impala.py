@@ -43,7 +43,9 @@ over this update's learner steps, counting the extra age of replayed trajectorie
 ``learner_steps`` — learner steps taken (fewer than ``R`` while the queue fills); ``rho_mean``,
 ``rho_clipped_fraction``, ``c_clipped_fraction`` — the *actual* ratio π/μ and the fractions above
 ρ̄ and c̄ (beyond round-off), reported even with ``correction="none"``; ``approx_kl`` — KL[μ‖π]
-estimated on μ's samples. Losses and value statistics are the learner's, averaged over its steps.
+estimated on μ's samples. Losses and value statistics are the learner's, averaged over its steps
+(so are the optional ``grad_variance``/``grad_mean_sq_norm``/``grad_snr`` of ``log_grad_variance``,
+one gradient estimate per environment: :func:`learner_step`).
 """
 
 from __future__ import annotations
@@ -211,10 +213,17 @@ def loss(params, config: Config, traj: Trajectory, hparams):
 
 
 def learner_step(config: Config, state: common.TrainState, traj: Trajectory, learning_rate):
-    """One gradient step on one trajectory; returns (state with new params/opt_state, metrics)."""
+    """One gradient step on one trajectory; returns (state with new params/opt_state, metrics).
+    With ``config.log_grad_variance`` the metrics add the gradient-noise statistics over one
+    estimate per environment: the gradient of :func:`loss` on that env's ``[T, 1]`` slice of the
+    trajectory (their mean is the step's gradient unless ``normalize_advantages``, which then
+    normalises within each env)."""
     grads, aux = jax.grad(loss, has_aux=True)(state.params, config, traj, state.hparams)
+    noise = common.gradient_diagnostics(
+        config, lambda p, group: loss(p, config, group, state.hparams)[0], state.params,
+        lambda: (common.env_groups(config, traj), None))
     params, opt_state, grad_norm = common.apply_gradients(config, state, grads, learning_rate)
-    return state.replace(params=params, opt_state=opt_state), {**aux, "grad_norm": grad_norm}
+    return state.replace(params=params, opt_state=opt_state), {**aux, "grad_norm": grad_norm, **noise}
 
 
 def _enqueue(config: Config, extra: Extra, traj: Trajectory, version) -> Extra:

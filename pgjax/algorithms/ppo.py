@@ -42,6 +42,12 @@ class Config(CommonConfig):
         require(self.steps_per_update % self.minibatches == 0, "minibatches", self.minibatches,
                 f"must divide the batch num_envs*rollout_length = {self.steps_per_update}")
 
+    @property
+    def grad_variance_groups(self) -> int:
+        return self.minibatches
+
+    grad_variance_group_name = "minibatch (minibatches)"
+
 
 @struct.dataclass
 class Hparams(CommonHparams):
@@ -71,8 +77,21 @@ def _loss(params, network, batch, hparams, clip_value: bool, normalize_advantage
     return total, aux
 
 
+def shuffled_minibatches(config: Config, batch, key):
+    """One epoch's minibatches: ``batch`` (leaves ``[B, ...]``) in a random order ``key`` draws,
+    cut into ``[minibatches, B/minibatches, ...]``."""
+    order = jax.random.permutation(key, config.steps_per_update)
+    size = config.steps_per_update // config.minibatches
+    return jax.tree.map(lambda x: x[order].reshape((config.minibatches, size) + x.shape[1:]), batch)
+
+
 def update(config: Config, state: common.TrainState):
-    """rollout → GAE → epochs × minibatches of clipped-surrogate steps. Returns (state, metrics)."""
+    """rollout → GAE → epochs × minibatches of clipped-surrogate steps. Returns (state, metrics).
+
+    With ``config.log_grad_variance`` the gradient-noise metrics compare the gradients of the
+    loss on the first epoch's ``minibatches`` minibatches, all taken at the parameters θ_old the
+    rollout used (where the ratio is 1 and nothing is clipped), so they are G = ``minibatches``
+    estimates of one gradient and not mixed with the parameter drift between minibatch steps."""
     hp = state.hparams
     network = common.make_network(config)
     state, traj = common.collect(config, state)
@@ -84,7 +103,6 @@ def update(config: Config, state: common.TrainState):
     learning_rate = (common.linear_annealing(config, hp, state.update_step) if config.anneal_lr
                      else hp.learning_rate)
     grad_fn = jax.grad(_loss, has_aux=True)
-    minibatch_size = config.steps_per_update // config.minibatches
 
     def minibatch_step(carry, minibatch):
         params, opt_state = carry
@@ -95,14 +113,15 @@ def update(config: Config, state: common.TrainState):
         return (params, opt_state), {**aux, "grad_norm": grad_norm}
 
     def epoch_step(carry, epoch_key):
-        order = jax.random.permutation(epoch_key, config.steps_per_update)
-        shuffled = jax.tree.map(
-            lambda x: x[order].reshape((config.minibatches, minibatch_size) + x.shape[1:]), batch)
-        return jax.lax.scan(minibatch_step, carry, shuffled)
+        return jax.lax.scan(minibatch_step, carry, shuffled_minibatches(config, batch, epoch_key))
 
     key, epochs_key = jax.random.split(state.key)
+    epoch_keys = jax.random.split(epochs_key, config.epochs)
+    noise = common.gradient_diagnostics(
+        config, lambda p, mb: _loss(p, network, mb, hp, config.clip_value, config.normalize_advantages)[0],
+        state.params, lambda: (shuffled_minibatches(config, batch, epoch_keys[0]), None))
     (params, opt_state), learn_metrics = jax.lax.scan(
-        epoch_step, (state.params, state.opt_state), jax.random.split(epochs_key, config.epochs))
+        epoch_step, (state.params, state.opt_state), epoch_keys)
     state = state.replace(params=params, opt_state=opt_state, key=key,
                           update_step=state.update_step + 1)
     metrics = {
@@ -113,5 +132,6 @@ def update(config: Config, state: common.TrainState):
         "advantage_mean": jnp.mean(advantages),
         "learning_rate": learning_rate,
         "env_steps": state.env_steps,
+        **noise,
     }
     return state, metrics

@@ -26,6 +26,12 @@ the rewards received, which undervalues states near the time limit — use a lea
 a time limit the policy never reaches) where that matters.
 
 No γ^t factor multiplies the update (the seed's form; Sutton & Barto's boxed algorithm has one).
+
+``loss_reduction``: ``"mean"`` (default) averages the loss over the valid steps of the batch;
+``"sum"`` sums it, θ ← θ + α Σ_t (G_t − b(S_t)) ∇_θ log π_θ(A_t|S_t) (and likewise the value
+loss ½ Σ_t (V_w(S_t) − G_t)², the entropy bonus Σ_t H_t), which is Sutton & Barto's per-episode
+update (§13.3–13.4 boxes, with the step-by-step θ changes inside an episode summed) applied to all
+the complete episodes of the segment. Use it with ``optimizer="sgd"`` to reproduce their step sizes.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from pgjax.config import CommonConfig, CommonHparams, require
 
 NAME = "reinforce"
 BASELINES = ("none", "running_average", "learned")
+REDUCTIONS = ("mean", "sum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +58,13 @@ class Config(CommonConfig):
     rollout_length: int = 500
     total_steps: int = 1_000_000
     normalize_psi: bool = False  # divide G − b by its batch std (a common variance trick; off = textbook)
+    loss_reduction: str = "mean"  # "sum": Σ over valid steps (S&B's per-episode sum), see module doc
 
     def __post_init__(self):
         super().__post_init__()
         require(self.baseline in BASELINES, "baseline", self.baseline, f"one of {list(BASELINES)}")
+        require(self.loss_reduction in REDUCTIONS, "loss_reduction", self.loss_reduction,
+                f"one of {list(REDUCTIONS)}")
         require(not (self.baseline == "learned" and self.shared_torso), "shared_torso", True,
                 "a learned baseline has its own step size, so the torsos must be separate")
 
@@ -94,7 +104,15 @@ def update(config: Config, state: common.TrainState):
     psi = returns - baseline
     if config.normalize_psi:
         psi = psi / (jnp.sqrt(common.masked_mean(psi**2, mask)) + 1e-8)
-    state, learn = common.score_function_update(config, state, traj, psi, returns, mask)
+    if config.loss_reduction == "sum":
+        # the masked mean times n = Σ mask is the masked sum: scale Ψ and the loss coefficients
+        n = jnp.sum(mask)
+        summed = hp.replace(vf_coef=hp.vf_coef * n, ent_coef=hp.ent_coef * n)
+        state, learn = common.score_function_update(config, state.replace(hparams=summed), traj,
+                                                    psi * n, returns, mask)
+        state = state.replace(hparams=hp)
+    else:
+        state, learn = common.score_function_update(config, state, traj, psi, returns, mask)
     mean_return = common.masked_mean(returns, mask)
     has_data = jnp.sum(mask) > 0
     running = jnp.where(has_data, running + hp.baseline_decay * (mean_return - running), running)

@@ -72,18 +72,27 @@ def _split(params):
     return jax.tree.map(lambda label: label == "actor", common.critic_labels(params))
 
 
+def surrogate_objective(params, network: ActorCritic, samples, ent_coef):
+    """L^{IS}(θ) + β·E_t[H(π_θ(·|s_t))] on ``samples`` = (obs, actions, log π_θ_old, advantages),
+    all ``[T, N, ...]`` (maximised)."""
+    obs, actions, old_log_probs, advantages = samples
+    dist = network.apply(params, obs, method=ActorCritic.policy)
+    return (losses.importance_sampled_surrogate(dist.log_prob(actions), old_log_probs, advantages)
+            + ent_coef * losses.entropy(dist))
+
+
 def policy_step(config: Config, params, traj, advantages, hparams):
-    """Steps 1–4 of the module docstring. Returns (params, metrics)."""
+    """Steps 1–4 of the module docstring. Returns (params, metrics).
+
+    With ``config.log_grad_variance`` the metrics add the gradient-noise statistics of g over one
+    estimate per environment (the gradient of the surrogate on that env's steps; their mean is g)."""
     network = common.make_network(config)
     actor_mask = _split(params)
     zero_critic = lambda tree: jax.tree.map(lambda x, m: x if m else jnp.zeros_like(x), tree, actor_mask)
     old_dist = network.apply(params, traj.obs, method=ActorCritic.policy)
     old_dist = jax.lax.stop_gradient(old_dist)
-
-    def surrogate(p):
-        dist = network.apply(p, traj.obs, method=ActorCritic.policy)
-        return (losses.importance_sampled_surrogate(dist.log_prob(traj.actions), traj.log_probs, advantages)
-                + hparams.ent_coef * losses.entropy(dist))
+    samples = (traj.obs, traj.actions, traj.log_probs, advantages)
+    surrogate = lambda p: surrogate_objective(p, network, samples, hparams.ent_coef)
 
     def mean_kl(p):
         return losses.mean_kl(old_dist, network.apply(p, traj.obs, method=ActorCritic.policy))
@@ -101,7 +110,10 @@ def policy_step(config: Config, params, traj, advantages, hparams):
     metrics = {"kl": kl, "cg_residual": residual, "line_search_backtracks": backtracks.astype(jnp.float32),
                "surrogate_improvement": improvement, "step_accepted": accepted.astype(jnp.float32),
                "policy_loss": -surrogate_old, "grad_norm": jnp.sqrt(trust_region.tree_vdot(g, g)),
-               "entropy": jnp.mean(old_dist.entropy()), "approx_kl": kl}
+               "entropy": jnp.mean(old_dist.entropy()), "approx_kl": kl,
+               **common.gradient_diagnostics(
+                   config, lambda p, group: surrogate_objective(p, network, group, hparams.ent_coef),
+                   params, lambda: (common.env_groups(config, samples), None))}
     return new_params, metrics
 
 

@@ -1,0 +1,141 @@
+"""The cache of evaluation episodes (seed: "keep a cache of evaluation episodes").
+
+Every evaluation during a run saves its episodes, compressed, to
+``runs/<name>/eval/step_<env steps>.npz``:
+
+    returns, lengths            [M, E]        every evaluation episode of every member
+    obs, actions, rewards,      [M, L, K, ...] step by step for the first K episodes, time-major,
+    terminated, truncated, valid               cut to the longest recorded episode (``valid`` marks
+                                               the steps inside each episode)
+    state.<field>               [M, L, K, ...] the environment's own state before each step (to render)
+    seeds, members, env_steps, greedy
+
+M is the population (seeds × hyperparameter settings), E the evaluation episodes, K the cached
+ones. :func:`load` returns them as NumPy arrays; :func:`summary` tabulates the cache;
+:func:`episode_states` cuts one episode out for rendering.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import jax
+import numpy as np
+
+STEP_FILE = re.compile(r"step_(\d+)\.npz$")
+STEP_NAMES = ("obs", "actions", "rewards", "terminated", "truncated", "valid")
+
+
+def eval_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "eval"
+
+
+def _state_fields(states) -> dict[str, np.ndarray]:
+    """Flatten the (struct dataclass) env state into ``state.<path>`` arrays."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(states)
+    return {"state." + ".".join(str(getattr(p, "name", getattr(p, "key", p))) for p in path):
+            np.asarray(leaf) for path, leaf in flat}
+
+
+def save(run_dir: Path, env_steps: int, result: dict, seeds: list[int], greedy: bool) -> Path:
+    """Write one evaluation (the vmapped output of :func:`pgjax.evaluation.evaluate` with recording)
+    atomically; returns the file."""
+    arrays = {"returns": np.asarray(result["returns"]), "lengths": np.asarray(result["lengths"]),
+              "seeds": np.asarray(seeds), "env_steps": np.asarray(env_steps),
+              "greedy": np.asarray(greedy)}
+    if "valid" in result:
+        valid = np.asarray(result["valid"])                    # [M, L, K]
+        longest = max(1, int(valid.sum(axis=1).max()))
+        arrays.update({name: np.asarray(result[name])[:, :longest] for name in STEP_NAMES})
+        states = jax.tree.map(lambda x: np.asarray(x)[:, :longest], result["states"])
+        arrays.update(_state_fields(states))
+    folder = eval_dir(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step_{int(env_steps):012d}.npz"
+    tmp = folder / f".tmp_{path.name}"
+    with open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def cached_steps(run_dir: Path) -> list[int]:
+    """Env steps of every cached evaluation, ascending."""
+    folder = eval_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := STEP_FILE.match(p.name)))
+
+
+def load(run_dir: Path, step: int | None = None) -> dict[str, np.ndarray]:
+    """The cached evaluation at ``step`` env steps (default: the latest) as a dict of arrays."""
+    steps = cached_steps(run_dir)
+    if not steps:
+        raise FileNotFoundError(f"no cached evaluation episodes in {eval_dir(run_dir)}")
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise ValueError(f"step={step} is not allowed: cached evaluations are at steps {steps}")
+    with np.load(eval_dir(run_dir) / f"step_{step:012d}.npz", allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def episode_states(cache: dict[str, np.ndarray], like_state, member: int = 0, episode: int = 0):
+    """The env states of one cached episode, ``[length, ...]`` leaves in the structure of
+    ``like_state`` (one env's state, e.g. from ``env.reset``)."""
+    if "valid" not in cache:
+        raise ValueError("this evaluation cached returns only (cache_episodes=0)")
+    num_members, _, num_cached = cache["valid"].shape
+    if not 0 <= member < num_members:
+        raise ValueError(f"member={member} is not allowed: 0 ≤ member < {num_members}")
+    if not 0 <= episode < num_cached:
+        raise ValueError(f"episode={episode} is not allowed: 0 ≤ episode < {num_cached} cached")
+    length = int(cache["valid"][member, :, episode].sum())
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like_state)
+    leaves = []
+    for path, _ in flat:
+        name = "state." + ".".join(str(getattr(p, "name", getattr(p, "key", p))) for p in path)
+        leaves.append(cache[name][member, :length, episode])
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def summary(run_dir: Path) -> str:
+    """A markdown table: one row per cached evaluation (returns over training), then the
+    distribution of episode lengths in the latest one."""
+    steps = cached_steps(run_dir)
+    if not steps:
+        raise FileNotFoundError(f"no cached evaluation episodes in {eval_dir(run_dir)}")
+    lines = ["| env steps | episodes | return mean | std | min | median | max | length mean |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for step in steps:
+        data = load(run_dir, step)
+        r, n = data["returns"], data["lengths"]
+        lines.append(f"| {step:,d} | {r.size} | {r.mean():.2f} | {r.std():.2f} | {r.min():.2f} | "
+                     f"{np.median(r):.2f} | {r.max():.2f} | {n.mean():.1f} |")
+    lengths = load(run_dir, steps[-1])["lengths"].ravel()
+    quantiles = np.percentile(lengths, [0, 10, 25, 50, 75, 90, 100])
+    lines += ["", f"episode lengths at step {steps[-1]:,d} (all members): "
+              + ", ".join(f"p{q}={v:.0f}" for q, v in zip((0, 10, 25, 50, 75, 90, 100), quantiles))]
+    counts, edges = np.histogram(lengths, bins=min(10, max(1, len(np.unique(lengths)))))
+    width = max(counts.max(), 1)
+    for count, low, high in zip(counts, edges[:-1], edges[1:]):
+        lines.append(f"  [{low:7.1f}, {high:7.1f}) {'#' * int(round(30 * count / width))} {count}")
+    return "\n".join(lines)
+
+
+def render_gif(run_dir: Path, config, out: Path, step: int | None = None, member: int = 0,
+               episode: int = 0, fps: int = 30) -> Path:
+    """Render cached episode ``episode`` of ``member`` at evaluation ``step`` to a GIF."""
+    from envs import make
+    from envs.rendering import can_render, render_episode
+    if not can_render(config.env_id):
+        from envs.rendering import render_frame
+        render_frame(config.env_id, None, None)  # raises the error that lists what can draw
+    env, env_params = make(config.env_id, **dict(config.env_overrides))
+    _, like = env.reset(jax.random.key(0), env_params)
+    states = episode_states(load(run_dir, step), like, member, episode)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render_episode(config.env_id, states, env_params, out, fps=fps)
+    return out

@@ -1,0 +1,251 @@
+"""Experiment tooling (issue 5): exact resume, SIGINT/SIGKILL, the non-finite guard, the evaluation
+cache, TensorBoard events, `pgjax eval`, incompatible resumes.
+
+One tiny PPO configuration is trained once uninterrupted (module fixture) and compared against
+interrupted-and-resumed copies of itself."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import struct
+import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from pgjax import cli, episodes, runner
+from pgjax.algorithms import ppo
+from pgjax.checkpoint import Checkpoints
+
+CONFIG = ppo.Config(env_id="CartPole-v1", num_envs=4, rollout_length=16, total_steps=8 * 64,
+                    epochs=2, minibatches=2, hidden_sizes=(16,))
+HPARAMS = ppo.Hparams(learning_rate=3e-3)
+SEEDS = [0, 1]
+OPTIONS = runner.RunOptions(eval_episodes=6, cache_episodes=3, num_evals=2, target_chunks=4,
+                            plots=False)  # 8 updates in chunks of 2; evaluations after 4 and 8
+
+
+def _train(run_dir, out=None, resume=False, options=OPTIONS):
+    return runner.run(ppo.NAME, CONFIG, HPARAMS, SEEDS, run_dir, options=options, resume=resume,
+                      out=out or io.StringIO())
+
+
+def _rows(path, drop=("fps",)):
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in Path(path).read_text().splitlines()]
+
+
+def _assert_trees_equal(a, b):
+    from pgjax.checkpoint import to_savable
+    for x, y in zip(jax.tree.leaves(to_savable(a)), jax.tree.leaves(to_savable(b)), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "reference"
+    return _train(run_dir)
+
+
+class _SignalOnProgress(io.StringIO):
+    """Raises ``signum`` in this process when the ``at``-th progress line is printed (inside the
+    training loop, between chunks, as a user's Ctrl-C would arrive)."""
+
+    def __init__(self, signum, at=1):
+        super().__init__()
+        self.signum, self.at, self.seen = signum, at, 0
+
+    def write(self, text):
+        if text.startswith("  steps"):
+            self.seen += 1
+            if self.seen == self.at:
+                signal.raise_signal(self.signum)
+        return super().write(text)
+
+
+def test_sigint_saves_and_resume_is_bit_identical(reference, tmp_path):
+    run_dir = tmp_path / "interrupted"
+    stopped = _train(run_dir, out=_SignalOnProgress(signal.SIGINT, at=1))
+    assert stopped.status == runner.INTERRUPTED and "SIGINT" in stopped.message
+    assert Checkpoints(run_dir).steps() == [2 * CONFIG.steps_per_update]  # after the first chunk
+    assert len(_rows(run_dir / "metrics.jsonl")) == 2 * len(SEEDS)
+    resumed = _train(run_dir, resume=True)
+    assert resumed.status == runner.COMPLETED
+    _assert_trees_equal(resumed.final_state, reference.final_state)
+    # the logs continue exactly: same rows as the uninterrupted run (wall-clock fps aside)
+    assert _rows(run_dir / "metrics.jsonl") == _rows(reference.run_dir / "metrics.jsonl")
+    assert _rows(run_dir / "eval.jsonl") == _rows(reference.run_dir / "eval.jsonl")
+    np.testing.assert_array_equal(resumed.eval_returns, reference.eval_returns)
+
+
+def test_sigterm_exits_cleanly_with_a_checkpoint(tmp_path):
+    stopped = _train(tmp_path / "term", out=_SignalOnProgress(signal.SIGTERM, at=2))
+    assert stopped.status == runner.INTERRUPTED and "SIGTERM" in stopped.message
+    assert Checkpoints(tmp_path / "term").steps() == [4 * CONFIG.steps_per_update]
+
+
+def test_sigkill_leaves_a_checkpoint_that_resumes(reference, tmp_path):
+    run_dir = tmp_path / "killed"
+    argv = ["train", "ppo", "--seeds", "2", "--runs-dir", str(tmp_path), "--name", "killed",
+            "--eval-episodes", "6", "--cache-episodes", "3", "--num-evals", "2",
+            "--checkpoint-every", str(CONFIG.steps_per_update), "--no-tensorboard"]
+    argv += [f"--set={k}={v}" for k, v in (("num_envs", 4), ("rollout_length", 16),
+                                           ("total_steps", 4 * 8 * 64), ("epochs", 2),
+                                           ("minibatches", 2), ("hidden_sizes", 16),
+                                           ("learning_rate", 3e-3))]
+    process = subprocess.Popen([sys.executable, "-c", "import sys; from pgjax.cli import main; "
+                                "sys.exit(main(sys.argv[1:]))", *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    deadline = time.monotonic() + 240
+    latest = run_dir / "checkpoints" / "latest"
+    while time.monotonic() < deadline and process.poll() is None:
+        done = [p for p in latest.glob("*") if (p / "commit_success.txt").exists()] if latest.exists() else []
+        if len(done) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = Checkpoints(run_dir).steps()
+    assert saved and saved[-1] < 4 * CONFIG.total_steps
+    state, meta = Checkpoints(run_dir).restore(jax.eval_shape(
+        lambda: jax.vmap(lambda k: ppo.init(CONFIG, HPARAMS, k))(jax.random.split(jax.random.key(0), 2))))
+    assert meta["update"] * CONFIG.steps_per_update == saved[-1]
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+    assert cli.main(["train", "--resume", str(run_dir)]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps_per_seed"] == 4 * 8 * 64
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    compile_chunk = runner._compile_chunk
+    calls = []
+
+    def poisoned(config, state, n):
+        compiled = compile_chunk(config, state, n)
+
+        def call(state):
+            calls.append(1)
+            if len(calls) == 3:  # NaN parameters going into the third chunk (updates 5-6)
+                state = state.replace(params=jax.tree.map(lambda x: x * np.nan, state.params))
+            return compiled(state)
+        return call
+
+    monkeypatch.setattr(runner, "_compile_chunk", poisoned)
+    options = runner.RunOptions(eval_episodes=4, cache_episodes=0, num_evals=1, target_chunks=4,
+                                plots=False, checkpoint_every=5 * CONFIG.steps_per_update)
+    result = _train(tmp_path / "nan", options=options)
+    assert result.status == runner.NON_FINITE
+    assert "at update 5" in result.message
+    assert any(name in result.message for name in ("loss", "grad_norm")), result.message
+    assert "at update 5" in capsys.readouterr().err
+    checkpoints = Checkpoints(tmp_path / "nan")
+    assert checkpoints.steps()[-1] == 4 * CONFIG.steps_per_update  # the state before the bad chunk
+    like = jax.eval_shape(lambda: jax.vmap(lambda k: ppo.init(CONFIG, HPARAMS, k))(
+        jax.random.split(jax.random.key(0), 2)))
+    state, meta = checkpoints.restore(like)
+    assert meta["update"] == 4
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+    assert not (tmp_path / "nan" / "summary.json").exists()
+
+
+def test_incompatible_resume_names_the_fields(reference, capsys, monkeypatch):
+    compiles = []
+    monkeypatch.setattr(jax.stages.Lowered, "compile", lambda self, *a, **k: compiles.append(1))
+    code = cli.main(["train", "--resume", str(reference.run_dir), "--set", "num_envs=8",
+                     "--set", "hidden_sizes=32,32", "--env", "Acrobot-v1"])
+    err = capsys.readouterr().err
+    assert code == 2 and not compiles
+    for field in ("num_envs (saved 4, requested 8)", "hidden_sizes", "env_id (saved 'CartPole-v1'"):
+        assert field in err, err
+    assert cli.main(["train", "a2c", "--resume", str(reference.run_dir)]) == 2
+    assert "algorithm (saved 'ppo', requested 'a2c')" in capsys.readouterr().err
+
+
+def test_eval_cache_round_trip(reference):
+    run_dir = reference.run_dir
+    assert episodes.cached_steps(run_dir) == [4 * CONFIG.steps_per_update, 8 * CONFIG.steps_per_update]
+    cache = episodes.load(run_dir)
+    rows = [r for r in _rows(run_dir / "eval.jsonl") if r["update"] == 8]
+    np.testing.assert_allclose(cache["returns"].mean(axis=1), [r["eval_return_mean"] for r in rows])
+    np.testing.assert_allclose(cache["returns"].mean(axis=1), reference.eval_returns)
+    valid = cache["valid"]                                   # [M, L, K]
+    assert valid.shape[0] == 2 and valid.shape[2] == 3
+    np.testing.assert_allclose((cache["rewards"] * valid).sum(axis=1), cache["returns"][:, :3])
+    np.testing.assert_array_equal(valid.sum(axis=1), cache["lengths"][:, :3])
+    # the cached env state before each step is what the agent observed: CartPole's obs = (x, ẋ, θ, θ̇)
+    np.testing.assert_allclose(cache["state.x"][valid], cache["obs"][..., 0][valid], rtol=1e-6)
+    np.testing.assert_allclose(cache["state.theta"][valid], cache["obs"][..., 2][valid], rtol=1e-6)
+    from envs import make
+    env, params = make("CartPole-v1")
+    _, like = env.reset(jax.random.key(0), params)
+    states = episodes.episode_states(cache, like, member=1, episode=2)
+    assert states.x.shape == (cache["lengths"][1, 2],)
+    np.testing.assert_array_equal(states.theta, cache["state.theta"][1, : cache["lengths"][1, 2], 2])
+    text = episodes.summary(run_dir)
+    assert f"| {8 * CONFIG.steps_per_update:,d} | 12 | {cache['returns'].mean():.2f} |" in text
+
+
+def test_pgjax_eval_reproduces_the_final_evaluation(reference, capsys):
+    assert cli.main(["eval", str(reference.run_dir), "--episodes", "6"]) == 0
+    out = capsys.readouterr().out
+    rows = _rows(reference.run_dir / "reeval.jsonl")[-2:]
+    np.testing.assert_allclose([r["eval_return_mean"] for r in rows], reference.eval_returns)
+    assert f"{reference.eval_returns[0]:.2f}" in out
+    assert cli.main(["eval", str(reference.run_dir), "--step", "7"]) == 2
+    assert "step=7 is not allowed" in capsys.readouterr().err
+
+
+def _tensorboard_scalars(folder: Path, tag: str) -> dict[int, float]:
+    """Read scalar ``tag`` from TFRecord event files (length, crc, Event proto, crc)."""
+    from tensorboardX.proto import event_pb2
+    values = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12: offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = value.simple_value
+    return values
+
+
+def test_tensorboard_events_hold_the_logged_metrics(reference):
+    logged = {r["env_steps"]: r["policy_loss"] for r in _rows(reference.run_dir / "metrics.jsonl")
+              if r["seed"] == 1}
+    events = _tensorboard_scalars(reference.run_dir / "tb" / "seed1", "train/policy_loss")
+    assert sorted(events) == sorted(logged)
+    np.testing.assert_allclose([events[s] for s in sorted(logged)], [logged[s] for s in sorted(logged)],
+                               rtol=1e-6)
+    evals = _tensorboard_scalars(reference.run_dir / "tb" / "seed0", "eval/return_mean")
+    assert sorted(evals) == [4 * CONFIG.steps_per_update, 8 * CONFIG.steps_per_update]
+
+
+def test_sweep_members_match_separate_runs(tmp_path):
+    """A --sweep over learning rates is one vmapped program whose members equal single runs."""
+    settings = [HPARAMS, HPARAMS.replace(learning_rate=1e-3)]
+    options = runner.RunOptions(eval_episodes=3, cache_episodes=0, num_evals=1, target_chunks=1,
+                                tensorboard=False, plots=False)
+    config = dataclasses.replace(CONFIG, total_steps=2 * 64)
+    swept = runner.run(ppo.NAME, config, settings, [0], tmp_path / "sweep", options=options,
+                       out=io.StringIO())
+    single = runner.run(ppo.NAME, config, settings[1], [0], tmp_path / "one", options=options,
+                        out=io.StringIO())
+    second = jax.tree.map(lambda x: x[1:], swept.final_state.params)
+    for x, y in zip(jax.tree.leaves(second), jax.tree.leaves(single.final_state.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    rows = _rows(tmp_path / "sweep" / "metrics.jsonl")
+    assert {(r["member"], round(r["hp_learning_rate"], 6)) for r in rows} == {(0, 0.003), (1, 0.001)}
+    assert {r["member"]: round(r["learning_rate"], 6) for r in rows if r["update"] == 1} == {0: 0.003, 1: 0.001}
