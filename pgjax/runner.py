@@ -297,6 +297,9 @@ class _Run:
             self._print(f"resuming {run_dir} from update {meta['update']} "
                         f"({meta['update'] * config.steps_per_update:,d} env steps per member)")
             done_steps = meta["update"] * config.steps_per_update
+            if meta["update"] >= self.num_updates:
+                checkpoints.close()
+                return self._already_complete(state)
             truncate_jsonl(run_dir / "metrics.jsonl", lambda row: row.get("update", 0) <= meta["update"])
             truncate_jsonl(run_dir / "eval.jsonl", lambda row: row.get("update", 0) <= meta["update"])
         else:
@@ -462,6 +465,16 @@ class _Run:
             self._plots()
         return RunResult(self.run_dir, status, eval_returns, sps, compile_seconds, wall, message,
                          last, state)
+
+    def _already_complete(self, state) -> RunResult:
+        import json
+        summary_path = self.run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        self._print(f"{self.run_dir} has already run all {self.num_updates} updates; nothing to do")
+        returns = np.asarray(summary.get("eval_return_per_seed", [np.nan] * self.population.size), float)
+        return RunResult(self.run_dir, COMPLETED, returns, summary.get("steps_per_second", math.nan),
+                         summary.get("compile_seconds", math.nan), 0.0, "already complete",
+                         final_state=state)
 
     def _plots(self) -> None:
         try:

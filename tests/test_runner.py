@@ -249,3 +249,24 @@ def test_sweep_members_match_separate_runs(tmp_path):
     rows = _rows(tmp_path / "sweep" / "metrics.jsonl")
     assert {(r["member"], round(r["hp_learning_rate"], 6)) for r in rows} == {(0, 0.003), (1, 0.001)}
     assert {r["member"]: round(r["learning_rate"], 6) for r in rows if r["update"] == 1} == {0: 0.003, 1: 0.001}
+
+
+def test_resuming_a_finished_run_changes_nothing(reference):
+    summary = (reference.run_dir / "summary.json").read_text()
+    again = _train(reference.run_dir, resume=True)
+    assert again.status == runner.COMPLETED and again.message == "already complete"
+    _assert_trees_equal(again.final_state, reference.final_state)
+    assert (reference.run_dir / "summary.json").read_text() == summary
+
+
+def test_report_of_two_runs(reference, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(reference.run_dir, copy)
+    assert cli.main(["report", str(reference.run_dir), str(copy), "--out", str(tmp_path / "rep")]) == 0
+    table = (tmp_path / "rep" / "report.md").read_text()
+    mean = reference.eval_returns.mean()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "ppo" in line]
+    assert len(rows) == 2 and all(f"{mean:.2f} ± {reference.eval_returns.std():.2f}" in r for r in rows)
+    assert (tmp_path / "rep" / "eval_return_mean.png").stat().st_size > 1000
+    assert cli.main(["report", str(tmp_path / "nothing")]) == 2
