@@ -42,6 +42,9 @@ def test_exploitability_hand_cases_and_brute_force():
     assert np.all(got > 0)  # only the uniform strategy is unexploitable
 
 
+_best_responses = jax.jit(jax.vmap(rps.best_response, in_axes=(0, None)))
+
+
 @pytest.mark.parametrize("freqs, replies", [
     ((0.6, 0.2, 0.2), {P}),            # mostly rock → paper
     ((0.2, 0.2, 0.6), {R}),            # mostly scissors → rock
@@ -51,7 +54,7 @@ def test_exploitability_hand_cases_and_brute_force():
 ])
 def test_best_response_and_random_tie_breaking(freqs, replies):
     keys = jax.random.split(jax.random.key(0), 3000)
-    picks = np.asarray(jax.vmap(rps.best_response, in_axes=(0, None))(keys, jnp.asarray(freqs, jnp.float32)))
+    picks = np.asarray(_best_responses(keys, jnp.asarray(freqs, jnp.float32)))
     assert set(np.unique(picks)) == replies
     np.testing.assert_allclose(np.bincount(picks, minlength=3)[sorted(replies)] / 3000,
                                1 / len(replies), atol=0.04)
@@ -85,12 +88,13 @@ def test_history_of_two_rounds_shifts_and_indexes_contexts():
     freqs = np.full((100, 3), 1 / 3, np.float32)
     freqs[99] = [0.1, 0.1, 0.8]  # in the first round the opponent expects scissors → plays rock
     state = state.replace(freqs=jnp.asarray(freqs))
-    obs, state, reward, _, info = env.step_env(jax.random.key(1), state, P, params)
+    step = jax.jit(env.step_env)
+    obs, state, reward, _, info = step(jax.random.key(1), state, P, params)
     assert int(info["opponent_action"]) == R and float(reward) == 1.0
     np.testing.assert_array_equal(state.history, [3 * P + R, rps.EMPTY])
     assert int(rps.context_index(state.history)) == 3 * P + R + 90
     np.testing.assert_array_equal(obs, np.concatenate([np.eye(9)[3 * P + R], np.zeros(9)]))
-    obs, state, *_ = env.step_env(jax.random.key(2), state, R, params)
+    obs, state, *_ = step(jax.random.key(2), state, R, params)
     assert int(state.history[1]) == 3 * P + R
     np.testing.assert_array_equal(obs[9:], np.eye(9)[3 * P + R])
 
