@@ -147,22 +147,31 @@ def per_episode(update_returns: np.ndarray, counts: np.ndarray, num_episodes: in
 # --------------------------------------------------------------------------- S&B, literally
 
 def sutton_barto_reinforce(alpha_theta: float, alpha_w: float | None, num_runs: int,
-                           num_episodes: int, seed: int) -> np.ndarray:
+                           num_episodes: int, seed: int, max_steps: int = 1000,
+                           step_by_step: bool = True):
     """S&B's REINFORCE box (α_w None) or REINFORCE-with-baseline box, vectorised over runs in
     NumPy: per episode, generate it with π(·|θ), then for t = 0 … T−1 (γ = 1):
     δ = G_t − w; w ← w + α^w δ; θ ← θ + α^θ δ (x(A_t) − Σ_b π(b|θ) x(b)) (eq. 13.9), with w ≡ 0
-    and no w-update without a baseline. θ = (h_left, h_right). Returns [runs, episodes] returns."""
+    and no w-update without a baseline. θ = (h_left, h_right).
+
+    Like ``ShortCorridor-v0`` (and unlike the book) an episode is cut after ``max_steps`` steps;
+    as in pgjax its returns are then the rewards received, plus w with a baseline (pgjax's
+    bootstrap from V(final observation)). With ``step_by_step=False`` π and w are held at their
+    values at the start of the episode and the episode's summed update is applied at its end
+    (what pgjax does, without its segments). Returns ([runs, episodes] returns, number of cut
+    episodes)."""
     rng = np.random.default_rng(seed)
     theta = np.tile(initial_preferences(INITIAL_P_RIGHT), (num_runs, 1))
     w = np.zeros(num_runs)
     totals = np.zeros((num_runs, num_episodes))
     runs = np.arange(num_runs)
+    cut = 0
     for episode in range(num_episodes):
         p_right = 1.0 / (1.0 + np.exp(theta[:, 0] - theta[:, 1]))
         position = np.zeros(num_runs, int)
         running = np.ones(num_runs, bool)
         actions = []
-        while running.any():
+        while running.any() and len(actions) < max_steps:
             action = (rng.random(num_runs) < p_right).astype(int)
             actions.append(np.where(running, action, -1))
             position = np.where(running, sc.NEXT[np.minimum(position, 2), action], position)
@@ -170,18 +179,22 @@ def sutton_barto_reinforce(alpha_theta: float, alpha_w: float | None, num_runs: 
         actions = np.stack(actions, axis=1)  # [runs, max T], −1 after the episode's end
         lengths = np.sum(actions >= 0, axis=1)
         totals[:, episode] = -lengths
+        cut += int(running.sum())
+        tail = np.where(running, w, 0.0) if alpha_w is not None else 0.0
+        theta_0, w_0 = theta, w  # the parameters that generated the episode
         for t in range(actions.shape[1]):
             active = t < lengths
-            g = -(lengths - t).astype(float)              # G_t: −1 per remaining step
-            delta = np.where(active, g - w, 0.0)
+            g = -(lengths - t).astype(float) + tail       # G_t: −1 per remaining step
+            theta_t, w_t = (theta, w) if step_by_step else (theta_0, w_0)
+            delta = np.where(active, g - w_t, 0.0)
             if alpha_w is not None:
                 w = w + alpha_w * delta
-            probs = np.exp(theta - theta.max(1, keepdims=True))
+            probs = np.exp(theta_t - theta_t.max(1, keepdims=True))
             probs /= probs.sum(1, keepdims=True)
             score = -probs
             score[runs, np.maximum(actions[:, t], 0)] += 1.0
             theta = theta + alpha_theta * delta[:, None] * score
-    return totals
+    return totals, cut
 
 
 # --------------------------------------------------------------------------- figures and tables

@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="also checkpoint after this much wall time (default 10)")
     train.add_argument("--keep-checkpoints", type=int, default=3, help="latest checkpoints kept (default 3)")
     train.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
+    train.add_argument("--no-plots", action="store_true", help="do not draw plots/ at the end")
     train.add_argument("--wandb", default=None, metavar="PROJECT",
                        help="also log to this Weights & Biases project (needs pgjax[wandb])")
 
@@ -128,7 +129,7 @@ def _run_options(args):
                          cache_episodes=args.cache_episodes, checkpoint_every=args.checkpoint_every,
                          checkpoint_minutes=args.checkpoint_minutes,
                          keep_checkpoints=args.keep_checkpoints, tensorboard=not args.no_tensorboard,
-                         wandb_project=args.wandb)
+                         wandb_project=args.wandb, plots=not args.no_plots)
     options.validate()
     return options
 

@@ -28,6 +28,12 @@ DESIGN_METRICS = {
     (["train", "ppo", "--env", "Catch-bsuite", "--set", "hidden_sizes=0"], "hidden_sizes"),
     (["train", "ppo", "--seeds", "0"], "--seeds=0"),
     (["train", "ppo", "--total-steps", "10"], "total_steps=10 is not allowed"),
+    (["train", "ppo", "--num-evals", "0"], "num_evals=0 is not allowed"),
+    (["train", "ppo", "--cache-episodes", "-1"], "cache_episodes=-1 is not allowed"),
+    (["train", "ppo", "--sweep", "num_envs=4,8"], "--sweep='num_envs' is not allowed: a hyperparameter"),
+    (["train", "ppo", "--sweep", "learning_rate=0.1,-1"], "learning_rate=-1.0 is not allowed"),
+    (["train"], "algorithm is missing"),
+    (["train", "--resume", "no/such/run"], "no config.json there"),
 ])
 def test_bad_input_is_one_clear_error(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -39,6 +45,13 @@ def test_bad_input_is_one_clear_error(argv, message, capsys, tmp_path, monkeypat
     assert message in err, err
     assert err.count("\n") == 1  # one line, no traceback
     assert not compiles and not (tmp_path / "runs").exists()
+
+
+def test_wandb_without_the_package_is_refused(capsys, monkeypatch):
+    import pgjax.runner as runner
+    monkeypatch.setattr(runner, "wandb_available", lambda: False)
+    assert cli.main(["train", "ppo", "--wandb", "my-project"]) == 2
+    assert "Weights & Biases is not installed" in capsys.readouterr().err
 
 
 def test_wrong_action_space_kind_is_refused():
@@ -91,7 +104,8 @@ def test_tiny_run_of_each_algorithm_writes_the_common_metrics(algo, num_envs, ro
     argv = ["train", algo, "--env", "CartPole-v1", "--seeds", str(seeds), "--set",
             f"total_steps={updates * steps}", "--eval-episodes", "3", "--runs-dir", str(tmp_path),
             "--name", "x", "--set", f"num_envs={num_envs}", "--set", f"rollout_length={rollout_length}",
-            "--set", "hidden_sizes=16", "--set", "learning_rate=0.002", *extra]
+            "--set", "hidden_sizes=16", "--set", "learning_rate=0.002", "--num-evals", "1",
+            "--cache-episodes", "0", "--no-tensorboard", "--no-plots", *extra]
     assert cli.main(argv) == 0
     lines = [json.loads(l) for l in (tmp_path / "x" / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == seeds * updates

@@ -233,22 +233,23 @@ def test_tensorboard_events_hold_the_logged_metrics(reference):
     assert sorted(evals) == [4 * CONFIG.steps_per_update, 8 * CONFIG.steps_per_update]
 
 
-def test_sweep_members_match_separate_runs(tmp_path):
-    """A --sweep over learning rates is one vmapped program whose members equal single runs."""
+def test_sweep_member_matches_the_single_setting_run(reference, tmp_path):
+    """A sweep over learning rates is one vmapped program (same shapes as the reference run, so the
+    compiled chunk is reused); its first member is the reference run's seed 0."""
     settings = [HPARAMS, HPARAMS.replace(learning_rate=1e-3)]
-    options = runner.RunOptions(eval_episodes=3, cache_episodes=0, num_evals=1, target_chunks=1,
-                                tensorboard=False, plots=False)
-    config = dataclasses.replace(CONFIG, total_steps=2 * 64)
-    swept = runner.run(ppo.NAME, config, settings, [0], tmp_path / "sweep", options=options,
+    swept = runner.run(ppo.NAME, CONFIG, settings, [0], tmp_path / "sweep", options=OPTIONS,
                        out=io.StringIO())
-    single = runner.run(ppo.NAME, config, settings[1], [0], tmp_path / "one", options=options,
-                        out=io.StringIO())
-    second = jax.tree.map(lambda x: x[1:], swept.final_state.params)
-    for x, y in zip(jax.tree.leaves(second), jax.tree.leaves(single.final_state.params)):
+    first = jax.tree.map(lambda x: x[0], swept.final_state.params)
+    ref = jax.tree.map(lambda x: x[0], reference.final_state.params)
+    for x, y in zip(jax.tree.leaves(first), jax.tree.leaves(ref)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    second = jax.tree.map(lambda x: x[1], swept.final_state.params)
+    assert not np.allclose(jax.tree.leaves(second)[0], jax.tree.leaves(first)[0])
     rows = _rows(tmp_path / "sweep" / "metrics.jsonl")
     assert {(r["member"], round(r["hp_learning_rate"], 6)) for r in rows} == {(0, 0.003), (1, 0.001)}
     assert {r["member"]: round(r["learning_rate"], 6) for r in rows if r["update"] == 1} == {0: 0.003, 1: 0.001}
+    assert sorted(p.name for p in (tmp_path / "sweep" / "tb").iterdir()) == [
+        "seed0_learning_rate=0.001", "seed0_learning_rate=0.003"]
 
 
 def test_resuming_a_finished_run_changes_nothing(reference):
