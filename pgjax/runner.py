@@ -345,13 +345,7 @@ class _Run:
                 metrics_np = jax.tree.map(np.asarray, metrics)
                 chunk_seconds = time.perf_counter() - t
                 train_seconds += chunk_seconds
-                fps = n * config.steps_per_update * self.population.size / max(chunk_seconds, 1e-9)
-                metrics_np["fps"] = np.full_like(np.asarray(metrics_np["env_steps"], np.float64), fps)
-                writer.write_chunk(metrics_np, self.labels, first_update=done + 1)
-                steps_matrix = (done + 1 + np.arange(n))[None, :].repeat(self.population.size, 0) \
-                    * config.steps_per_update
-                for logger in loggers:
-                    logger.write_chunk(metrics_np, steps_matrix)
+                self._log_chunk(metrics_np, done, n, chunk_seconds, writer, loggers)
                 bad = first_non_finite(metrics_np, new_state.params)
                 if bad is not None:
                     name, k, member = bad
@@ -410,6 +404,16 @@ class _Run:
 
     def _meta(self, done, train_seconds, last_eval) -> dict:
         return {"update": int(done), "train_seconds": float(train_seconds), "last_eval": last_eval}
+
+    def _log_chunk(self, metrics_np, done, n, chunk_seconds, writer, loggers) -> None:
+        """Add fps to the chunk's ``[M, n]`` metrics and write them to every logger."""
+        size, steps_per_update = self.population.size, self.config.steps_per_update
+        fps = n * steps_per_update * size / max(chunk_seconds, 1e-9)
+        metrics_np["fps"] = np.full((size, n), fps)
+        writer.write_chunk(metrics_np, self.labels, first_update=done + 1)
+        env_steps = np.broadcast_to((done + 1 + np.arange(n)) * steps_per_update, (size, n))
+        for logger in loggers:
+            logger.write_chunk(metrics_np, env_steps)
 
     @staticmethod
     def _update_last_returns(chunk_returns, last_returns) -> None:
