@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -74,8 +75,9 @@ def run_one(row_name, env_id, seeds, runs_dir):
     config, hparams = apply_overrides(algo.Config(env_id=env_id, total_steps=total_steps),
                                       algo.Hparams(), overrides)
     log = io.StringIO()
-    result = runner.run(algo_name, config, hparams, list(range(seeds)),
-                        Path(runs_dir) / f"{row_name}-{env_id}", out=log)
+    run_dir = Path(runs_dir) / f"{row_name}-{env_id}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a benchmark run starts afresh
+    result = runner.run(algo_name, config, hparams, list(range(seeds)), run_dir, out=log)
     returns = result.eval_returns
     met = None if target is None else bool(returns.mean() >= target)
     return {"algorithm": row_name, "env_id": env_id, "total_steps": config.num_updates * config.steps_per_update,

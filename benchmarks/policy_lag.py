@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -67,8 +68,7 @@ def run_setting(env_id, total_steps, lag, correction, seeds, runs_dir):
         impala.Config(env_id=env_id, total_steps=total_steps), impala.Hparams(),
         BASE_OVERRIDES + [f"policy_lag={lag}", f"correction={correction}"])
     run_dir = Path(runs_dir) / f"{env_id}-{correction}-lag{lag}"
-    if (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()  # the writer appends; start the curve afresh
+    shutil.rmtree(run_dir, ignore_errors=True)  # a benchmark run starts afresh
     result = runner.run(impala.NAME, config, hparams, list(range(seeds)), run_dir,
                         eval_episodes=200, out=io.StringIO())
     returns = result.eval_returns

@@ -250,6 +250,9 @@ def run(algo_name: str, config, hparams, seeds: list[int], run_dir: Path, *,
     for hp in settings:
         validate_hparams(hp)
     population = Population(tuple(seeds), settings)
+    if not resume and (Path(run_dir) / "checkpoints").exists():
+        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: it already holds a run with "
+                          "checkpoints; resume it (resume=True, pgjax train --resume) or use a new folder")
     return _Run(algorithms.get(algo_name), algo_name, config, population, Path(run_dir), options,
                 out).execute(resume)
 

@@ -271,3 +271,12 @@ def test_report_of_two_runs(reference, tmp_path, capsys):
     assert len(rows) == 2 and all(f"{mean:.2f} ± {reference.eval_returns.std():.2f}" in r for r in rows)
     assert (tmp_path / "rep" / "eval_return_mean.png").stat().st_size > 1000
     assert cli.main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_fresh_run_never_overwrites_a_saved_one(reference, capsys):
+    from pgjax.config import ConfigError
+    with pytest.raises(ConfigError, match="already holds a run"):
+        _train(reference.run_dir)
+    argv = ["train", "ppo", "--runs-dir", str(reference.run_dir.parent), "--name", reference.run_dir.name]
+    assert cli.main(argv) == 2
+    assert "pgjax train --resume" in capsys.readouterr().err
