@@ -279,7 +279,8 @@ def test_cli_trains_impala(tmp_path, capsys):
     from pgjax import cli
     argv = ["train", "impala", "--env", "CartPole-v1", "--seeds", "1", "--total-steps", "1280",
             "--set", "policy_lag=2", "--set", "correction=none", "--set", "rho_bar=2",
-            "--eval-episodes", "5", "--runs-dir", str(tmp_path), "--name", "tiny"]
+            "--eval-episodes", "5", "--runs-dir", str(tmp_path), "--name", "tiny",
+            "--num-evals", "1", "--cache-episodes", "0", "--no-tensorboard", "--no-plots"]
     assert cli.main(argv) == 0
     assert (tmp_path / "tiny" / "summary.json").exists()
     assert "policy_lag" in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()[0]

@@ -51,8 +51,11 @@ def _allclose_trees(a, b, rtol=1e-4, atol=1e-5):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
+TRAIN_SMALL = pgjax.make_train(SMALL)  # one function object, so its jitted program is shared
+
+
 def test_vmap_over_seeds_equals_separate_runs():
-    train = pgjax.make_train(SMALL)
+    train = TRAIN_SMALL
     keys = jax.random.split(jax.random.key(7), 3)
     batched_state, batched_metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, ppo.Hparams())
     single = jax.jit(train)
@@ -65,7 +68,7 @@ def test_vmap_over_seeds_equals_separate_runs():
 
 
 def test_vmap_over_hyperparameters_equals_separate_runs():
-    train = pgjax.make_train(SMALL)
+    train = TRAIN_SMALL
     learning_rates = jnp.array([1e-4, 3e-3])
     clip_eps = jnp.array([0.1, 0.3])
     batch = ppo.Hparams(learning_rate=learning_rates, clip_eps=clip_eps)
@@ -82,7 +85,7 @@ def test_vmap_over_hyperparameters_equals_separate_runs():
 
 
 def test_learning_rate_is_annealed_linearly():
-    state, metrics = jax.jit(pgjax.make_train(SMALL))(jax.random.key(0), ppo.Hparams(learning_rate=1e-3))
+    state, metrics = jax.jit(TRAIN_SMALL)(jax.random.key(0), ppo.Hparams(learning_rate=1e-3))
     num_updates = SMALL.num_updates
     expected = 1e-3 * (1 - np.arange(num_updates) / num_updates)
     np.testing.assert_allclose(metrics["learning_rate"], expected, rtol=1e-6)
