@@ -45,23 +45,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs/)")
     train.add_argument("--resume", default=None, metavar="RUN_DIR",
                        help="continue the run in RUN_DIR from its latest checkpoint")
-    train.add_argument("--eval-episodes", type=int, default=200,
+    train.add_argument("--eval-episodes", type=int, default=None,
                        help="evaluation episodes per seed (default 200)")
-    train.add_argument("--num-evals", type=int, default=5,
+    train.add_argument("--num-evals", type=int, default=None,
                        help="evaluations spread over the run, the last at the end (default 5)")
     train.add_argument("--eval-every", type=int, default=None,
                        help="env steps per seed between evaluations (overrides --num-evals)")
-    train.add_argument("--sample-eval", action="store_true", help="evaluate with sampled actions "
+    train.add_argument("--sample-eval", action="store_true", default=None, help="evaluate with sampled actions "
                        "(default: greedy, the mode of the policy)")
-    train.add_argument("--cache-episodes", type=int, default=20,
+    train.add_argument("--cache-episodes", type=int, default=None,
                        help="evaluation episodes per seed cached step by step in eval/ (default 20)")
     train.add_argument("--checkpoint-every", type=int, default=None,
                        help="env steps per seed between checkpoints (default: at each evaluation)")
-    train.add_argument("--checkpoint-minutes", type=float, default=10.0,
+    train.add_argument("--checkpoint-minutes", type=float, default=None,
                        help="also checkpoint after this much wall time (default 10)")
-    train.add_argument("--keep-checkpoints", type=int, default=3, help="latest checkpoints kept (default 3)")
-    train.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
-    train.add_argument("--no-plots", action="store_true", help="do not draw plots/ at the end")
+    train.add_argument("--keep-checkpoints", type=int, default=None, help="latest checkpoints kept (default 3)")
+    train.add_argument("--no-tensorboard", action="store_true", default=None, help="do not write TensorBoard events")
+    train.add_argument("--no-plots", action="store_true", default=None, help="do not draw plots/ at the end")
     train.add_argument("--wandb", default=None, metavar="PROJECT",
                        help="also log to this Weights & Biases project (needs pgjax[wandb])")
 
@@ -122,14 +122,23 @@ def sweep_settings(config, hparams, sweeps: list[str]) -> list:
     return settings or [hparams]
 
 
-def _run_options(args):
+def _run_options(args, saved: dict | None = None):
+    """RunOptions from the flags given; the rest from ``saved`` (a resumed run's own options,
+    so it evaluates and checkpoints as it did before) or the defaults."""
+    import dataclasses
+
     from pgjax.runner import RunOptions
-    options = RunOptions(eval_episodes=args.eval_episodes, num_evals=args.num_evals,
-                         eval_every=args.eval_every, greedy_eval=not args.sample_eval,
-                         cache_episodes=args.cache_episodes, checkpoint_every=args.checkpoint_every,
-                         checkpoint_minutes=args.checkpoint_minutes,
-                         keep_checkpoints=args.keep_checkpoints, tensorboard=not args.no_tensorboard,
-                         wandb_project=args.wandb, plots=not args.no_plots)
+    given = {"eval_episodes": args.eval_episodes, "num_evals": args.num_evals,
+             "eval_every": args.eval_every,
+             "greedy_eval": None if args.sample_eval is None else not args.sample_eval,
+             "cache_episodes": args.cache_episodes, "checkpoint_every": args.checkpoint_every,
+             "checkpoint_minutes": args.checkpoint_minutes, "keep_checkpoints": args.keep_checkpoints,
+             "tensorboard": None if args.no_tensorboard is None else not args.no_tensorboard,
+             "plots": None if args.no_plots is None else not args.no_plots,
+             "wandb_project": args.wandb}
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    base = {k: v for k, v in (saved or {}).items() if k in known}
+    options = RunOptions(**{**base, **{k: v for k, v in given.items() if v is not None}})
     options.validate()
     return options
 
@@ -192,10 +201,12 @@ def _resumed_run(args):
 
 def _train(args) -> int:
     try:
-        options = _run_options(args)
         if args.resume:
             algo, config, settings, seeds, run_dir = _resumed_run(args)
+            saved = json.loads((run_dir / "config.json").read_text()).get("options")
+            options = _run_options(args, saved)
         else:
+            options = _run_options(args)
             algo, config, settings, seeds, run_dir = _fresh_run(args)
             if (run_dir / "checkpoints").exists():
                 raise ConfigError(f"--name={run_dir.name!r} is not allowed: {run_dir} already holds a "

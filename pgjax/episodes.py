@@ -13,6 +13,10 @@ Every evaluation during a run saves its episodes, compressed, to
 M is the population (seeds × hyperparameter settings), E the evaluation episodes, K the cached
 ones. :func:`load` returns them as NumPy arrays; :func:`summary` tabulates the cache;
 :func:`episode_states` cuts one episode out for rendering.
+
+Frames are the states the agent acted in (``s_0 … s_{T−1}``): gymnax resets inside ``step`` and
+hands back only the final *observation*, so the state an episode ends in is not drawn (a bandit
+episode is one frame).
 """
 
 from __future__ import annotations

@@ -255,8 +255,34 @@ def run(algo_name: str, config, hparams, seeds: list[int], run_dir: Path, *,
     if not resume and (Path(run_dir) / "checkpoints").exists():
         raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: it already holds a run with "
                           "checkpoints; resume it (resume=True, pgjax train --resume) or use a new folder")
+    if resume:
+        check_resumable(Path(run_dir), algo_name, config, population)
     return _Run(algorithms.get(algo_name), algo_name, config, population, Path(run_dir), options,
                 out).execute(resume)
+
+
+def check_resumable(run_dir: Path, algo_name: str, config, population: Population) -> None:
+    """Refuse to resume ``run_dir`` with another algorithm, config, hyperparameters or seeds,
+    naming every differing field."""
+    import json
+
+    from pgjax.config import config_differences, config_from_dict
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: no config.json there (not a run folder)")
+    saved = json.loads(path.read_text())
+    if saved["algorithm"] != algo_name:
+        raise ConfigError(f"cannot resume {run_dir}: algorithm (saved {saved['algorithm']!r}, "
+                          f"requested {algo_name!r})")
+    differences = config_differences(config_from_dict(type(config), saved["config"]), config)
+    requested = [hparams_to_dict(hp) for hp in population.settings]
+    if saved.get("hparams_settings", [saved["hparams"]]) != requested:
+        differences.append(f"hyperparameters (saved {saved.get('hparams_settings')}, requested {requested})")
+    if list(saved["seeds"]) != list(population.seeds):
+        differences.append(f"seeds (saved {saved['seeds']}, requested {list(population.seeds)})")
+    if differences:
+        raise ConfigError(f"cannot resume {run_dir}: the requested configuration differs in "
+                          + "; ".join(differences))
 
 
 class _Run:
@@ -281,7 +307,8 @@ class _Run:
                 "hparams_settings": [hparams_to_dict(hp) for hp in self.population.settings],
                 "seeds": list(self.population.seeds), "members": self.labels,
                 "device": self.device, "num_updates": self.num_updates,
-                "steps_per_update": self.config.steps_per_update, "chunk": self.chunk}
+                "steps_per_update": self.config.steps_per_update, "chunk": self.chunk,
+                "options": dataclasses.asdict(self.options)}
 
     def _init_state(self):
         keys, hp = self.population.keys(), self.population.hparams()
@@ -292,9 +319,15 @@ class _Run:
 
     # ---------------------------------------------------------------- main loop
     def execute(self, resume: bool) -> RunResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoints = Checkpoints(self.run_dir, keep=self.options.keep_checkpoints)
+        try:
+            return self._execute(checkpoints, resume)
+        finally:
+            checkpoints.close()
+
+    def _execute(self, checkpoints: Checkpoints, resume: bool) -> RunResult:
         run_dir, config, options = self.run_dir, self.config, self.options
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints = Checkpoints(run_dir, keep=options.keep_checkpoints)
         t0 = time.perf_counter()
         meta = {"update": 0, "train_seconds": 0.0, "last_eval": None}
         if resume:
@@ -303,7 +336,6 @@ class _Run:
                         f"({meta['update'] * config.steps_per_update:,d} env steps per member)")
             done_steps = meta["update"] * config.steps_per_update
             if meta["update"] >= self.num_updates:
-                checkpoints.close()
                 return self._already_complete(state)
             truncate_jsonl(run_dir / "metrics.jsonl", lambda row: row.get("update", 0) <= meta["update"])
             truncate_jsonl(run_dir / "eval.jsonl", lambda row: row.get("update", 0) <= meta["update"])
@@ -328,7 +360,8 @@ class _Run:
             loggers.append(TensorBoardWriter(run_dir / "tb", self.population.names(),
                                              purge_step=done_steps + 1 if resume else None))
         if options.wandb_project:
-            loggers.append(WandbWriter(options.wandb_project, run_dir.name, self._config_record(), run_dir))
+            loggers.append(WandbWriter(options.wandb_project, run_dir.name, self._config_record(), run_dir,
+                                       self.population.names()))
         for logger in loggers:
             logger.write_scalars({"perf/compile_seconds": compile_seconds}, done_steps)
 
@@ -397,7 +430,6 @@ class _Run:
         eval_writer.close()
         for logger in loggers:
             logger.close()
-        checkpoints.close()
         return self._finish(status, message, final_eval, done, train_seconds, compile_seconds,
                             time.perf_counter() - t0, metrics_np, state, meta)
 

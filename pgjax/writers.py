@@ -106,8 +106,9 @@ class WandbWriter:
     """Weights & Biases logging (optional; ``pip install 'pgjax[wandb]'``): the population mean
     of every metric per update, and every member's evaluation return."""
 
-    def __init__(self, project: str, name: str, config: dict, run_dir: Path):
+    def __init__(self, project: str, name: str, config: dict, run_dir: Path, member_names: list[str]):
         import wandb
+        self.member_names = member_names
         self.run = wandb.init(project=project, name=name, config=to_jsonable(config),
                               dir=str(run_dir), resume="allow", id=name)
 
@@ -119,7 +120,9 @@ class WandbWriter:
                          step=int(step))
 
     def write_scalars(self, scalars: dict[str, float], step: int, member: int | None = None):
-        self.run.log({k: float(v) for k, v in scalars.items() if v is not None}, step=int(step))
+        """A member's scalars go under ``<member name>/``, so members do not overwrite each other."""
+        prefix = "" if member is None else f"{self.member_names[member]}/"
+        self.run.log({prefix + k: float(v) for k, v in scalars.items() if v is not None}, step=int(step))
 
     def close(self):
         self.run.finish()

@@ -124,6 +124,9 @@ def test_sigkill_leaves_a_checkpoint_that_resumes(reference, tmp_path):
     assert cli.main(["train", "--resume", str(run_dir)]) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps_per_seed"] == 4 * 8 * 64
+    # the resumed run keeps the run's own evaluation settings (2 evaluations of 6 episodes)
+    assert summary["eval_episodes"] == 6
+    assert [r["update"] for r in _rows(run_dir / "eval.jsonl")] == [16, 16, 32, 32]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
@@ -169,6 +172,12 @@ def test_incompatible_resume_names_the_fields(reference, capsys, monkeypatch):
         assert field in err, err
     assert cli.main(["train", "a2c", "--resume", str(reference.run_dir)]) == 2
     assert "algorithm (saved 'ppo', requested 'a2c')" in capsys.readouterr().err
+    from pgjax.config import ConfigError
+    with pytest.raises(ConfigError, match=r"hidden_sizes \(saved \(16,\), requested \(32,\)\)"):
+        runner.run(ppo.NAME, dataclasses.replace(CONFIG, hidden_sizes=(32,)), HPARAMS, SEEDS,
+                   reference.run_dir, options=OPTIONS, resume=True)
+    with pytest.raises(ConfigError, match="seeds"):
+        runner.run(ppo.NAME, CONFIG, HPARAMS, [0, 2], reference.run_dir, options=OPTIONS, resume=True)
 
 
 def test_eval_cache_round_trip(reference):
