@@ -81,6 +81,7 @@ class ReferenceActorCritic:
         hp = self.hp
         g = hp["gamma"]
         d_theta, d_w, deltas = np.zeros_like(self.theta), np.zeros_like(self.w), []
+        directions = []
         for i in range(N):
             s, a, r, s2 = OBS[t, i], ACTIONS[t, i], REWARDS[t, i], NEXT_OBS[t, i]
             x, x2 = self.x(s), self.x(s2)
@@ -96,6 +97,7 @@ class ReferenceActorCritic:
             self.z_theta[i] = g * hp["lambda_actor"] * self.z_theta[i] + self.discount_product[i] * grad_log_pi
             d_w += delta * self.z_w[i] / N
             d_theta += (delta * self.z_theta[i] + hp["ent_coef"] * grad_entropy) / N
+            directions.append(delta * self.z_theta[i])  # env i's actor direction δ_i z^θ_i
             if TERMINATED[t, i] or TRUNCATED[t, i]:  # a new episode starts: I ← 1, z ← 0
                 self.discount_product[i] = 1.0
                 self.z_w[i] = 0.0
@@ -104,7 +106,30 @@ class ReferenceActorCritic:
                 self.discount_product[i] *= g
         self.w += hp["critic_learning_rate"] * d_w
         self.theta += hp["learning_rate"] * d_theta
+        self.directions = np.array(directions).reshape(N, -1)
         return np.array(deltas)
+
+
+def test_td_lambda_gradient_noise_is_that_of_the_per_env_directions():
+    """log_grad_variance for the online variant: tr Σ̂ and ‖ḡ‖² of the N per-env actor directions
+    δ_i z^θ_i, against the NumPy reference's directions at every step."""
+    hp = dict(learning_rate=0.3, critic_learning_rate=0.2, gamma=0.9, lambda_actor=0.8,
+              lambda_critic=0.6, ent_coef=0.0)
+    hparams = hparams_as_arrays(actor_critic.Hparams(**hp))
+    network = _onehot_network()
+    params = jax.tree.map(jnp.asarray, _random_onehot_params())
+    zeros = jax.tree.map(lambda p: jnp.zeros((N,) + p.shape), params)
+    traces = {"z_actor": zeros, "z_critic": zeros, "discount_product": jnp.ones((N,))}
+    reference = ReferenceActorCritic(_random_onehot_params(), hp)
+    step = jax.jit(lambda p, z, tr: actor_critic.td_lambda_step(network, hparams, p, z, tr, with_stats=True))
+    for t in range(len(OBS)):
+        params, traces, _, stats = step(params, traces, _transition(t))
+        reference.step(t)
+        d = reference.directions
+        np.testing.assert_allclose(float(stats.total_variance), np.trace(np.cov(d.T, ddof=1)),
+                                   rtol=1e-4, atol=1e-7, err_msg=f"t={t}")
+        np.testing.assert_allclose(float(stats.mean_sq_norm), np.sum(d.mean(0) ** 2),
+                                   rtol=1e-4, atol=1e-8, err_msg=f"t={t}")
 
 
 @pytest.mark.parametrize("ent_coef", [0.0, 0.2])

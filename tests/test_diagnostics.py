@@ -198,8 +198,10 @@ def test_ppo_minibatch_variance_is_positive_and_shrinks_with_larger_minibatches(
 
 def test_config_validation():
     base = dict(env_id="Bandit-v0", rollout_length=4, total_steps=64)
-    with pytest.raises(ConfigError, match="td_lambda"):
-        actor_critic.Config(variant="td_lambda", log_grad_variance=True, **base)
+    online = actor_critic.Config(variant="td_lambda", log_grad_variance=True, **base)
+    state = actor_critic.init(online, hparams_as_arrays(actor_critic.Hparams()), jax.random.key(0))
+    shapes = jax.eval_shape(lambda s: actor_critic.update(online, s)[1], state)
+    assert set(NOISE_KEYS) <= set(shapes)  # per-env trace directions (tests/test_actor_critic.py)
     with pytest.raises(ConfigError, match="at least 2"):
         a2c.Config(num_envs=1, log_grad_variance=True, **base)
     with pytest.raises(ConfigError, match="minibatch"):

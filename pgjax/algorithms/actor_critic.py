@@ -19,7 +19,9 @@ Gradient Theorem (IV)"; Sutton & Barto 2018, §13.5):
       z^θ ← γ λ^θ z^θ + I ∇_θ ln π(A|S, θ)      θ ← θ + α^θ δ z^θ (+ α^θ β ∇_θ H)
       I   ← γ I;  at an episode end (terminated or truncated) I ← 1, z ← 0.
 
-  The N vmapped environments each keep their own traces; their updates are averaged. Traces are
+  The N vmapped environments each keep their own traces; their updates are averaged. With
+  ``log_grad_variance`` the gradient-noise metrics are taken over the N per-environment actor
+  directions δ_i z^θ_i at every step and averaged over the rollout's steps. Traces are
   pytrees shaped like the parameters, so the same code serves linear features (``torso`` =
   "onehot" / "random_projection" / "tile") and neural networks. Plain SGD, as in the book.
 
@@ -37,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax import estimators
+from pgjax import diagnostics, estimators
 from pgjax.algorithms import common
 from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
 from pgjax.networks import ActorCritic
@@ -64,10 +66,6 @@ class Config(CommonConfig):
         require_positive_int("n_steps", self.n_steps)
         require(not self.shared_torso, "shared_torso", True,
                 "actor and critic have their own step sizes (and traces), so torsos are separate")
-        require(not (self.variant == "td_lambda" and self.log_grad_variance), "log_grad_variance",
-                True, "not supported by variant='td_lambda': its online updates come from "
-                "per-step eligibility traces, not from one batch gradient to split into "
-                "per-environment estimates; use a batch variant")
 
     @property
     def uses_q_critic(self) -> bool:
@@ -120,10 +118,11 @@ def psi_and_targets(config: Config, params, traj, hparams):
     return advantages, advantages + traj.values
 
 
-def td_lambda_step(network: ActorCritic, hparams, params, traces, transition):
+def td_lambda_step(network: ActorCritic, hparams, params, traces, transition, with_stats: bool = False):
     """One online TD(λ) actor-critic step over N environments (see the module docstring).
     ``traces`` = {"z_actor", "z_critic": per-env pytrees [N, ...], "discount_product": [N]}.
-    Returns (params, traces, δ [N])."""
+    Returns (params, traces, δ [N]), and with ``with_stats`` also the gradient-noise statistics
+    of the N per-environment actor directions δ_i z^θ_i (:mod:`pgjax.diagnostics`)."""
     gamma = hparams.gamma
     discount = transition.discounts(gamma)       # γ(1 − terminated)
     done = transition.dones()
@@ -147,10 +146,14 @@ def td_lambda_step(network: ActorCritic, hparams, params, traces, transition):
         lambda p, za, zc, gh: p + hparams.learning_rate * (mean_update(za) + hparams.ent_coef * jnp.mean(gh, axis=0))
         + hparams.critic_learning_rate * mean_update(zc), params, z_actor, z_critic, grad_h)
     keep = 1.0 - done
-    traces = {"z_actor": jax.tree.map(lambda z: expand(keep, z) * z, z_actor),
-              "z_critic": jax.tree.map(lambda z: expand(keep, z) * z, z_critic),
-              "discount_product": jnp.where(done > 0, 1.0, traces["discount_product"] * gamma)}
-    return params, traces, delta
+    new_traces = {"z_actor": jax.tree.map(lambda z: expand(keep, z) * z, z_actor),
+                  "z_critic": jax.tree.map(lambda z: expand(keep, z) * z, z_critic),
+                  "discount_product": jnp.where(done > 0, 1.0, traces["discount_product"] * gamma)}
+    if not with_stats:
+        return params, new_traces, delta
+    directions = jax.tree.map(lambda z: expand(delta, z) * z, z_actor)
+    stats = diagnostics.gradient_statistics(common.policy_leaves(directions))
+    return params, new_traces, delta, stats
 
 
 def _update_td_lambda(config: Config, state: common.TrainState):
@@ -161,13 +164,21 @@ def _update_td_lambda(config: Config, state: common.TrainState):
     hp = state.hparams
 
     def on_step(params, learner, transition):
-        params, traces, delta = td_lambda_step(network, hp, params, learner["traces"], transition)
-        return params, {"traces": traces, "abs_delta": learner["abs_delta"] + jnp.mean(jnp.abs(delta))}
+        if not config.log_grad_variance:
+            params, traces, delta = td_lambda_step(network, hp, params, learner["traces"], transition)
+            return params, {**learner, "traces": traces,
+                            "abs_delta": learner["abs_delta"] + jnp.mean(jnp.abs(delta))}
+        params, traces, delta, stats = td_lambda_step(network, hp, params, learner["traces"],
+                                                      transition, with_stats=True)
+        sums = {"grad_variance": stats.total_variance, "grad_mean_sq_norm": stats.mean_sq_norm,
+                "grad_snr": stats.snr}
+        return params, {"traces": traces, "abs_delta": learner["abs_delta"] + jnp.mean(jnp.abs(delta)),
+                        "noise": jax.tree.map(jnp.add, learner["noise"], sums)}
 
     key, rollout_key = jax.random.split(state.key)
     env_state, obs, traj, params, learner = rollout(
         venv, env_params, policy_fn, value_fn, state.params, state.env_state, state.obs, rollout_key,
-        config.rollout_length, on_step=on_step, learner_state={"traces": state.extra, "abs_delta": 0.0})
+        config.rollout_length, on_step=on_step, learner_state=_td_lambda_learner(config, state.extra))
     state = state.replace(params=params, env_state=env_state, obs=obs, key=key, extra=learner["traces"],
                           env_steps=state.env_steps + config.steps_per_update,
                           update_step=state.update_step + 1)
@@ -179,7 +190,17 @@ def _update_td_lambda(config: Config, state: common.TrainState):
                "value_loss": 0.5 * jnp.mean((targets - traj.values) ** 2),
                "grad_norm": jnp.asarray(jnp.nan), "learning_rate": hp.learning_rate}
     metrics["total_loss"] = metrics["policy_loss"] + hp.vf_coef * metrics["value_loss"]
+    if config.log_grad_variance:  # per-step statistics, averaged over the rollout
+        metrics.update({k: v / config.rollout_length for k, v in learner["noise"].items()})
     return state, metrics
+
+
+def _td_lambda_learner(config: Config, traces) -> dict:
+    learner = {"traces": traces, "abs_delta": 0.0}
+    if config.log_grad_variance:
+        zero = jnp.asarray(0.0)
+        learner["noise"] = {"grad_variance": zero, "grad_mean_sq_norm": zero, "grad_snr": zero}
+    return learner
 
 
 def update(config: Config, state: common.TrainState):
