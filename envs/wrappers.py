@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import spaces
+from gymnax.environments import environment, spaces
 
 from envs.registry import make
 
@@ -40,11 +40,30 @@ class Wrapper:
 
 
 class VecEnv:
-    """``num_envs`` copies of a gymnax environment, vmapped; gymnax resets finished episodes itself."""
+    """``num_envs`` copies of a gymnax environment, vmapped; gymnax resets finished episodes itself.
 
-    def __init__(self, env, num_envs: int):
+    With ``keep_final_state`` (used by evaluation) the step is gymnax's own ``Environment.step``
+    spelled out, so that ``info["final_state"]`` can carry the pre-reset state an episode ends in
+    (gymnax returns only its observation). Environments that override ``step`` keep theirs and get
+    no ``final_state``."""
+
+    def __init__(self, env, num_envs: int, keep_final_state: bool = False):
         self.single_env = env
         self.num_envs = int(num_envs)
+        self.keep_final_state = keep_final_state and type(env).step is environment.Environment.step
+
+    def _step_keeping_final_state(self, key, state, action, params):
+        """gymnax 1.0's ``Environment.step`` with the same keys, plus the pre-reset state."""
+        env = self.single_env
+        key_step, key_reset = jax.random.split(key)
+        obs_st, state_st, reward, terminated, info = env.step_env(key_step, state, action, params)
+        truncated = env.is_truncated(state_st, params)
+        done = jnp.logical_or(terminated, truncated)
+        obs_re, state_re = env.reset_env(key_reset, params)
+        select = lambda reset, stepped: jax.lax.select(done, reset, stepped)  # noqa: E731
+        info = {**info, "final_observation": obs_st, "final_state": state_st}
+        return (jax.tree.map(select, obs_re, obs_st), jax.tree.map(select, state_re, state_st),
+                reward, terminated, truncated, info)
 
     def reset(self, key, params):
         keys = jax.random.split(key, self.num_envs)
@@ -52,9 +71,10 @@ class VecEnv:
 
     def step(self, key, state, action, params):
         keys = jax.random.split(key, self.num_envs)
+        step = self._step_keeping_final_state if self.keep_final_state else self.single_env.step
         obs, state, reward, terminated, truncated, info = jax.vmap(
-            self.single_env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
-        info = {"final_observation": info["final_observation"]}
+            step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        info = {k: info[k] for k in ("final_observation", "final_state") if k in info}
         return (obs, state, reward.astype(jnp.float32), terminated.astype(bool),
                 truncated.astype(bool), info)
 
@@ -232,10 +252,11 @@ def base_env_state(env_state):
 
 def make_vec_env(env_id: str, num_envs: int, *, normalize_obs: bool = False,
                  normalize_reward: bool = False, reward_scale: float = 1.0, gamma: float = 0.99,
-                 frozen_obs_stats: bool = False, env_overrides: dict | None = None):
+                 frozen_obs_stats: bool = False, env_overrides: dict | None = None,
+                 keep_final_state: bool = False):
     """The standard wrapper stack over ``num_envs`` copies of ``env_id``; returns (venv, params)."""
     env, params = make(env_id, **(env_overrides or {}))
-    venv = EpisodeStatistics(ClipAction(VecEnv(env, num_envs)))
+    venv = EpisodeStatistics(ClipAction(VecEnv(env, num_envs, keep_final_state)))
     if normalize_reward or reward_scale != 1.0:
         venv = NormalizeReward(venv, gamma=gamma, scale=reward_scale, normalize=normalize_reward)
     if normalize_obs:

@@ -8,15 +8,16 @@ Every evaluation during a run saves its episodes, compressed, to
     terminated, truncated, valid               cut to the longest recorded episode (``valid`` marks
                                                the steps inside each episode)
     state.<field>               [M, L, K, ...] the environment's own state before each step (to render)
+    final_state.<field>         [M, K, ...]   the state each cached episode ended in
     seeds, members, env_steps, greedy
 
 M is the population (seeds × hyperparameter settings), E the evaluation episodes, K the cached
 ones. :func:`load` returns them as NumPy arrays; :func:`summary` tabulates the cache;
 :func:`episode_states` cuts one episode out for rendering.
 
-Frames are the states the agent acted in (``s_0 … s_{T−1}``): gymnax resets inside ``step`` and
-hands back only the final *observation*, so the state an episode ends in is not drawn (a bandit
-episode is one frame).
+Frames are the states the agent acted in (``s_0 … s_{T−1}``) and the state the episode ended in
+(``final_state.<field>`` ``[M, K, ...]``), which evaluation records through ``envs.VecEnv``'s
+``keep_final_state`` (every environment that uses gymnax's own ``step``).
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ def eval_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "eval"
 
 
-def _state_fields(states) -> dict[str, np.ndarray]:
-    """Flatten the (struct dataclass) env state into ``state.<path>`` arrays."""
+def _field_name(prefix: str, path) -> str:
+    return prefix + "." + ".".join(str(getattr(p, "name", getattr(p, "key", p))) for p in path)
+
+
+def _state_fields(states, prefix: str = "state") -> dict[str, np.ndarray]:
+    """Flatten the (struct dataclass) env state into ``<prefix>.<path>`` arrays."""
     flat, _ = jax.tree_util.tree_flatten_with_path(states)
-    return {"state." + ".".join(str(getattr(p, "name", getattr(p, "key", p))) for p in path):
-            np.asarray(leaf) for path, leaf in flat}
+    return {_field_name(prefix, path): np.asarray(leaf) for path, leaf in flat}
 
 
 def save(run_dir: Path, env_steps: int, result: dict, seeds: list[int], greedy: bool) -> Path:
@@ -55,6 +59,8 @@ def save(run_dir: Path, env_steps: int, result: dict, seeds: list[int], greedy: 
         arrays.update({name: np.asarray(result[name])[:, :longest] for name in STEP_NAMES})
         states = jax.tree.map(lambda x: np.asarray(x)[:, :longest], result["states"])
         arrays.update(_state_fields(states))
+        if "final_states" in result:
+            arrays.update(_state_fields(result["final_states"], "final_state"))
     folder = eval_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{int(env_steps):012d}.npz"
@@ -85,9 +91,11 @@ def load(run_dir: Path, step: int | None = None) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def episode_states(cache: dict[str, np.ndarray], like_state, member: int = 0, episode: int = 0):
-    """The env states of one cached episode, ``[length, ...]`` leaves in the structure of
-    ``like_state`` (one env's state, e.g. from ``env.reset``)."""
+def episode_states(cache: dict[str, np.ndarray], like_state, member: int = 0, episode: int = 0,
+                   with_final: bool = True):
+    """The env states of one cached episode in the structure of ``like_state`` (one env's state,
+    e.g. from ``env.reset``): ``[length, ...]`` leaves, the states acted in, then (``with_final``,
+    where cached) the state the episode ended in, ``[length + 1, ...]``."""
     if "valid" not in cache:
         raise ValueError("this evaluation cached returns only (cache_episodes=0)")
     num_members, _, num_cached = cache["valid"].shape
@@ -99,8 +107,11 @@ def episode_states(cache: dict[str, np.ndarray], like_state, member: int = 0, ep
     flat, treedef = jax.tree_util.tree_flatten_with_path(like_state)
     leaves = []
     for path, _ in flat:
-        name = "state." + ".".join(str(getattr(p, "name", getattr(p, "key", p))) for p in path)
-        leaves.append(cache[name][member, :length, episode])
+        steps = cache[_field_name("state", path)][member, :length, episode]
+        final_name = _field_name("final_state", path)
+        if with_final and final_name in cache:
+            steps = np.concatenate([steps, cache[final_name][member, episode][None]], axis=0)
+        leaves.append(steps)
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 

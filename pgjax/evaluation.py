@@ -47,11 +47,14 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     Returns: dict of ``returns [E]``, ``lengths [E]`` and, when recording, the episodes
     (``obs [L, K, ...]``, ``actions``, ``rewards``, ``terminated``, ``truncated``, ``valid [L, K]``
     where L is the env's time limit and ``valid`` marks the steps inside each env's one episode,
-    and ``states``: the unwrapped environment state before each step, for rendering).
+    and ``states``: the unwrapped environment state before each step, for rendering, plus
+    ``final_states [K, ...]``: the state each episode ends in, where the env reports it).
     """
     from envs import base_env_state, obs_stats_of
     num_recorded = num_episodes if record is True else min(int(record), num_episodes)
-    venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False)
+    # one env program whether recording or not, so every evaluation of the same parameters agrees
+    venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False,
+                                       keep_final_state=True)
     policy_fn, _ = common.policy_and_value_fns(common.make_network(config), greedy=greedy)
     reset_key, run_key = jax.random.split(key)
     obs, env_state = venv.reset(reset_key, env_params)
@@ -60,12 +63,18 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
         obs, env_state = venv.with_obs_stats(env_state, stats)
 
     def step(carry, step_key):
-        env_state, obs, active, ep_return, ep_length = carry
+        env_state, obs, active, ep_return, ep_length, final_states = carry
         state_before = base_env_state(env_state)
         act_key, env_key = jax.random.split(step_key)
         action, _, _ = policy_fn(params, obs, act_key)
-        next_obs, env_state, reward, terminated, truncated, _ = venv.step(
+        next_obs, env_state, reward, terminated, truncated, info = venv.step(
             env_key, env_state, action, env_params)
+        if "final_state" in info:  # the state each recorded episode ends in, kept once
+            ends = (active & (terminated | truncated))[:num_recorded]
+            final_states = jax.tree.map(
+                lambda kept, new: jnp.where(ends.reshape(ends.shape + (1,) * (new.ndim - 1)),
+                                            new[:num_recorded], kept),
+                final_states, info["final_state"])
         ep_return = ep_return + jnp.where(active, reward, 0.0)
         ep_length = ep_length + active.astype(jnp.int32)
         step_record = ()
@@ -74,17 +83,28 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
             step_record = jax.tree.map(first, (obs, action, reward, terminated, truncated, active,
                                                state_before))
         active = active & ~(terminated | truncated)
-        return (env_state, next_obs, active, ep_return, ep_length), step_record
+        return (env_state, next_obs, active, ep_return, ep_length, final_states), step_record
 
     active = jnp.ones((num_episodes,), bool)
-    init = (env_state, obs, active, jnp.zeros((num_episodes,)), jnp.zeros((num_episodes,), jnp.int32))
-    (_, _, _, returns, lengths), records = jax.lax.scan(
+    final_states = jax.tree.map(lambda x: x[:num_recorded], base_env_state(env_state))
+    init = (env_state, obs, active, jnp.zeros((num_episodes,)), jnp.zeros((num_episodes,), jnp.int32),
+            final_states)
+    (_, _, _, returns, lengths, final_states), records = jax.lax.scan(
         step, init, jax.random.split(run_key, max_episode_steps(config)))
     result = {"returns": returns, "lengths": lengths}
     if num_recorded:
         names = ("obs", "actions", "rewards", "terminated", "truncated", "valid", "states")
         result.update(dict(zip(names, records)))
+        if venv_keeps_final_state(venv):
+            result["final_states"] = final_states
     return result
+
+
+def venv_keeps_final_state(venv) -> bool:
+    """Whether the innermost VecEnv reports the pre-reset state (see ``envs.VecEnv``)."""
+    while not hasattr(venv, "keep_final_state") and hasattr(venv, "env"):
+        venv = venv.env
+    return bool(getattr(venv, "keep_final_state", False))
 
 
 def summarize(result) -> dict[str, float]:

@@ -181,3 +181,36 @@ def test_make_inside_a_jit_trace_returns_concrete_params():
     traced(1.0)
     assert not isinstance(captured["params"].available_torque, jax.core.Tracer)
     np.testing.assert_array_equal(captured["params"].available_torque, [-1.0, 0.0, 1.0])
+
+
+def test_keep_final_state_steps_exactly_like_gymnax_and_reports_the_pre_reset_state():
+    """VecEnv(keep_final_state=True) spells out gymnax's step: the same results, plus the state an
+    episode ended in (CartPole: outside its bounds or at the time limit, never a fresh reset)."""
+    import jax
+    import numpy as np
+
+    from envs import VecEnv, make
+    env, params = make("CartPole-v1", max_steps_in_episode=30)
+    plain, keeping = VecEnv(env, 8), VecEnv(env, 8, keep_final_state=True)
+    _, state = plain.reset(jax.random.key(0), params)
+    step_plain, step_keep = jax.jit(lambda k, s, a: plain.step(k, s, a, params)), \
+        jax.jit(lambda k, s, a: keeping.step(k, s, a, params))
+    ends = 0
+    for t in range(60):
+        key = jax.random.fold_in(jax.random.key(1), t)
+        action = jax.random.bernoulli(jax.random.fold_in(key, 7), 0.5, (8,)).astype(np.int32)
+        a = step_plain(key, state, action)
+        b = step_keep(key, state, action)
+        for x, y in zip(jax.tree.leaves(a[:5]), jax.tree.leaves(b[:5])):
+            # same operations, another program: equal up to float rounding
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+        final = b[5]["final_state"]
+        np.testing.assert_array_equal(np.asarray(final.time), np.asarray(state.time) + 1)
+        done = np.asarray(a[3] | a[4])
+        out = (np.abs(np.asarray(final.theta)) > params.theta_threshold_radians) | \
+            (np.abs(np.asarray(final.x)) > params.x_threshold) | (np.asarray(final.time) >= 30)
+        np.testing.assert_array_equal(done, out)
+        ends += done.sum()
+        state = a[1]
+    assert ends > 8
+    assert "final_state" not in step_plain(key, state, action)[5]

@@ -197,9 +197,14 @@ def test_eval_cache_round_trip(reference):
     from envs import make
     env, params = make("CartPole-v1")
     _, like = env.reset(jax.random.key(0), params)
+    length = cache["lengths"][1, 2]
     states = episodes.episode_states(cache, like, member=1, episode=2)
-    assert states.x.shape == (cache["lengths"][1, 2],)
-    np.testing.assert_array_equal(states.theta, cache["state.theta"][1, : cache["lengths"][1, 2], 2])
+    assert states.x.shape == (length + 1,)  # the states acted in, then the one it ended in
+    np.testing.assert_array_equal(states.theta[:-1], cache["state.theta"][1, :length, 2])
+    np.testing.assert_array_equal(states.time, np.arange(length + 1))  # CartPole counts its steps
+    # the episode ended because the final state left CartPole's bounds (or hit the time limit)
+    assert abs(states.theta[-1]) > params.theta_threshold_radians or abs(states.x[-1]) > \
+        params.x_threshold or length == params.max_steps_in_episode
     text = episodes.summary(run_dir)
     assert f"| {8 * CONFIG.steps_per_update:,d} | 12 | {cache['returns'].mean():.2f} |" in text
 

@@ -34,14 +34,14 @@ class TrainState:
 
 @functools.lru_cache(maxsize=64)
 def make_env(config, num_envs: int | None = None, frozen_obs_stats: bool = False,
-             training: bool = True):
+             training: bool = True, keep_final_state: bool = False):
     """The standard wrapper stack for ``config``; evaluation asks for frozen stats and raw rewards."""
     return make_vec_env(
         config.env_id, num_envs or config.num_envs,
         normalize_obs=config.normalize_obs,
         normalize_reward=config.normalize_reward and training,
         reward_scale=config.reward_scale if training else 1.0,
-        frozen_obs_stats=frozen_obs_stats,
+        frozen_obs_stats=frozen_obs_stats, keep_final_state=keep_final_state,
         env_overrides=dict(config.env_overrides))
 
 
