@@ -110,17 +110,21 @@ class ReferenceActorCritic:
         return np.array(deltas)
 
 
+def _td_lambda_setup(hp):
+    """(hparams, network, params, zero traces, NumPy reference) for the one-hot TD(λ) tests."""
+    hparams = hparams_as_arrays(actor_critic.Hparams(**hp))
+    params = jax.tree.map(jnp.asarray, _random_onehot_params())
+    zeros = jax.tree.map(lambda p: jnp.zeros((N,) + p.shape), params)
+    traces = {"z_actor": zeros, "z_critic": zeros, "discount_product": jnp.ones((N,))}
+    return hparams, _onehot_network(), params, traces, ReferenceActorCritic(_random_onehot_params(), hp)
+
+
 def test_td_lambda_gradient_noise_is_that_of_the_per_env_directions():
     """log_grad_variance for the online variant: tr Σ̂ and ‖ḡ‖² of the N per-env actor directions
     δ_i z^θ_i, against the NumPy reference's directions at every step."""
     hp = dict(learning_rate=0.3, critic_learning_rate=0.2, gamma=0.9, lambda_actor=0.8,
               lambda_critic=0.6, ent_coef=0.0)
-    hparams = hparams_as_arrays(actor_critic.Hparams(**hp))
-    network = _onehot_network()
-    params = jax.tree.map(jnp.asarray, _random_onehot_params())
-    zeros = jax.tree.map(lambda p: jnp.zeros((N,) + p.shape), params)
-    traces = {"z_actor": zeros, "z_critic": zeros, "discount_product": jnp.ones((N,))}
-    reference = ReferenceActorCritic(_random_onehot_params(), hp)
+    hparams, network, params, traces, reference = _td_lambda_setup(hp)
     step = jax.jit(lambda p, z, tr: actor_critic.td_lambda_step(network, hparams, p, z, tr, with_stats=True))
     for t in range(len(OBS)):
         params, traces, _, stats = step(params, traces, _transition(t))
@@ -136,12 +140,7 @@ def test_td_lambda_gradient_noise_is_that_of_the_per_env_directions():
 def test_td_lambda_step_matches_sutton_barto_actor_critic_with_traces(ent_coef):
     hp = dict(learning_rate=0.3, critic_learning_rate=0.2, gamma=0.9, lambda_actor=0.8,
               lambda_critic=0.6, ent_coef=ent_coef)
-    hparams = hparams_as_arrays(actor_critic.Hparams(**hp))
-    network = _onehot_network()
-    params = jax.tree.map(jnp.asarray, _random_onehot_params())
-    zeros = jax.tree.map(lambda p: jnp.zeros((N,) + p.shape), params)
-    traces = {"z_actor": zeros, "z_critic": zeros, "discount_product": jnp.ones((N,))}
-    reference = ReferenceActorCritic(_random_onehot_params(), hp)
+    hparams, network, params, traces, reference = _td_lambda_setup(hp)
     step = jax.jit(lambda p, z, tr: actor_critic.td_lambda_step(network, hparams, p, z, tr))
     for t in range(len(OBS)):
         params, traces, delta = step(params, traces, _transition(t))
