@@ -31,8 +31,6 @@ it acts (softmax / ε-greedy) and for its greedy version.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from collections import Counter
@@ -42,6 +40,8 @@ from typing import NamedTuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results_table import save_results  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -317,12 +317,7 @@ def main(argv=None):
               "q_learning": {"alpha": Q_ALPHA, "epsilon_start_end_decay_fraction": [EPS_START, EPS_END, EPS_DECAY_FRACTION]},
               "reference": refs, "agents": rows,
               "machine": "2-core AMD EPYC CPU, contended (shared with other jobs)"}
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "aliased_gridworld.json").write_text(json.dumps(result, indent=2))
-    md = markdown(result)
-    (out / "aliased_gridworld.md").write_text(md)
-    print(md)
+    save_results(ROOT / "benchmarks" / "results", "aliased_gridworld", result, markdown(result))
 
 
 def markdown(result) -> str:

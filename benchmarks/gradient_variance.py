@@ -41,7 +41,6 @@ central difference of the Bellman solve), the paired |z| of ḡ_b − ḡ_none, 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -50,6 +49,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results_table import save_results  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -292,10 +293,7 @@ def main(argv=None):
               "machine": f"{platform.machine()}, JAX {jax.__version__} on {jax.default_backend()} "
                          "(2-core AMD EPYC, shared with other jobs)",
               "wall_seconds": time.time() - start}
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    (out / "results" / "gradient_variance.json").write_text(json.dumps(result, indent=1))
-    (out / "results" / "gradient_variance.md").write_text(markdown(result))
-    print(markdown(result))
+    save_results(out / "results", "gradient_variance", result, markdown(result), indent=1)
     return result
 
 

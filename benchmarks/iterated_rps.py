@@ -34,7 +34,6 @@ only for uniform play.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results_table import save_results  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -195,12 +196,7 @@ def main(argv=None):
               "final_exploitability_per_context_per_seed": per_context[:, -1].round(4).tolist(),
               "wall_s_incl_compile": round(seconds, 1),
               "machine": "2-core AMD EPYC CPU, contended (shared with other jobs)"}
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "iterated_rps.json").write_text(json.dumps(result, indent=2))
-    md = markdown(result)
-    (out / "iterated_rps.md").write_text(md)
-    print(md)
+    save_results(ROOT / "benchmarks" / "results", "iterated_rps", result, markdown(result))
 
 
 def markdown(result) -> str:

@@ -70,7 +70,7 @@ def run_setting(env_id, total_steps, lag, correction, seeds, runs_dir):
     run_dir = Path(runs_dir) / f"{env_id}-{correction}-lag{lag}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a benchmark run starts afresh
     result = runner.run(impala.NAME, config, hparams, list(range(seeds)), run_dir,
-                        eval_episodes=200, out=io.StringIO())
+                        options=runner.RunOptions(eval_episodes=200), out=io.StringIO())
     returns = result.eval_returns
     steps, curve = training_curve(run_dir)
     return {"lag": lag, "correction": correction, "eval_mean": float(returns.mean()),

@@ -32,6 +32,16 @@ def throughput_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def save_results(results_dir: Path, name: str, result: dict, markdown: str, indent: int = 2) -> None:
+    """Write a study's ``<name>.json`` and its markdown fragment ``<name>.md`` (the table pasted
+    into RESULTS.md) to ``results_dir``, and print the fragment."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps(result, indent=indent))
+    (results_dir / f"{name}.md").write_text(markdown)
+    print(markdown)
+
+
 def main():
     if (RESULTS / "learning.json").exists():
         print(learning_table(json.loads((RESULTS / "learning.json").read_text())), "\n")

@@ -82,7 +82,6 @@ Deviations (not exact)
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -91,6 +90,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results_table import save_results  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -431,10 +432,7 @@ def main(argv=None):
         "pgjax_seconds": pgjax_seconds, "reference_seconds": reference_seconds,
         "wall_seconds": time.time() - start,
     }
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    (out / "results" / "short_corridor.json").write_text(json.dumps(result, indent=1))
-    (out / "results" / "short_corridor.md").write_text(markdown(result))
-    print(markdown(result))
+    save_results(out / "results", "short_corridor", result, markdown(result), indent=1)
     for row in rows:
         for L, r in row["by_segment"].items():
             if r["runs_short_of_episodes"] and r["collapsed"] < r["runs_short_of_episodes"]:

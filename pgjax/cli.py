@@ -170,53 +170,49 @@ def load_run(run_dir: Path):
 
 
 def _resumed_run(args):
-    """The saved run, after checking that every flag given agrees with it: each flag is applied
-    on top of the saved configuration and any field that changes is named."""
+    """The saved run with any flag given applied on top of it; the runner then refuses the resume,
+    naming each field, if anything differs from the saved run (:func:`pgjax.runner.check_resumable`)."""
     import dataclasses
 
-    from pgjax.config import config_differences, hparams_to_dict
+    from pgjax import algorithms
     run_dir = Path(args.resume)
     algo, config, settings, seeds = load_run(run_dir)
-    differences = []
-    if args.algorithm is not None and args.algorithm != algo.NAME:
-        differences.append(f"algorithm (saved {algo.NAME!r}, requested {args.algorithm!r})")
+    if args.algorithm is not None:
+        algorithms.get(args.algorithm)  # an unknown name fails here, naming the known ones
+    if args.sweep:
+        raise ConfigError(f"cannot resume {run_dir} with --sweep: a resumed run keeps its saved "
+                          "hyperparameter settings")
     requested = config if args.env is None else dataclasses.replace(config, env_id=args.env)
     assignments = ([f"total_steps={args.total_steps}"] if args.total_steps is not None else []) + args.set
-    requested, requested_hp = apply_overrides(requested, settings[0], assignments)
-    differences += config_differences(config, requested)
-    saved_hp, new_hp = hparams_to_dict(settings[0]), hparams_to_dict(requested_hp)
-    differences += [f"{k} (saved {saved_hp[k]!r}, requested {new_hp[k]!r})"
-                    for k in saved_hp if saved_hp[k] != new_hp[k]]
+    settings = [apply_overrides(requested, hp, assignments)[1] for hp in settings]
+    requested = apply_overrides(requested, settings[0], assignments)[0]
     offset = seeds[0] if args.seed_offset is None else args.seed_offset
     count = len(seeds) if args.seeds is None else args.seeds
-    if list(range(offset, offset + count)) != seeds:
-        differences.append(f"seeds (saved {seeds}, requested {list(range(offset, offset + count))})")
-    if args.sweep:
-        differences.append("sweep (a resumed run keeps its saved hyperparameter settings)")
-    if differences:
-        raise ConfigError(f"cannot resume {run_dir}: the requested configuration differs in "
-                          + "; ".join(differences))
-    return algo, config, settings, seeds, run_dir
+    if args.seeds is not None or args.seed_offset is not None:
+        seeds = list(range(offset, offset + count))
+    return args.algorithm or algo.NAME, requested, settings, seeds, run_dir
 
 
 def _train(args) -> int:
     try:
         if args.resume:
-            algo, config, settings, seeds, run_dir = _resumed_run(args)
+            algo_name, config, settings, seeds, run_dir = _resumed_run(args)
             saved = json.loads((run_dir / "config.json").read_text()).get("options")
             options = _run_options(args, saved)
         else:
             options = _run_options(args)
             algo, config, settings, seeds, run_dir = _fresh_run(args)
-            if (run_dir / "checkpoints").exists():
-                raise ConfigError(f"--name={run_dir.name!r} is not allowed: {run_dir} already holds a "
-                                  f"run (use pgjax train --resume {run_dir}, or another --name)")
+            algo_name = algo.NAME
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
     from pgjax import runner
-    result = runner.run(algo.NAME, config, settings, seeds, run_dir, options=options,
-                        resume=bool(args.resume))
+    try:  # the runner refuses a folder that already holds a run before anything is compiled
+        result = runner.run(algo_name, config, settings, seeds, run_dir, options=options,
+                            resume=bool(args.resume))
+    except ConfigError as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return 2
     if result.status == runner.INTERRUPTED:
         return 128 + int(signal.SIGINT if "SIGINT" in result.message else signal.SIGTERM)
     if result.status == runner.NON_FINITE:

@@ -29,7 +29,7 @@ Array = chex.Array
 def _check_trajectory(*arrays: Array) -> None:
     chex.assert_equal_shape(arrays)
     if arrays[0].ndim < 1:
-        raise ValueError(f"trajectory arrays must be time-major [T, *batch]; got a scalar")
+        raise ValueError("trajectory arrays must be time-major [T, *batch]; got a scalar")
     for array in arrays:
         chex.assert_type(array, float)
 

@@ -95,19 +95,7 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     if num_recorded:
         names = ("obs", "actions", "rewards", "terminated", "truncated", "valid", "states")
         result.update(dict(zip(names, records)))
-        if venv_keeps_final_state(venv):
+        if venv.keep_final_state:  # the VecEnv's (wrappers forward attributes); DeepSea: False
             result["final_states"] = final_states
     return result
 
-
-def venv_keeps_final_state(venv) -> bool:
-    """Whether the innermost VecEnv reports the pre-reset state (see ``envs.VecEnv``)."""
-    while not hasattr(venv, "keep_final_state") and hasattr(venv, "env"):
-        venv = venv.env
-    return bool(getattr(venv, "keep_final_state", False))
-
-
-def summarize(result) -> dict[str, float]:
-    returns = result["returns"]
-    return {"eval_return_mean": jnp.mean(returns), "eval_return_std": jnp.std(returns),
-            "eval_length_mean": jnp.mean(result["lengths"].astype(jnp.float32))}

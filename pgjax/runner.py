@@ -197,9 +197,9 @@ def first_non_finite(metrics: dict[str, np.ndarray], params) -> tuple[str, int, 
                 first = candidate
     if first is not None:
         return first
-    finite = [np.isfinite(np.asarray(leaf)).reshape(leaf.shape[0], -1).all(axis=1)
-              for leaf in jax.tree.leaves(params)]
-    members_ok = np.all(np.stack(finite), axis=0)
+    # reduced on the device: only one flag per member and leaf comes back to the host
+    finite = [jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(axis=1) for leaf in jax.tree.leaves(params)]
+    members_ok = np.asarray(jnp.all(jnp.stack(finite), axis=0))
     if not members_ok.all():
         return "parameters", next(iter(metrics.values())).shape[1] - 1, int(np.argmin(members_ok))
     return None
@@ -240,11 +240,9 @@ def _progress_line(done_steps, total_steps, returns, sps, eta, last_eval):
 
 
 def run(algo_name: str, config, hparams, seeds: list[int], run_dir: Path, *,
-        options: RunOptions | None = None, resume: bool = False, out=None, **legacy) -> RunResult:
+        options: RunOptions | None = None, resume: bool = False, out=None) -> RunResult:
     """Train every member of seeds × ``hparams`` (one Hparams or a list of them) of ``algo_name``
     in one vmapped program, evaluating, logging and checkpointing between chunks."""
-    if legacy:  # eval_episodes=..., target_chunks=... as keyword shortcuts
-        options = dataclasses.replace(options or RunOptions(), **legacy)
     options = options or RunOptions()
     options.validate()
     out = out or sys.stdout  # looked up per call (a default bound at import goes stale under capture)
@@ -518,12 +516,8 @@ class _Run:
                          final_state=state)
 
     def _plots(self) -> None:
-        try:
-            from pgjax import report
-        except ImportError:  # pragma: no cover - report is part of the package
-            return
-        if hasattr(report, "plot_run"):
-            report.plot_run(self.run_dir)
+        from pgjax import report
+        report.plot_run(self.run_dir)
 
 
 def summary_table(summary: dict) -> str:

@@ -131,8 +131,3 @@ class WandbWriter:
 def wandb_available() -> bool:
     import importlib.util
     return importlib.util.find_spec("wandb") is not None
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]

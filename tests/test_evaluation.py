@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from pgjax import evaluation
-from pgjax.algorithms import common, ppo
+from pgjax.algorithms import ppo
 
 
 def _params(config, seed=0):
