@@ -28,6 +28,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from envs.constant_observation import ConstantObservationEnv
 from envs.registry import register
 from envs.rendering import register_renderer
 
@@ -75,12 +76,8 @@ def sample_reward(key: jax.Array, action: jax.Array, params: EnvParams) -> jax.A
     return mean + std * jax.random.normal(key, (), jnp.float32)
 
 
-class Bandit(environment.Environment[EnvState, EnvParams]):
+class Bandit(ConstantObservationEnv):
     """k-armed bandit, one pull per episode; observation ``ones((1,))`` (S&B 2018, §2.1)."""
-
-    def __init__(self):
-        super().__init__()
-        self.obs_shape = (1,)
 
     @property
     def default_params(self) -> EnvParams:
@@ -101,10 +98,6 @@ class Bandit(environment.Environment[EnvState, EnvParams]):
                          last_reward=jnp.asarray(0.0, jnp.float32), time=0)
         return self.get_obs(state, params), state
 
-    def get_obs(self, state: EnvState, params=None, key=None) -> jax.Array:
-        """The single state looks like ``[1.0]``."""
-        return jnp.ones(self.obs_shape, jnp.float32)
-
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
         return state.time >= 1
 
@@ -120,8 +113,6 @@ class Bandit(environment.Environment[EnvState, EnvParams]):
         params = self.default_params if params is None else params
         return spaces.Discrete(int(np.shape(params.arm_means)[0]))
 
-    def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, self.obs_shape, jnp.float32)
 
     def state_space(self, params: EnvParams | None = None) -> spaces.Dict:
         params = self.default_params if params is None else params

@@ -31,6 +31,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from envs.constant_observation import ConstantObservationEnv
 from envs.registry import register
 from envs.rendering import register_renderer
 
@@ -64,12 +65,8 @@ def move(position: jax.Array, action: jax.Array) -> jax.Array:
     return jnp.clip(position + step, 0, GOAL).astype(jnp.int32)
 
 
-class ShortCorridor(environment.Environment[EnvState, EnvParams]):
+class ShortCorridor(ConstantObservationEnv):
     """S&B 2018 Example 13.1 as a gymnax environment (reward −1 per step, goal terminates)."""
-
-    def __init__(self):
-        super().__init__()
-        self.obs_shape = (1,)
 
     @property
     def default_params(self) -> EnvParams:
@@ -86,10 +83,6 @@ class ShortCorridor(environment.Environment[EnvState, EnvParams]):
         state = EnvState(position=jnp.asarray(0, jnp.int32), time=0)
         return self.get_obs(state, params), state
 
-    def get_obs(self, state: EnvState, params=None, key=None) -> jax.Array:
-        """All states look alike: the observation is always ``[1.0]``."""
-        return jnp.ones(self.obs_shape, jnp.float32)
-
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
         return state.position == GOAL
 
@@ -104,8 +97,6 @@ class ShortCorridor(environment.Environment[EnvState, EnvParams]):
     def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(2)
 
-    def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, self.obs_shape, jnp.float32)
 
     def state_space(self, params: EnvParams | None = None) -> spaces.Dict:
         params = self.default_params if params is None else params
