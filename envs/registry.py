@@ -57,5 +57,39 @@ def make(env_id: str, **param_overrides: Any):
         if unknown:
             raise ValueError(
                 f"unknown EnvParams field(s) {unknown} for {env_id!r}; allowed: {sorted(fields)}")
+        for name, value in param_overrides.items():
+            _check_param(env_id, name, value, getattr(params, name))
         params = params.replace(**param_overrides)
     return env, params
+
+
+_TIME_LIMITS = ("max_steps_in_episode", "max_steps")
+
+
+def _check_param(env_id: str, name: str, value: Any, default: Any) -> None:
+    """Refuse an ``EnvParams`` override whose kind differs from the default's (a word for a
+    number, a fraction for an integer) or a time limit below one step, naming what is allowed."""
+    import numpy as np
+    where = f"env.{name}={value!r} is not allowed for {env_id!r}"
+    if isinstance(default, str):  # a static choice; the environment checks its own values
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: must be a word (default {default!r})")
+        return
+    kind = np.asarray(default).dtype
+    if np.asarray(default).ndim != 0:
+        if isinstance(value, (str, int, float, bool, np.number)):
+            raise ValueError(f"{where}: this field is an array (default shape "
+                             f"{np.shape(default)}); pass a sequence of numbers from Python")
+        return
+    if kind == np.bool_:
+        if not (isinstance(value, (bool, np.bool_)) or value in (0, 1)):
+            raise ValueError(f"{where}: must be true/false (1/0); default {default!r}")
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{where}: must be a number (default {np.asarray(default).item()!r})")
+    if np.issubdtype(kind, np.integer) and float(value) != int(value):
+        raise ValueError(f"{where}: must be an integer (default {np.asarray(default).item()!r})")
+    if not np.isfinite(float(value)):
+        raise ValueError(f"{where}: must be finite")
+    if name in _TIME_LIMITS and value < 1:
+        raise ValueError(f"{where}: a time limit must be a positive number of steps")

@@ -10,15 +10,20 @@ into a temporary folder and renames it when complete, so a process killed mid-sa
 previous checkpoints intact. Arrays are stored with tensorstore and metadata as JSON: nothing is
 unpickled on load.
 
-Typed PRNG keys are stored as their raw ``uint32`` key data and re-wrapped on restore.
+Typed PRNG keys are stored as their raw ``uint32`` key data and re-wrapped on restore. Arrays
+with no elements (e.g. an empty ring buffer of parameter snapshots) are not stored at all (orbax
+refuses zero-size arrays) and are rebuilt empty on restore. A temporary folder left by a process
+killed mid-save is removed when the run folder is next opened.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 
@@ -26,14 +31,31 @@ def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _is_empty(x) -> bool:
+    return hasattr(x, "shape") and math.prod(x.shape) == 0
+
+
 def to_savable(tree):
-    """Replace typed key arrays by their ``uint32`` key data."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    """Replace typed key arrays by their ``uint32`` key data and drop arrays with no elements."""
+    return jax.tree.map(lambda x: None if _is_empty(x) else
+                        jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
 def from_saved(saved, like):
-    """Inverse of :func:`to_savable`, using ``like`` (same structure) to know where keys were."""
-    return jax.tree.map(lambda s, l: jax.random.wrap_key_data(s) if _is_key(l) else s, saved, like)
+    """Inverse of :func:`to_savable`, using ``like`` (same structure) to know where keys and
+    empty arrays were."""
+    def rebuild(like_leaf, saved_leaf):
+        if _is_empty(like_leaf):
+            return jnp.zeros(like_leaf.shape, like_leaf.dtype)
+        return jax.random.wrap_key_data(saved_leaf) if _is_key(like_leaf) else saved_leaf
+    return jax.tree.map(rebuild, like, _with_empty_slots(saved, like))
+
+
+def _with_empty_slots(saved, like):
+    """``saved`` with a None put back where ``like`` has an empty array (so the trees align)."""
+    flat_like, treedef = jax.tree.flatten(like)
+    saved_leaves = iter(jax.tree.leaves(saved))
+    return jax.tree.unflatten(treedef, [None if _is_empty(x) else next(saved_leaves) for x in flat_like])
 
 
 def abstract_of(tree):
@@ -47,7 +69,7 @@ class Checkpoints:
 
     def __init__(self, run_dir: Path, keep: int = 3):
         root = Path(run_dir).absolute() / "checkpoints"
-        common = dict(enable_async_checkpointing=False, create=True)
+        common = dict(enable_async_checkpointing=False, create=True, cleanup_tmp_directories=True)
         self.latest = ocp.CheckpointManager(
             root / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, **common))
         self.best = ocp.CheckpointManager(

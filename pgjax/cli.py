@@ -7,19 +7,20 @@
     pgjax report RUN_DIR [RUN_DIR ...] [--out DIR]
 
 Every configuration error is reported as one clear message naming the field and what is allowed,
-before anything is compiled; the exit status is then 2. An interrupted run (SIGINT/SIGTERM) exits
-with 128 + the signal number after saving a checkpoint; a run stopped by a non-finite loss or
-parameter exits with 3.
+before anything is created or compiled; the exit status is then 2. An interrupted run
+(SIGINT/SIGTERM) exits with 128 + the signal number after saving a checkpoint; a run stopped by
+non-finite values (every member diverged, or ``--on-nonfinite stop``) exits with 3. A run in which
+only some members diverged completes (exit 0) with those members marked ``diverged``.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from pgjax.config import ConfigError, apply_overrides, require
@@ -64,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-plots", action="store_true", default=None, help="do not draw plots/ at the end")
     train.add_argument("--wandb", default=None, metavar="PROJECT",
                        help="also log to this Weights & Biases project (needs pgjax[wandb])")
+    train.add_argument("--on-nonfinite", default=None, choices=["freeze", "stop"],
+                       help="a member whose loss or parameters go non-finite is frozen at its last "
+                            "finite state while the others go on (freeze, default), or the whole "
+                            "run stops (stop)")
+    train.add_argument("--chunk-seconds", type=float, default=None,
+                       help="wall time of one chunk of updates between host-side checks (default 3): "
+                            "signals, progress and wall-time checkpoints wait at most this long")
+    train.add_argument("--no-compile-cache", action="store_true", default=None,
+                       help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
 
     evaluate = sub.add_parser("eval", help="re-evaluate a saved checkpoint of a run")
     evaluate.add_argument("run_dir")
@@ -135,7 +145,9 @@ def _run_options(args, saved: dict | None = None):
              "checkpoint_minutes": args.checkpoint_minutes, "keep_checkpoints": args.keep_checkpoints,
              "tensorboard": None if args.no_tensorboard is None else not args.no_tensorboard,
              "plots": None if args.no_plots is None else not args.no_plots,
-             "wandb_project": args.wandb}
+             "wandb_project": args.wandb, "on_nonfinite": args.on_nonfinite,
+             "chunk_seconds": args.chunk_seconds,
+             "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache}
     known = {f.name for f in dataclasses.fields(RunOptions)}
     base = {k: v for k, v in (saved or {}).items() if k in known}
     options = RunOptions(**{**base, **{k: v for k, v in given.items() if v is not None}})
@@ -146,26 +158,41 @@ def _run_options(args, saved: dict | None = None):
 def _fresh_run(args):
     if args.algorithm is None:
         raise ConfigError("algorithm is missing: pgjax train ALGO (or pgjax train --resume RUN_DIR)")
+    from pgjax import run_folder
     seeds = 3 if args.seeds is None else args.seeds
     require(seeds >= 1, "--seeds", seeds, "must be a positive integer")
+    offset = args.seed_offset or 0
+    require(0 <= offset and offset + seeds <= 2 ** 32, "--seed-offset", offset,
+            "an integer ≥ 0 (seeds are 32-bit unsigned integers)")
+    if args.name is not None:
+        run_folder.check_name(args.name)
+    run_folder.check_writable_dir(Path(args.runs_dir), "--runs-dir")
     algo, config, hparams = build_run(args.algorithm, args.env or "CartPole-v1", args.total_steps, args.set)
     settings = sweep_settings(config, hparams, args.sweep)
-    offset = args.seed_offset or 0
     name = args.name or f"{algo.NAME}-{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
     return algo, config, settings, list(range(offset, offset + seeds)), Path(args.runs_dir) / name
 
 
 def load_run(run_dir: Path):
-    """(algo module, config, hparams settings, seeds) saved in ``run_dir/config.json``."""
+    """(algo module, config, hparams settings, seeds) saved in ``run_dir/config.json``; a file that
+    is empty, hand-edited to an unknown field or a bad value raises one :class:`ConfigError`."""
     from pgjax import algorithms
-    from pgjax.config import config_from_dict
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: no config.json there (not a run folder)")
-    saved = json.loads(path.read_text())
-    algo = algorithms.get(saved["algorithm"])
-    config = config_from_dict(algo.Config, saved["config"])
-    settings = [algo.Hparams(**values) for values in saved.get("hparams_settings", [saved["hparams"]])]
+    from pgjax.config import config_from_dict, validate_hparams
+    from pgjax.runner import read_config_json
+    saved = read_config_json(run_dir)
+    where = f"{Path(run_dir) / 'config.json'}: "
+    try:
+        algo = algorithms.get(saved["algorithm"])
+        config = config_from_dict(algo.Config, saved["config"])
+        settings = []
+        for values in saved.get("hparams_settings", [saved.get("hparams")]):
+            require(isinstance(values, dict), "hparams", values, "a JSON object of hyperparameters")
+            settings.append(algo.Hparams(**values))
+            validate_hparams(settings[-1])
+    except TypeError as error:  # an unknown field in a dataclass constructor
+        raise ConfigError(f"{where}{error} (fields: see pgjax train ALGO --help)") from None
+    except ValueError as error:
+        raise ConfigError(f"{where}{error}") from None
     return algo, config, settings, list(saved["seeds"])
 
 
@@ -194,11 +221,12 @@ def _resumed_run(args):
 
 
 def _train(args) -> int:
+    from pgjax.runner import read_config_json
     try:
         if args.resume:
             algo_name, config, settings, seeds, run_dir = _resumed_run(args)
-            saved = json.loads((run_dir / "config.json").read_text()).get("options")
-            options = _run_options(args, saved)
+            saved = read_config_json(run_dir).get("options")
+            options = _run_options(args, saved if isinstance(saved, dict) else None)
         else:
             options = _run_options(args)
             algo, config, settings, seeds, run_dir = _fresh_run(args)
@@ -207,7 +235,7 @@ def _train(args) -> int:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
     from pgjax import runner
-    try:  # the runner refuses a folder that already holds a run before anything is compiled
+    try:  # the runner refuses a folder that holds a run, or is in use, before compiling anything
         result = runner.run(algo_name, config, settings, seeds, run_dir, options=options,
                             resume=bool(args.resume))
     except ConfigError as error:
@@ -257,7 +285,7 @@ def _episodes(args) -> int:
 
 
 def _report(args) -> int:
-    from pgjax import report
+    from pgjax import report, run_folder
     run_dirs = [Path(d) for d in args.run_dirs]
     missing = [str(d) for d in run_dirs if not (d / "config.json").exists()]
     if missing:
@@ -265,15 +293,29 @@ def _report(args) -> int:
         return 2
     out = Path(args.out) if args.out else (run_dirs[0] / "plots" if len(run_dirs) == 1
                                            else run_dirs[0].parent / "report")
+    try:
+        run_folder.check_writable_dir(out, "--out")
+    except ConfigError as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return 2
     print(report.report(run_dirs, out))
     print(f"\nfigures and report.md in {out}")
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"pgjax: warning: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"train": _train, "eval": _eval, "episodes": _episodes, "report": _report}
-    return commands[args.command](args)
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warning  # our warnings as one line each, no source excerpt
+    try:
+        return commands[args.command](args)
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -69,6 +69,9 @@ class CommonConfig:
         require_positive_int("total_steps", self.total_steps)
         require(self.total_steps >= self.steps_per_update, "total_steps", self.total_steps,
                 f"must be at least num_envs*rollout_length = {self.steps_per_update}")
+        require(self.num_updates < 2 ** 31, "total_steps", self.total_steps,
+                f"at most {2 ** 31 - 1} updates of {self.steps_per_update} steps (the update "
+                "counter is a 32-bit integer in the train state)")
         require(isinstance(self.hidden_sizes, tuple) and len(self.hidden_sizes) > 0
                 and all(isinstance(h, int) and h > 0 for h in self.hidden_sizes),
                 "hidden_sizes", self.hidden_sizes, "must be a non-empty tuple of positive integers")
@@ -102,6 +105,10 @@ class CommonConfig:
             env, params = make(self.env_id, **dict(self.env_overrides))
         except ValueError as error:
             raise ConfigError(f"env_overrides: {error}") from None
+        obs_shape = env.observation_space(params).shape
+        require(self.torso != "cnn" or len(obs_shape) == 3, "torso", self.torso,
+                f"'cnn' needs image observations [height, width, channels]; {self.env_id} "
+                f"observes shape {tuple(obs_shape)} (use torso=mlp)")
         space = env.action_space(params)
         kinds = self.supported_action_spaces
         ok = (isinstance(space, spaces.Discrete) and "discrete" in kinds) or (
@@ -250,6 +257,8 @@ def _parse_feature_args(text: str) -> tuple:
 
 
 def _parse_env_value(text: str) -> Any:
+    if text.strip().lower() in ("true", "false"):
+        return text.strip().lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)

@@ -195,7 +195,7 @@ def forward_fill(values) -> np.ndarray:
 # --------------------------------------------------------------------------- loading
 
 # Row keys that say which member and which point a row is, rather than being a metric.
-_LABEL_KEYS = frozenset({"seed", "member", "update", "env_steps", "greedy", "algorithm"})
+_LABEL_KEYS = frozenset({"seed", "member", "update", "env_steps", "greedy", "algorithm", "diverged"})
 
 
 def _is_label_key(key: str) -> bool:
@@ -227,6 +227,17 @@ class RunData:
     eval_env_steps: np.ndarray = field(default_factory=lambda: np.zeros(0))   # [num_evals]
     eval: dict = field(default_factory=dict)                                  # name -> [M, E]
     skipped_lines: int = 0  # unreadable lines (e.g. a line cut short while the run was writing)
+    status: dict = field(default_factory=dict)  # status.json (pgjax.run_folder.read_status)
+
+    @property
+    def state(self) -> str:
+        """completed / interrupted / diverged / running / killed / failed; a folder without
+        status.json (older pgjax) counts as completed when it has summary.json."""
+        return self.status.get("status") or ("completed" if self.summary else "unknown")
+
+    @property
+    def diverged_members(self) -> list[dict]:
+        return list(self.summary.get("diverged") or self.status.get("diverged") or [])
 
     @property
     def seeds(self) -> list:
@@ -376,10 +387,11 @@ def load_run(run_dir) -> RunData:
                                              config.get("steps_per_update"))
     members, eval_steps, evals = align_rows(eval_rows, members)  # may add members seen only there
     metrics = {k: _pad_rows(v, len(members)) for k, v in metrics.items()}
+    from pgjax.run_folder import read_status
     return RunData(name=path.resolve().name, path=path, config=config, summary=summary,
                    members=members, env_steps=env_steps, metrics=metrics,
                    eval_env_steps=eval_steps, eval=evals,
-                   skipped_lines=skipped_train + skipped_eval)
+                   skipped_lines=skipped_train + skipped_eval, status=read_status(path))
 
 
 def _pad_rows(array: np.ndarray, num_rows: int) -> np.ndarray:
@@ -590,8 +602,8 @@ def _fmt_ci(pair: tuple[float, float]) -> str:
 def report_table(entries: Sequence[tuple]) -> str:
     """The markdown table of :func:`report` for ``(label, run, setting)`` entries, one row each,
     followed by the notes that explain it."""
-    header = ("| run | algorithm | env | seeds | eval return (mean ± std) | 95% CI of mean | IQM "
-              "| 95% CI of IQM | IQM over | steps/s | compile (s) |")
+    header = ("| run | status | algorithm | env | seeds | eval return (mean ± std) | 95% CI of mean "
+              "| IQM | 95% CI of IQM | IQM over | steps/s | compile (s) |")
     lines = [header, "|" + "---|" * (header.count(" | ") + 1)]
     notes = []
     for label, run, setting in entries:
@@ -601,9 +613,19 @@ def report_table(entries: Sequence[tuple]) -> str:
         seeds = final.per_seed.size or len(setting.rows)
         mean_std = "—" if not math.isfinite(final.mean) else f"{final.mean:.2f} ± {final.std:.2f}"
         over = final.iqm_over if final.per_seed.size else "—"
-        lines.append(f"| {label} | {run.algorithm} | {run.env_id} | {seeds} | {mean_std} "
+        state, diverged = _run_state(run, setting)
+        lines.append(f"| {label} | {state} | {run.algorithm} | {run.env_id} | {seeds} | {mean_std} "
                      f"| {_fmt_ci(final.ci)} | {_fmt(final.iqm)} | {_fmt_ci(final.iqm_ci)} "
                      f"| {over} | {_fmt(sps, ',.0f')} | {_fmt(compile_s, '.1f')} |")
+        if run.state != "completed":
+            notes.append(f"- {label}: **not finished** ({run.state} at update "
+                         f"{run.status.get('update', '?')} of {run.config.get('num_updates', '?')}); "
+                         "its numbers come from its last evaluation and are not comparable with "
+                         "finished runs.")
+        if diverged:
+            notes.append(f"- {label}: diverged member(s) " + "; ".join(
+                f"seed {d.get('seed')} at update {d.get('update')} ({d.get('metric')})" for d in diverged)
+                + " — frozen at their last finite state and evaluated there; included above.")
         if final.source == "none":
             notes.append(f"- {label}: no final evaluation yet (no summary.json or eval.jsonl).")
         elif final.source != "summary.json":
@@ -626,6 +648,16 @@ def report_table(entries: Sequence[tuple]) -> str:
         "- steps/s: environment steps per second, all members together, after compilation.",
     ]
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def _run_state(run: RunData, setting: Setting) -> tuple[str, list[dict]]:
+    """The table's status cell for one setting of a run, and its diverged members."""
+    members = {run.members[i].get("member", i) for i in setting.rows}
+    diverged = [d for d in run.diverged_members if d.get("member") in members]
+    state = run.state
+    if diverged:
+        state += f", {len(diverged)}/{len(setting.rows)} diverged"
+    return state, diverged
 
 
 def report(run_dirs: Sequence, out_dir, *, smooth: int = 1, per_run_plots: bool = True) -> str:

@@ -1,32 +1,45 @@
-"""The host loop: jitted chunks of updates for every population member at once, with I/O between
-chunks (shared/DESIGN.md, "Host side").
+"""The host loop: one compiled program runs chunks of updates for every population member at once,
+with I/O between chunks (shared/DESIGN.md, "Host side").
 
 The population is seeds × hyperparameter settings, vmapped in one program. A run folder holds
 
     config.json        algorithm, config, hyperparameters (per setting), seeds, members, device
+    status.json        running / interrupted / diverged / completed, the update reached, the pid
     metrics.jsonl      one line per update and per member (every metric of DESIGN.md, plus fps)
     eval.jsonl         one line per evaluation and per member
     tb/<member>/       TensorBoard event files (tensorboardX)
     eval/step_*.npz    the cache of evaluation episodes (:mod:`pgjax.episodes`)
     checkpoints/       orbax: the latest N and the best by evaluation return (:mod:`pgjax.checkpoint`)
-    summary.json       final evaluation, steps/s, compile and wall time, device
+    summary.json       final evaluation, steps/s, compile and wall time, device, diverged members
     plots/             learning curves with bootstrap confidence intervals (:mod:`pgjax.report`)
 
-Evaluation runs a handful of times per run and at the end, with fixed keys (:mod:`pgjax.evaluation`).
-Checkpoints are written every ``checkpoint_every`` env steps and every ``checkpoint_minutes``;
-SIGINT/SIGTERM finish the current chunk, save and stop; a non-finite loss or parameter stops the
-run before that state is saved. ``resume=True`` continues from the latest checkpoint with the
-same chunk schedule, so on CPU the result is bit-identical to an uninterrupted run.
+**Chunks.** One program (:mod:`pgjax.chunks`) takes the number of updates to run as an argument;
+the host sizes each chunk to a few seconds of wall time (``chunk_seconds``) and ends chunks at
+scheduled evaluations and checkpoints. Env-step and update counters are Python integers on the
+host, so they never wrap.
+
+**Interruptions.** SIGINT/SIGTERM during set-up or compilation stop at once (the folder resumes
+from its checkpoint, or from step 0); during training they finish the current chunk, save and
+stop; a repeated signal only repeats that message. ``resume=True`` continues from the latest
+checkpoint, so on CPU the result is bit-identical to an uninterrupted run.
+
+**Divergence.** A member whose loss, gradient norm or parameters go non-finite is frozen at its
+last finite state inside the program and marked ``diverged`` in the logs, the summary and the
+report; the others train on (``on_nonfinite="stop"`` stops the whole run instead). When every
+member has diverged the run stops.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import signal
 import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,15 +47,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import algorithms, episodes, evaluation
+from pgjax import algorithms, chunks, compilation_cache, episodes, evaluation, run_folder
 from pgjax.checkpoint import Checkpoints
 from pgjax.config import (ConfigError, config_to_dict, hparams_as_arrays, hparams_to_dict, require,
                           validate_hparams)
-from pgjax.train import scan_updates
 from pgjax.writers import (JsonlWriter, TensorBoardWriter, WandbWriter, truncate_jsonl,
                            wandb_available, write_json_atomic)
 
-COMPLETED, INTERRUPTED, NON_FINITE = "completed", "interrupted", "non_finite"
+COMPLETED, INTERRUPTED, NON_FINITE = run_folder.COMPLETED, run_folder.INTERRUPTED, run_folder.DIVERGED
+ON_NONFINITE = ("freeze", "stop")
 
 
 @dataclass(frozen=True)
@@ -56,23 +69,33 @@ class RunOptions:
     checkpoint_every: int | None = None  # env steps per member (default: at every evaluation)
     checkpoint_minutes: float = 10.0
     keep_checkpoints: int = 3
-    target_chunks: int = 20
+    chunk_seconds: float = 3.0           # wall time a chunk of updates aims at (signals wait ≤ this)
+    chunk_updates: int | None = None     # fixed updates per chunk instead (deterministic boundaries)
+    on_nonfinite: str = "freeze"         # "freeze" the diverged member, or "stop" the whole run
     tensorboard: bool = True
     wandb_project: str | None = None
     plots: bool = True
+    compile_cache: bool = True           # JAX's persistent compilation cache (pgjax.compilation_cache)
 
     def validate(self) -> None:
-        for name in ("eval_episodes", "num_evals", "keep_checkpoints", "target_chunks"):
+        for name in ("eval_episodes", "num_evals", "keep_checkpoints"):
             value = getattr(self, name)
             require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
         for name in ("eval_every", "checkpoint_every"):
             value = getattr(self, name)
             require(value is None or (isinstance(value, int) and value > 0), name, value,
                     "must be a positive number of env steps")
+        require(self.chunk_updates is None or (isinstance(self.chunk_updates, int)
+                                               and self.chunk_updates > 0),
+                "chunk_updates", self.chunk_updates, "a positive number of updates, or None")
         require(isinstance(self.cache_episodes, int) and 0 <= self.cache_episodes, "cache_episodes",
                 self.cache_episodes, "must be an integer ≥ 0")
-        require(self.checkpoint_minutes > 0, "checkpoint_minutes", self.checkpoint_minutes,
-                "must be a positive number of minutes")
+        for name in ("checkpoint_minutes", "chunk_seconds"):
+            value = getattr(self, name)
+            require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, name,
+                    value, "must be a positive number")
+        require(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite,
+                f"one of {list(ON_NONFINITE)}")
         if self.wandb_project is not None and not wandb_available():
             raise ConfigError(f"wandb={self.wandb_project!r} is not allowed: Weights & Biases is not "
                               "installed (pip install 'pgjax[wandb]')")
@@ -81,7 +104,7 @@ class RunOptions:
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str                      # completed | interrupted | non_finite
+    status: str                      # completed | interrupted | diverged
     eval_returns: np.ndarray         # [num_members] mean final evaluation return (NaN if none)
     steps_per_second: float
     compile_seconds: float
@@ -89,6 +112,7 @@ class RunResult:
     message: str = ""
     metrics_last: dict = field(default_factory=dict)
     final_state: object = None
+    diverged: dict = field(default_factory=dict)  # member -> {"update", "metric"}
 
 
 @dataclass(frozen=True)
@@ -127,16 +151,6 @@ def _swept_fields(settings) -> list[str]:
     return [k for k in dicts[0] if any(d[k] != dicts[0][k] for d in dicts[1:])]
 
 
-def choose_chunk(num_updates: int, target_chunks: int = 20) -> int:
-    """Updates per jitted chunk: a divisor of ``num_updates`` near ``num_updates/target_chunks`` so
-    one compiled program covers the run."""
-    target = max(1, num_updates // target_chunks)
-    for k in range(target, 0, -1):
-        if num_updates % k == 0 and k >= target // 2:
-            return k
-    return target
-
-
 def schedule(num_updates: int, steps_per_update: int, every_steps: int | None, count: int) -> list[int]:
     """Update counts after which an event (evaluation, checkpoint) is due, ending at the last update."""
     if every_steps is not None:
@@ -147,21 +161,12 @@ def schedule(num_updates: int, steps_per_update: int, every_steps: int | None, c
     return sorted({p for p in points if 0 < p < num_updates} | {num_updates})
 
 
-_COMPILED_CHUNKS: dict = {}
-
-
-def _compile_chunk(config, state, num_updates: int):
-    """AOT-compile ``num_updates`` vmapped updates (so compile time is measured apart). Programs
-    are kept per (config, chunk length, state shapes): runs in the same process (a notebook, a
-    test session, a resumed run) reuse them. An update chunk has no blocking custom calls, so on
-    CPU it gets XLA's faster concurrency-optimised scheduler (:func:`pgjax.compile_program`)."""
-    from pgjax import compile_program
-    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), state)
-    cache_key = (config, num_updates, jax.tree.structure(state), tuple(jax.tree.leaves(shapes)))
-    if cache_key not in _COMPILED_CHUNKS:
-        _COMPILED_CHUNKS[cache_key] = compile_program(jax.jit(jax.vmap(
-            lambda s: scan_updates(config, s, num_updates))).lower(state))
-    return _COMPILED_CHUNKS[cache_key]
+@functools.lru_cache(maxsize=64)
+def init_program(config):
+    """``init(keys [M], hparams [M]) -> states [M]``, jitted once per config (a process that runs,
+    resumes or re-evaluates the same config reuses it)."""
+    algo = algorithms.for_config(config)
+    return jax.jit(jax.vmap(lambda key, hparams: algo.init(config, hparams, key)))
 
 
 @functools.lru_cache(maxsize=16)
@@ -172,66 +177,107 @@ def make_eval_fn(config, num_episodes: int, greedy: bool, cache_episodes: int):
         record=cache_episodes)))
 
 
-def eval_rows(result: dict, labels: list[dict], update: int, env_steps: int, greedy: bool) -> list[dict]:
+def eval_rows(result: dict, labels: list[dict], update: int, env_steps: int, greedy: bool,
+              diverged=()) -> list[dict]:
     returns, lengths = np.asarray(result["returns"]), np.asarray(result["lengths"])
-    return [{**label, "update": update, "env_steps": env_steps, "greedy": greedy,
+    rows = [{**label, "update": update, "env_steps": env_steps, "greedy": greedy,
              "eval_episodes": returns.shape[1], "eval_return_mean": float(returns[m].mean()),
              "eval_return_std": float(returns[m].std()),
              "eval_return_median": float(np.median(returns[m])),
              "eval_length_mean": float(lengths[m].mean())}
             for m, label in enumerate(labels)]
+    for m in diverged:  # evaluated at the last finite state it was frozen at
+        rows[m]["diverged"] = True
+    return rows
 
 
-def first_non_finite(metrics: dict[str, np.ndarray], params) -> tuple[str, int, int] | None:
-    """(metric, chunk index, member) of the first non-finite loss or gradient norm in a chunk, or
-    ("parameters", last index, member) when the parameters themselves are not finite."""
-    watched = sorted(n for n in metrics if "loss" in n or n == "grad_norm")
-    first = None
-    for name in watched:
-        bad = ~np.isfinite(np.asarray(metrics[name], np.float64))   # [M, K]
-        if bad.any():
-            members, updates = np.nonzero(bad)
-            k = int(updates.min())
-            candidate = (name, k, int(members[updates == k][0]))
-            if first is None or k < first[1]:
-                first = candidate
-    if first is not None:
-        return first
-    # reduced on the device: only one flag per member and leaf comes back to the host
-    finite = [jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(axis=1) for leaf in jax.tree.leaves(params)]
-    members_ok = np.asarray(jnp.all(jnp.stack(finite), axis=0))
-    if not members_ok.all():
-        return "parameters", next(iter(metrics.values())).shape[1] - 1, int(np.argmin(members_ok))
-    return None
+def divergences(metrics: dict[str, np.ndarray], healthy: np.ndarray, frozen: np.ndarray) -> dict:
+    """{member: (chunk index, metric)} of the members that went non-finite in this chunk:
+    ``healthy`` is the program's ``[M, n]`` flags, ``frozen`` the members frozen before it. The
+    metric is the first watched one that is non-finite there, or "parameters"."""
+    found = {}
+    for member in np.nonzero(~healthy.all(axis=1) & ~frozen)[0]:
+        k = int(np.argmin(healthy[member]))
+        bad = [name for name in sorted(metrics) if chunks.is_watched(name)
+               and not np.isfinite(np.asarray(metrics[name][member, k], np.float64))]
+        found[int(member)] = (k, bad[0] if bad else "parameters")
+    return found
+
+
+def live_rows(healthy: np.ndarray, frozen: np.ndarray, found: dict) -> np.ndarray:
+    """``[M, n]``: which rows of a chunk are real updates of a member — all of an unfrozen member's,
+    up to and including the one it diverged at, none of an already frozen one's."""
+    live = np.broadcast_to(~frozen[:, None], healthy.shape).copy()
+    for member, (k, _) in found.items():
+        live[member, k + 1:] = False
+    return live
 
 
 class _StopSignals:
-    """SIGINT/SIGTERM set a flag that the loop checks between chunks (a second signal aborts)."""
+    """SIGINT/SIGTERM set a flag the loop checks; a repeated signal only says what is happening.
+    Installed only in the main thread (signal handlers cannot be set elsewhere)."""
 
-    def __init__(self):
+    def __init__(self, out):
         self.received: int | None = None
         self._previous = {}
+        self._err = out
 
     def __enter__(self):
-        import threading
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
     def _handle(self, signum, frame):
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signum
+        if self.received is None:
+            self.received = signum
+            return
+        print(f"pgjax: {signal.Signals(signum).name} again: already stopping (finishing the current "
+              "step, then saving a checkpoint); SIGKILL aborts without saving", file=sys.stderr,
+              flush=True)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
 
-def _progress_line(done_steps, total_steps, returns, sps, eta, last_eval):
+class _StoppedBeforeTraining(Exception):
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+def _while_listening(stop: _StopSignals, fn, *args):
+    """``fn(*args)`` (set-up, compilation) in a worker thread so that a signal stops the run at
+    once instead of after the compiler returns; raises :class:`_StoppedBeforeTraining`."""
+    if not stop.installed:
+        return fn(*args)
+    outcome = {}
+
+    def work():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as error:  # handed to the main thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=work, name="pgjax-compile", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+        if stop.received is not None:
+            raise _StoppedBeforeTraining(stop.received)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _progress_line(done_steps, total_steps, returns, sps, eta, last_eval, diverged=()):
     shown = returns if len(returns) <= 8 else returns[:8]
-    per_member = " ".join("  nan " if not np.isfinite(r) else f"{r:6.1f}" for r in shown)
+    per_member = " ".join("  div " if m in diverged else "  nan " if not np.isfinite(r) else f"{r:6.1f}"
+                          for m, r in enumerate(shown))
     if len(returns) > 8:
         per_member += f" … (mean {np.nanmean(returns):.1f} over {len(returns)})"
     eval_part = f" | eval {last_eval:7.1f}" if last_eval is not None else ""
@@ -239,36 +285,57 @@ def _progress_line(done_steps, total_steps, returns, sps, eta, last_eval):
             f"{sps:>9,.0f} steps/s | ETA {eta:6.1f}s{eval_part}")
 
 
+def warn_unusual(config, settings) -> None:
+    """Warnings (not refusals) for settings that are allowed but probably not meant."""
+    for hp in settings:
+        rates = np.atleast_1d(np.asarray(hp.learning_rate, np.float64))
+        odd = [float(r) for r in rates if r > 1.0 or r < 1e-7]
+        if odd:
+            warnings.warn(f"learning_rate={odd[0]:g} is far outside the usual range [1e-7, 1]; "
+                          "training will probably diverge or not move", stacklevel=3)
+    if config.total_steps % config.steps_per_update:
+        warnings.warn(f"total_steps={config.total_steps} is not a multiple of "
+                      f"num_envs*rollout_length={config.steps_per_update}: the run trains "
+                      f"{config.num_updates} updates = {config.num_updates * config.steps_per_update} "
+                      "env steps per member", stacklevel=3)
+
+
 def run(algo_name: str, config, hparams, seeds: list[int], run_dir: Path, *,
         options: RunOptions | None = None, resume: bool = False, out=None) -> RunResult:
     """Train every member of seeds × ``hparams`` (one Hparams or a list of them) of ``algo_name``
-    in one vmapped program, evaluating, logging and checkpointing between chunks."""
+    in one vmapped program, evaluating, logging and checkpointing between chunks.
+
+    Bad input raises :class:`ConfigError` before anything is created or compiled; a folder that
+    holds a trained run is never started afresh, and one in use by another process is refused."""
     options = options or RunOptions()
     options.validate()
     out = out or sys.stdout  # looked up per call (a default bound at import goes stale under capture)
     settings = tuple(hparams) if isinstance(hparams, (list, tuple)) else (hparams,)
     for hp in settings:
         validate_hparams(hp)
+    require(len(seeds) > 0 and all(isinstance(s, int) and 0 <= s < 2 ** 32 for s in seeds),
+            "seeds", list(seeds), "non-empty, each an integer in [0, 2^32)")
     population = Population(tuple(seeds), settings)
-    if not resume and (Path(run_dir) / "checkpoints").exists():
-        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: it already holds a run with "
-                          "checkpoints; resume it (resume=True, pgjax train --resume) or use a new folder")
+    run_dir = Path(run_dir)
+    run_folder.check_writable_dir(run_dir, "run_dir")
     if resume:
-        check_resumable(Path(run_dir), algo_name, config, population)
-    return _Run(algorithms.get(algo_name), algo_name, config, population, Path(run_dir), options,
-                out).execute(resume)
+        check_resumable(run_dir, algo_name, config, population)
+    else:
+        run_folder.check_fresh_start(run_dir)
+    warn_unusual(config, settings)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_folder.RunLock(run_dir):
+        if not resume:
+            run_folder.check_fresh_start(run_dir)  # again, now that no other process can write
+        return _Run(algorithms.get(algo_name), algo_name, config, population, run_dir, options,
+                    out).execute(resume)
 
 
 def check_resumable(run_dir: Path, algo_name: str, config, population: Population) -> None:
     """Refuse to resume ``run_dir`` with another algorithm, config, hyperparameters or seeds,
     naming every differing field."""
-    import json
-
     from pgjax.config import config_differences, config_from_dict
-    path = run_dir / "config.json"
-    if not path.exists():
-        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: no config.json there (not a run folder)")
-    saved = json.loads(path.read_text())
+    saved = read_config_json(run_dir)
     if saved["algorithm"] != algo_name:
         raise ConfigError(f"cannot resume {run_dir}: algorithm (saved {saved['algorithm']!r}, "
                           f"requested {algo_name!r})")
@@ -283,6 +350,30 @@ def check_resumable(run_dir: Path, algo_name: str, config, population: Populatio
                           + "; ".join(differences))
 
 
+_REQUIRED_KEYS = ("algorithm", "config", "seeds")
+
+
+def read_config_json(run_dir: Path) -> dict:
+    """A run folder's ``config.json``, checked enough to be used: ConfigError (one line) when it is
+    missing, empty, not JSON or lacks what every run writes."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: no config.json there (not a run folder)")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{path} is not allowed: not readable JSON ({error}); it must be the "
+                          "config.json a run wrote") from None
+    missing = [k for k in _REQUIRED_KEYS if not isinstance(saved, dict) or k not in saved]
+    if missing or ("hparams" not in saved and "hparams_settings" not in saved):
+        raise ConfigError(f"{path} is not allowed: it lacks {missing or ['hparams']}; it must be "
+                          "the config.json a run wrote")
+    require(isinstance(saved["seeds"], list) and all(isinstance(s, int) and s >= 0 for s in saved["seeds"])
+            and saved["seeds"], f"{path}: seeds", saved["seeds"], "a non-empty list of integers ≥ 0")
+    require(isinstance(saved["config"], dict), f"{path}: config", saved["config"], "a JSON object")
+    return saved
+
+
 class _Run:
     """One training run's host state (kept out of the jitted code)."""
 
@@ -292,11 +383,13 @@ class _Run:
         self.labels = [{**label, "algorithm": algo_name} for label in population.labels()]
         self.device = str(jax.devices()[0])
         self.num_updates = config.num_updates
-        self.chunk = choose_chunk(self.num_updates, options.target_chunks)
+        self.max_chunk = (min(options.chunk_updates, self.num_updates) if options.chunk_updates
+                          else chunks.default_max_updates(self.num_updates, population.size))
         self.eval_points = schedule(self.num_updates, config.steps_per_update, options.eval_every,
                                     options.num_evals)
         self.ckpt_points = (self.eval_points if options.checkpoint_every is None else schedule(
             self.num_updates, config.steps_per_update, options.checkpoint_every, 1))
+        self.diverged: dict[int, dict] = {}  # member -> {"update", "metric"}
 
     # ---------------------------------------------------------------- set-up
     def _config_record(self) -> dict:
@@ -305,131 +398,88 @@ class _Run:
                 "hparams_settings": [hparams_to_dict(hp) for hp in self.population.settings],
                 "seeds": list(self.population.seeds), "members": self.labels,
                 "device": self.device, "num_updates": self.num_updates,
-                "steps_per_update": self.config.steps_per_update, "chunk": self.chunk,
+                "steps_per_update": self.config.steps_per_update, "max_chunk": self.max_chunk,
                 "options": dataclasses.asdict(self.options)}
 
     def _init_state(self):
-        keys, hp = self.population.keys(), self.population.hparams()
-        return jax.jit(jax.vmap(lambda key, h: self.algo.init(self.config, h, key)))(keys, hp)
+        return init_program(self.config)(self.population.keys(), self.population.hparams())
 
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
+    def _status(self, status: str, update: int, message: str = "") -> None:
+        run_folder.write_status(self.run_dir, status, update, message,
+                                diverged=self._diverged_list())
+
+    def _diverged_list(self) -> list[dict]:
+        return [{**self.labels[m], **info} for m, info in sorted(self.diverged.items())]
+
+    def _startup(self, checkpoints: Checkpoints, resume: bool):
+        """(state, meta, compiled chunk): restored from the latest checkpoint when resuming (a run
+        stopped before its first checkpoint starts again at step 0), else initialised."""
+        meta = {"update": 0, "train_seconds": 0.0, "last_eval": None, "diverged": {}}
+        if resume and checkpoints.steps():
+            state, saved = checkpoints.restore(jax.eval_shape(self._init_state))
+            meta.update(saved)
+        else:
+            state = self._init_state()
+        return state, meta, chunks.compile_chunk(self.config, state, self.max_chunk)
+
     # ---------------------------------------------------------------- main loop
     def execute(self, resume: bool) -> RunResult:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.options.compile_cache:
+            compilation_cache.enable()
+        if not resume or not (self.run_dir / "config.json").exists():
+            run_folder.clear_outputs(self.run_dir)
+        write_json_atomic(self.run_dir / "config.json", self._config_record())
+        self._status(run_folder.RUNNING, 0)
         checkpoints = Checkpoints(self.run_dir, keep=self.options.keep_checkpoints)
         try:
-            return self._execute(checkpoints, resume)
+            with _StopSignals(self.out) as stop:
+                return self._execute(checkpoints, resume, stop)
+        except BaseException as error:
+            if not isinstance(error, _StoppedBeforeTraining):
+                self._status("failed", 0, f"{type(error).__name__}: {error}")
+            raise
         finally:
             checkpoints.close()
 
-    def _execute(self, checkpoints: Checkpoints, resume: bool) -> RunResult:
+    def _execute(self, checkpoints: Checkpoints, resume: bool, stop: _StopSignals) -> RunResult:
         run_dir, config, options = self.run_dir, self.config, self.options
         t0 = time.perf_counter()
-        meta = {"update": 0, "train_seconds": 0.0, "last_eval": None}
+        try:
+            state, meta, compiled = _while_listening(stop, self._startup, checkpoints, resume)
+        except _StoppedBeforeTraining as stopped:
+            return self._stopped_before_training(stopped.signum, checkpoints, t0)
+        compile_seconds = time.perf_counter() - t0
+        self.diverged = {int(m): info for m, info in meta.get("diverged", {}).items()}
         if resume:
-            state, meta = checkpoints.restore(jax.eval_shape(self._init_state))
-            self._print(f"resuming {run_dir} from update {meta['update']} "
-                        f"({meta['update'] * config.steps_per_update:,d} env steps per member)")
-            done_steps = meta["update"] * config.steps_per_update
+            if not checkpoints.steps():
+                self._print(f"resuming {run_dir}: no checkpoint was saved yet, so training starts "
+                            "at step 0 with the saved configuration")
+            else:
+                self._print(f"resuming {run_dir} from update {meta['update']} "
+                            f"({meta['update'] * config.steps_per_update:,d} env steps per member)")
             if meta["update"] >= self.num_updates:
                 return self._already_complete(state)
-            truncate_jsonl(run_dir / "metrics.jsonl", lambda row: row.get("update", 0) <= meta["update"])
-            truncate_jsonl(run_dir / "eval.jsonl", lambda row: row.get("update", 0) <= meta["update"])
-        else:
-            state = self._init_state()
-            done_steps = 0
             for name in ("metrics.jsonl", "eval.jsonl"):
-                (run_dir / name).unlink(missing_ok=True)
-        write_json_atomic(run_dir / "config.json", self._config_record())
-        compiled = {self.chunk: _compile_chunk(config, state, self.chunk)}
-        eval_fn = make_eval_fn(config, options.eval_episodes, options.greedy_eval, options.cache_episodes)
-        compile_seconds = time.perf_counter() - t0
+                truncate_jsonl(run_dir / name, lambda row: row.get("update", 0) <= meta["update"])
         self._print(f"{self.algo_name} on {config.env_id}: {self.population.size} member(s) "
                     f"(seeds {list(self.population.seeds)} × {len(self.population.settings)} setting(s)), "
-                    f"{self.num_updates} updates of {config.steps_per_update} steps, chunks of "
-                    f"{self.chunk}; compiled in {compile_seconds:.1f}s on {self.device}")
+                    f"{self.num_updates} updates of {config.steps_per_update} steps, chunks of up to "
+                    f"{self.max_chunk}; compiled in {compile_seconds:.1f}s on {self.device}")
+        return _Loop(self, checkpoints, stop, state, meta, compiled, compile_seconds, t0, resume).run()
 
-        writer = JsonlWriter(run_dir / "metrics.jsonl")
-        eval_writer = JsonlWriter(run_dir / "eval.jsonl")
-        loggers = []
-        if options.tensorboard:
-            loggers.append(TensorBoardWriter(run_dir / "tb", self.population.names(),
-                                             purge_step=done_steps + 1 if resume else None))
-        if options.wandb_project:
-            loggers.append(WandbWriter(options.wandb_project, run_dir.name, self._config_record(), run_dir,
-                                       self.population.names()))
-        for logger in loggers:
-            logger.write_scalars({"perf/compile_seconds": compile_seconds}, done_steps)
-
-        done, train_seconds = meta["update"], meta["train_seconds"]
-        last_returns = np.full(self.population.size, np.nan)
-        last_eval = meta["last_eval"]
-        final_eval = None
-        metrics_np: dict = {}
-        status, message = COMPLETED, ""
-        last_save_time = time.monotonic()
-        saved_update = done if resume else None
-        with _StopSignals() as stop:
-            while done < self.num_updates:
-                n = min(self.chunk, self.num_updates - done)
-                if n not in compiled:
-                    compiled[n] = _compile_chunk(config, state, n)
-                t = time.perf_counter()
-                new_state, metrics = compiled[n](state)
-                metrics_np = jax.tree.map(np.asarray, metrics)
-                chunk_seconds = time.perf_counter() - t
-                train_seconds += chunk_seconds
-                self._log_chunk(metrics_np, done, n, chunk_seconds, writer, loggers)
-                bad = first_non_finite(metrics_np, new_state.params)
-                if bad is not None:
-                    name, k, member = bad
-                    if saved_update != done:
-                        checkpoints.save(done * config.steps_per_update, state, self._meta(
-                            done, train_seconds - chunk_seconds, last_eval))
-                    status = NON_FINITE
-                    message = (f"non-finite {name} at update {done + k + 1} "
-                               f"(member {member}, seed {self.labels[member]['seed']}); training "
-                               f"stopped. The last good checkpoint is step "
-                               f"{done * config.steps_per_update:,d} in {run_dir / 'checkpoints' / 'latest'}")
-                    break
-                state = new_state
-                done += n
-                self._update_last_returns(metrics_np["episode_return"], last_returns)
-                steps = done * config.steps_per_update
-                sps = (steps - meta["update"] * config.steps_per_update) * self.population.size \
-                    / max(train_seconds - meta["train_seconds"], 1e-9)
-                if done >= self._next(self.eval_points, done - n):
-                    final_eval = self._evaluate(eval_fn, state, done, eval_writer, loggers)
-                    last_eval = float(final_eval["returns"].mean())
-                    checkpoints.save_best(steps, state, self._meta(done, train_seconds, last_eval),
-                                          last_eval)
-                eta = (self.num_updates - done) * config.steps_per_update * self.population.size \
-                    / max(sps, 1e-9)
-                self._print(_progress_line(steps, self.num_updates * config.steps_per_update,
-                                           last_returns, sps, eta, last_eval))
-                for logger in loggers:
-                    logger.write_scalars({"perf/steps_per_second": sps,
-                                          "perf/wall_seconds": time.perf_counter() - t0}, steps)
-                due = (done >= self._next(self.ckpt_points, done - n) or done == self.num_updates
-                       or time.monotonic() - last_save_time > 60 * options.checkpoint_minutes
-                       or stop.received is not None)
-                if due:
-                    checkpoints.save(steps, state, self._meta(done, train_seconds, last_eval))
-                    saved_update, last_save_time = done, time.monotonic()
-                if stop.received is not None and done < self.num_updates:
-                    status = INTERRUPTED
-                    message = (f"received {signal.Signals(stop.received).name} at update {done}: "
-                               f"checkpoint saved at step {steps:,d}; continue with "
-                               f"pgjax train --resume {run_dir}")
-                    break
-        writer.close()
-        eval_writer.close()
-        for logger in loggers:
-            logger.close()
-        return self._finish(status, message, final_eval, done, train_seconds, compile_seconds,
-                            time.perf_counter() - t0, metrics_np, state, meta)
+    def _stopped_before_training(self, signum, checkpoints, t0) -> RunResult:
+        saved = checkpoints.steps()
+        update = saved[-1] // self.config.steps_per_update if saved else 0
+        message = (f"received {signal.Signals(signum).name} before training started (during set-up "
+                   f"or compilation); nothing was lost: pgjax train --resume {self.run_dir} starts "
+                   f"from {'its latest checkpoint' if update else 'step 0'}")
+        self._status(INTERRUPTED, update, message)
+        self._print(f"pgjax: {message}")
+        return RunResult(self.run_dir, INTERRUPTED, np.full(self.population.size, np.nan), math.nan,
+                         math.nan, time.perf_counter() - t0, message)
 
     # ---------------------------------------------------------------- pieces
     @staticmethod
@@ -437,34 +487,32 @@ class _Run:
         """The first scheduled update count strictly after ``after``."""
         return next((p for p in points if p > after), points[-1])
 
-    def _meta(self, done, train_seconds, last_eval) -> dict:
-        return {"update": int(done), "train_seconds": float(train_seconds), "last_eval": last_eval}
+    def meta(self, done, train_seconds, last_eval) -> dict:
+        return {"update": int(done), "train_seconds": float(train_seconds), "last_eval": last_eval,
+                "diverged": {str(m): info for m, info in self.diverged.items()}}
 
-    def _log_chunk(self, metrics_np, done, n, chunk_seconds, writer, loggers) -> None:
-        """Add fps to the chunk's ``[M, n]`` metrics and write them to every logger."""
+    def log_chunk(self, metrics_np, done, n, chunk_seconds, live, found, writers) -> None:
+        """Add host-counted env steps and fps to the chunk's ``[M, n]`` metrics and write the live
+        rows (see :func:`live_rows`) to every logger; a member's diverging update is marked."""
         size, steps_per_update = self.population.size, self.config.steps_per_update
-        fps = n * steps_per_update * size / max(chunk_seconds, 1e-9)
-        metrics_np["fps"] = np.full((size, n), fps)
-        writer.write_chunk(metrics_np, self.labels, first_update=done + 1)
-        env_steps = np.broadcast_to((done + 1 + np.arange(n)) * steps_per_update, (size, n))
-        for logger in loggers:
-            logger.write_chunk(metrics_np, env_steps)
+        env_steps = (done + 1 + np.arange(n, dtype=np.int64)) * steps_per_update
+        metrics_np["env_steps"] = np.broadcast_to(env_steps, (size, n))
+        metrics_np["fps"] = np.full((size, n), n * steps_per_update * size / max(chunk_seconds, 1e-9))
+        marks = {(m, k): {"diverged": True} for m, (k, _) in found.items()}
+        writers["metrics"].write_chunk(metrics_np, self.labels, first_update=done + 1, live=live,
+                                       marks=marks)
+        hidden = {name: np.where(live, np.asarray(v, np.float64), np.nan) for name, v in metrics_np.items()}
+        for logger in writers["loggers"]:
+            logger.write_chunk(hidden, metrics_np["env_steps"])
 
-    @staticmethod
-    def _update_last_returns(chunk_returns, last_returns) -> None:
-        for m in range(len(last_returns)):
-            finite = chunk_returns[m][np.isfinite(chunk_returns[m])]
-            if finite.size:
-                last_returns[m] = finite[-1]
-
-    def _evaluate(self, eval_fn, state, done, eval_writer, loggers) -> dict:
+    def evaluate(self, eval_fn, state, done, writers) -> dict:
         config, options = self.config, self.options
         steps = done * config.steps_per_update
         result = jax.tree.map(np.asarray, eval_fn(state.params, state.env_state))
-        rows = eval_rows(result, self.labels, done, steps, options.greedy_eval)
+        rows = eval_rows(result, self.labels, done, steps, options.greedy_eval, self.diverged)
         for row in rows:
-            eval_writer.write(row)
-        for logger in loggers:
+            writers["eval"].write(row)
+        for logger in writers["loggers"]:
             for m, row in enumerate(rows):
                 logger.write_scalars({"eval/return_mean": row["eval_return_mean"],
                                       "eval/return_std": row["eval_return_std"],
@@ -473,8 +521,17 @@ class _Run:
                       options.greedy_eval)
         return result
 
-    def _finish(self, status, message, final_eval, done, train_seconds, compile_seconds, wall,
-                metrics_np, state, meta) -> RunResult:
+    def divergence_message(self, found: dict, done: int) -> str:
+        parts = []
+        for member, (k, metric) in sorted(found.items()):
+            label = self.labels[member]
+            setting = ", ".join(f"{key[3:]}={value:g}" for key, value in label.items() if key.startswith("hp_"))
+            parts.append(f"member {member} (seed {label['seed']}{', ' + setting if setting else ''}) "
+                         f"went non-finite ({metric}) at update {done + k + 1}")
+        return "; ".join(parts)
+
+    def finish(self, status, message, final_eval, done, train_seconds, compile_seconds, wall,
+               metrics_np, state, meta) -> RunResult:
         config = self.config
         trained_steps = (done - meta["update"]) * config.steps_per_update * self.population.size
         sps = trained_steps / max(train_seconds - meta["train_seconds"], 1e-9)
@@ -485,39 +542,161 @@ class _Run:
         if message:
             print(f"pgjax: {message}", file=sys.stderr if status == NON_FINITE else self.out, flush=True)
         last = {k: v[:, -1] for k, v in metrics_np.items()} if metrics_np else {}
+        self._status(status, done, message)
+        result = RunResult(self.run_dir, status, eval_returns, sps, compile_seconds, wall, message,
+                           last, state, dict(self.diverged))
         if status != COMPLETED:
-            return RunResult(self.run_dir, status, eval_returns, sps, compile_seconds, wall, message,
-                             last, state)
+            return result
         summary = {
-            "algorithm": self.algo_name, "env_id": config.env_id,
+            "algorithm": self.algo_name, "env_id": config.env_id, "status": status,
             "seeds": list(self.population.seeds), "members": self.labels,
             "eval_episodes": self.options.eval_episodes, "eval_greedy": self.options.greedy_eval,
             "eval_return_per_seed": eval_returns,
-            "eval_episode_returns": final_eval["returns"] if final_eval is not None else None, "eval_return_mean": float(eval_returns.mean()),
+            "eval_episode_returns": final_eval["returns"] if final_eval is not None else None,
+            "eval_return_mean": float(eval_returns.mean()),
             "eval_return_std": float(eval_returns.std()), "steps_per_second": sps,
             "compile_seconds": compile_seconds, "wall_seconds": wall, "device": self.device,
             "env_steps_per_seed": self.num_updates * config.steps_per_update,
+            "diverged": self._diverged_list(),
         }
         write_json_atomic(self.run_dir / "summary.json", summary)
         self._print(summary_table(summary))
         if self.options.plots:
-            self._plots()
-        return RunResult(self.run_dir, status, eval_returns, sps, compile_seconds, wall, message,
-                         last, state)
+            from pgjax import report
+            report.plot_run(self.run_dir)
+        return result
 
     def _already_complete(self, state) -> RunResult:
-        import json
         summary_path = self.run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         self._print(f"{self.run_dir} has already run all {self.num_updates} updates; nothing to do")
+        self._status(COMPLETED, self.num_updates, "already complete")
         returns = np.asarray(summary.get("eval_return_per_seed", [np.nan] * self.population.size), float)
         return RunResult(self.run_dir, COMPLETED, returns, summary.get("steps_per_second", math.nan),
                          summary.get("compile_seconds", math.nan), 0.0, "already complete",
-                         final_state=state)
+                         final_state=state, diverged=dict(self.diverged))
 
-    def _plots(self) -> None:
-        from pgjax import report
-        report.plot_run(self.run_dir)
+
+class _Loop:
+    """The chunk loop of one run: train a chunk, log it, handle members that diverged, evaluate,
+    checkpoint, and stop at the end of a chunk when a signal arrived."""
+
+    def __init__(self, run: _Run, checkpoints, stop, state, meta, compiled, compile_seconds, t0, resume):
+        self.r, self.checkpoints, self.stop = run, checkpoints, stop
+        self.state, self.meta, self.compile_seconds, self.t0 = state, meta, compile_seconds, t0
+        self.done, self.train_seconds = meta["update"], meta["train_seconds"]
+        self.last_eval = meta["last_eval"]
+        self.saved_update = self.done if resume and checkpoints.steps() else None
+        self.frozen = np.zeros(run.population.size, bool)
+        self.frozen[list(run.diverged)] = True
+        self.planner = chunks.ChunkPlanner(run.max_chunk, run.options.chunk_seconds,
+                                           run.options.chunk_updates)
+        self.compiled = compiled
+        self.eval_fn = make_eval_fn(run.config, run.options.eval_episodes, run.options.greedy_eval,
+                                    run.options.cache_episodes)
+        self.resume = resume
+
+    def _open_writers(self) -> dict:
+        r, options, done_steps = self.r, self.r.options, self.done * self.r.config.steps_per_update
+        loggers = []
+        if options.tensorboard:
+            loggers.append(TensorBoardWriter(r.run_dir / "tb", r.population.names(),
+                                             purge_step=done_steps + 1 if self.resume else None))
+        if options.wandb_project:
+            loggers.append(WandbWriter(options.wandb_project, r.run_dir.name, r._config_record(),
+                                       r.run_dir, r.population.names()))
+        for logger in loggers:
+            logger.write_scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
+        return {"metrics": JsonlWriter(r.run_dir / "metrics.jsonl"),
+                "eval": JsonlWriter(r.run_dir / "eval.jsonl"), "loggers": loggers}
+
+    def save(self, update, state, meta) -> None:
+        self.checkpoints.save(update * self.r.config.steps_per_update, state, meta)
+        self.saved_update, self.last_save_time = update, time.monotonic()
+        self.r._status(run_folder.RUNNING, update)
+
+    def run(self) -> RunResult:
+        writers = self._open_writers()
+        try:
+            status, message, final_eval, metrics_np = self._train(writers)
+        finally:
+            for writer in (writers["metrics"], writers["eval"], *writers["loggers"]):
+                writer.close()
+        return self.r.finish(status, message, final_eval, self.done, self.train_seconds,
+                             self.compile_seconds, time.perf_counter() - self.t0, metrics_np,
+                             self.state, self.meta)
+
+    def _train(self, writers):
+        r, config, options = self.r, self.r.config, self.r.options
+        steps_per_update, num_updates = config.steps_per_update, r.num_updates
+        last_returns = np.full(r.population.size, np.nan)
+        final_eval, metrics_np = None, {}
+        self.last_save_time = time.monotonic()
+        while self.done < num_updates:
+            done = self.done
+            until = min(r._next(r.eval_points, done), r._next(r.ckpt_points, done)) - done
+            n = self.planner.next_size(until)
+            (new_state, new_frozen, metrics, healthy), seconds = chunks.timed(
+                self.compiled, self.state, jnp.asarray(self.frozen), jnp.asarray(n, jnp.int32))
+            self.planner.observe(n, seconds)
+            metrics_np = {name: np.asarray(value)[:, :n] for name, value in metrics.items()}
+            healthy = np.asarray(healthy)[:, :n]
+            self.train_seconds += seconds
+            found = divergences(metrics_np, healthy, self.frozen)
+            r.log_chunk(metrics_np, done, n, seconds, live_rows(healthy, self.frozen, found), found,
+                        writers)
+            if found:
+                before = r.meta(done, self.train_seconds - seconds, self.last_eval)
+                text = r.divergence_message(found, done)
+                for member, (k, metric) in found.items():
+                    r.diverged[member] = {"update": done + k + 1, "metric": metric}
+                everyone = bool(np.asarray(new_frozen).all())
+                if options.on_nonfinite == "stop" or everyone:
+                    if self.saved_update != done:
+                        self.save(done, self.state, before)
+                    why = "every member has diverged" if everyone else "--on-nonfinite stop"
+                    return NON_FINITE, (
+                        f"non-finite values: {text}; training stopped ({why}). The last good "
+                        f"checkpoint is step {self.saved_update * steps_per_update:,d} in "
+                        f"{r.run_dir / 'checkpoints' / 'latest'}"), final_eval, metrics_np
+                print(f"pgjax: warning: {text}: frozen at its last finite state and marked "
+                      "diverged; the other members go on", file=sys.stderr, flush=True)
+            self.state, self.frozen = new_state, np.asarray(new_frozen)
+            self.done = done = done + n
+            _update_last_returns(metrics_np["episode_return"], last_returns)
+            steps = done * steps_per_update
+            sps = (done - self.meta["update"]) * steps_per_update * r.population.size \
+                / max(self.train_seconds - self.meta["train_seconds"], 1e-9)
+            if done >= r._next(r.eval_points, done - n):
+                final_eval = r.evaluate(self.eval_fn, self.state, done, writers)
+                member_returns = final_eval["returns"].mean(axis=1)
+                healthy_returns = member_returns[~self.frozen] if (~self.frozen).any() else member_returns
+                self.last_eval = float(healthy_returns.mean())
+                self.checkpoints.save_best(steps, self.state, r.meta(done, self.train_seconds,
+                                                                     self.last_eval), self.last_eval)
+            eta = (num_updates - done) * steps_per_update * r.population.size / max(sps, 1e-9)
+            r._print(_progress_line(steps, num_updates * steps_per_update, last_returns, sps, eta,
+                                    self.last_eval, r.diverged))
+            for logger in writers["loggers"]:
+                logger.write_scalars({"perf/steps_per_second": sps,
+                                      "perf/wall_seconds": time.perf_counter() - self.t0}, steps)
+            due = (done >= r._next(r.ckpt_points, done - n) or done == num_updates
+                   or time.monotonic() - self.last_save_time > 60 * options.checkpoint_minutes
+                   or self.stop.received is not None)
+            if due:
+                self.save(done, self.state, r.meta(done, self.train_seconds, self.last_eval))
+            if self.stop.received is not None and done < num_updates:
+                return INTERRUPTED, (f"received {signal.Signals(self.stop.received).name} at update "
+                                     f"{done}: checkpoint saved at step {steps:,d}; continue with "
+                                     f"pgjax train --resume {r.run_dir}"), final_eval, metrics_np
+        return COMPLETED, "", final_eval, metrics_np
+
+
+def _update_last_returns(chunk_returns, last_returns) -> None:
+    for m in range(len(last_returns)):
+        finite = chunk_returns[m][np.isfinite(chunk_returns[m])]
+        if finite.size:
+            last_returns[m] = finite[-1]
 
 
 def summary_table(summary: dict) -> str:
@@ -533,6 +712,10 @@ def summary_table(summary: dict) -> str:
         ("wall time", f"{summary['wall_seconds']:.1f} s"),
         ("device", summary["device"]),
     ]
+    if summary.get("diverged"):
+        rows.append(("diverged (frozen at last finite state)", "; ".join(
+            f"member {d['member']} (seed {d['seed']}) at update {d['update']} ({d['metric']})"
+            for d in summary["diverged"])))
     width = max(len(k) for k, _ in rows)
     lines = ["", "| " + "metric".ljust(width) + " | value |", "|" + "-" * (width + 2) + "|-------|"]
     lines += [f"| {k.ljust(width)} | {v} |" for k, v in rows]
@@ -544,8 +727,10 @@ def reevaluate(run_dir: Path, algo, config, settings, seeds, *, episodes: int = 
     """Evaluate the saved checkpoint ``step`` (default: the newest of ``which``) of every member
     with the fixed evaluation keys; appends to ``reeval.jsonl`` and returns a markdown table."""
     population = Population(tuple(seeds), tuple(settings))
-    like = jax.eval_shape(lambda: jax.vmap(lambda key, h: algo.init(config, h, key))(
-        population.keys(), population.hparams()))
+    if not run_folder.has_checkpoint(run_dir):
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint (checkpoints/ is missing or empty): "
+                                "nothing to evaluate; resume or rerun the training first")
+    like = jax.eval_shape(init_program(config), population.keys(), population.hparams())
     checkpoints = Checkpoints(run_dir)
     try:
         state, meta = checkpoints.restore(like, step=step, which=which)

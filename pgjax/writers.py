@@ -40,18 +40,25 @@ class JsonlWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", buffering=1)
 
-    def write_chunk(self, metrics: dict[str, np.ndarray], labels: list[dict], first_update: int = 1):
-        """``metrics[name]`` is ``[num_members, K]``; writes K·num_members lines, update-major,
-        each with the member's ``labels`` (seed, hyperparameters) and ``update`` (1-based)."""
+    def write_chunk(self, metrics: dict[str, np.ndarray], labels: list[dict], first_update: int = 1,
+                    live: np.ndarray | None = None, marks: dict | None = None):
+        """``metrics[name]`` is ``[num_members, K]``; writes a line per update and member,
+        update-major, each with the member's ``labels`` (seed, hyperparameters) and ``update``
+        (1-based). ``live`` ``[num_members, K]`` keeps only some rows; ``marks[(m, k)]`` adds
+        fields to row (m, k) (e.g. ``diverged``)."""
         names = sorted(metrics)
         num_updates = next(iter(metrics.values())).shape[1]
+        marks = marks or {}
         lines = []
         for k in range(num_updates):
             for m, label in enumerate(labels):
-                row = {**label, "update": first_update + k}
+                if live is not None and not live[m, k]:
+                    continue
+                row = {**label, "update": first_update + k, **marks.get((m, k), {})}
                 row.update({name: metrics[name][m, k] for name in names})
                 lines.append(json.dumps(to_jsonable(row), sort_keys=True))
-        self._file.write("\n".join(lines) + "\n")
+        if lines:
+            self._file.write("\n".join(lines) + "\n")
 
     def write(self, row: dict):
         self._file.write(json.dumps(to_jsonable(row), sort_keys=True) + "\n")

@@ -104,6 +104,7 @@ class ReferenceActorCritic:
                 self.z_theta[i] = 0.0
             else:
                 self.discount_product[i] *= g
+        self.direction_norm = np.sqrt(np.sum(d_theta ** 2) + np.sum(d_w ** 2))
         self.w += hp["critic_learning_rate"] * d_w
         self.theta += hp["learning_rate"] * d_theta
         self.directions = np.array(directions).reshape(N, -1)
@@ -127,7 +128,8 @@ def test_td_lambda_gradient_noise_is_that_of_the_per_env_directions():
     hparams, network, params, traces, reference = _td_lambda_setup(hp)
     step = jax.jit(lambda p, z, tr: actor_critic.td_lambda_step(network, hparams, p, z, tr, with_stats=True))
     for t in range(len(OBS)):
-        params, traces, _, stats = step(params, traces, _transition(t))
+        params, traces, _, info = step(params, traces, _transition(t))
+        stats = info["stats"]
         reference.step(t)
         d = reference.directions
         np.testing.assert_allclose(float(stats.total_variance), np.trace(np.cov(d.T, ddof=1)),
@@ -143,9 +145,12 @@ def test_td_lambda_step_matches_sutton_barto_actor_critic_with_traces(ent_coef):
     hparams, network, params, traces, reference = _td_lambda_setup(hp)
     step = jax.jit(lambda p, z, tr: actor_critic.td_lambda_step(network, hparams, p, z, tr))
     for t in range(len(OBS)):
-        params, traces, delta = step(params, traces, _transition(t))
+        params, traces, delta, info = step(params, traces, _transition(t))
         ref_delta = reference.step(t)
         np.testing.assert_allclose(np.asarray(delta), ref_delta, rtol=1e-5, atol=1e-5, err_msg=f"t={t}")
+        # grad_norm of the online variant: ‖(d_θ, d_w)‖, the step's direction before step sizes
+        np.testing.assert_allclose(float(info["direction_norm"]), reference.direction_norm,
+                                   rtol=1e-5, err_msg=f"t={t}")
         p = params["params"]
         theta = np.concatenate([p["policy_head"]["kernel"], p["policy_head"]["bias"][None]], 0)
         w = np.concatenate([p["value_head"]["kernel"][:, 0], p["value_head"]["bias"]])

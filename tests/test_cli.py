@@ -84,42 +84,6 @@ def test_tiny_run_writes_config_metrics_and_summary(tmp_path, capsys):
     assert summary["eval_return_mean"] == pytest.approx(sum(summary["eval_return_per_seed"]) / 2)
 
 
-COMMON_METRICS = {"episode_return", "entropy", "policy_loss", "value_loss", "grad_norm", "value_max",
-                  "td_error_mean", "explained_variance", "learning_rate", "env_steps"}
-ALWAYS_FINITE = {"entropy", "policy_loss", "value_loss", "grad_norm", "value_max", "td_error_mean"}
-
-
-@pytest.mark.parametrize("algo, num_envs, rollout_length, extra", [
-    ("reinforce", 4, 64, ["--set", "env.max_steps_in_episode=64"]),
-    ("actor-critic", 4, 16, []),
-    ("a2c", 4, 8, []),
-    ("trpo", 4, 32, ["--set", "critic_minibatches=2", "--set", "critic_epochs=1"]),
-])
-def test_tiny_run_of_each_algorithm_writes_the_common_metrics(algo, num_envs, rollout_length, extra,
-                                                              tmp_path):
-    updates, seeds = 2, 2
-    steps = num_envs * rollout_length
-    # total steps go in with --set: --total-steps below the default num_envs*rollout_length is
-    # refused before the --set overrides apply (see test_total_steps_flag_is_checked_after_overrides)
-    argv = ["train", algo, "--env", "CartPole-v1", "--seeds", str(seeds), "--set",
-            f"total_steps={updates * steps}", "--eval-episodes", "3", "--runs-dir", str(tmp_path),
-            "--name", "x", "--set", f"num_envs={num_envs}", "--set", f"rollout_length={rollout_length}",
-            "--set", "hidden_sizes=16", "--set", "learning_rate=0.002", "--num-evals", "1",
-            "--cache-episodes", "0", "--no-tensorboard", "--no-plots", *extra]
-    assert cli.main(argv) == 0
-    lines = [json.loads(l) for l in (tmp_path / "x" / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) == seeds * updates
-    for line in lines:
-        assert COMMON_METRICS <= set(line), (algo, COMMON_METRICS - set(line))
-        assert all(line[key] is not None for key in ALWAYS_FINITE), (algo, line)
-        assert line["learning_rate"] == pytest.approx(0.002)
-        assert line["algorithm"] == algo
-    for seed in range(seeds):
-        assert [l["env_steps"] for l in lines if l["seed"] == seed] == [steps * (k + 1) for k in range(updates)]
-    summary = json.loads((tmp_path / "x" / "summary.json").read_text())
-    assert len(summary["eval_return_per_seed"]) == seeds
-
-
 def test_total_steps_flag_is_checked_after_overrides():
     # 64 steps = 8 envs x 8 steps is a valid run, but a2c's defaults are 16 x 5 = 80 > 64
     _, config, _ = cli.build_run("a2c", "CartPole-v1", 64, ["num_envs=8", "rollout_length=8"])

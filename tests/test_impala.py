@@ -257,7 +257,7 @@ def test_metrics_cover_the_design_list():
     required = {"episode_return", "episode_length", "reward_per_step", "entropy", "policy_loss",
                 "value_loss", "total_loss", "grad_norm", "value_max", "value_mean",
                 "td_error_mean", "td_error_abs_mean", "approx_kl", "explained_variance",
-                "learning_rate", "env_steps", "rho_mean", "rho_clipped_fraction",
+                "learning_rate", "rho_mean", "rho_clipped_fraction",
                 "c_clipped_fraction", "policy_lag"}
     assert required <= set(metrics), required - set(metrics)
     assert all(np.ndim(v) == 0 for v in metrics.values())
@@ -273,14 +273,3 @@ def test_metrics_cover_the_design_list():
 def test_bad_config_fields_raise_clear_errors(field, value, message):
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(SMALL, **{field: value})
-
-
-def test_cli_trains_impala(tmp_path, capsys):
-    from pgjax import cli
-    argv = ["train", "impala", "--env", "CartPole-v1", "--seeds", "1", "--total-steps", "1280",
-            "--set", "policy_lag=2", "--set", "correction=none", "--set", "rho_bar=2",
-            "--eval-episodes", "5", "--runs-dir", str(tmp_path), "--name", "tiny",
-            "--num-evals", "1", "--cache-episodes", "0", "--no-tensorboard", "--no-plots"]
-    assert cli.main(argv) == 0
-    assert (tmp_path / "tiny" / "summary.json").exists()
-    assert "policy_lag" in (tmp_path / "tiny" / "metrics.jsonl").read_text().splitlines()[0]

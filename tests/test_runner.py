@@ -24,12 +24,13 @@ import pytest
 from pgjax import cli, episodes, runner
 from pgjax.algorithms import ppo
 from pgjax.checkpoint import Checkpoints
+from pgjax.config import config_to_dict, hparams_to_dict
 
 CONFIG = ppo.Config(env_id="CartPole-v1", num_envs=4, rollout_length=16, total_steps=8 * 64,
                     epochs=2, minibatches=2, hidden_sizes=(16,))
 HPARAMS = ppo.Hparams(learning_rate=3e-3)
 SEEDS = [0, 1]
-OPTIONS = runner.RunOptions(eval_episodes=6, cache_episodes=3, num_evals=2, target_chunks=4,
+OPTIONS = runner.RunOptions(eval_episodes=6, cache_episodes=3, num_evals=2, chunk_updates=2,
                             plots=False)  # 8 updates in chunks of 2; evaluations after 4 and 8
 
 
@@ -130,22 +131,24 @@ def test_sigkill_leaves_a_checkpoint_that_resumes(reference, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    compile_chunk = runner._compile_chunk
+    from pgjax import chunks
+    compile_chunk = chunks.compile_chunk
     calls = []
 
-    def poisoned(config, state, n):
-        compiled = compile_chunk(config, state, n)
+    def poisoned(config, state, max_updates):
+        compiled = compile_chunk(config, state, max_updates)
 
-        def call(state):
+        def call(state, frozen, n):
             calls.append(1)
             if len(calls) == 3:  # NaN parameters going into the third chunk (updates 5-6)
                 state = state.replace(params=jax.tree.map(lambda x: x * np.nan, state.params))
-            return compiled(state)
+            return compiled(state, frozen, n)
         return call
 
-    monkeypatch.setattr(runner, "_compile_chunk", poisoned)
-    options = runner.RunOptions(eval_episodes=4, cache_episodes=0, num_evals=1, target_chunks=4,
-                                plots=False, checkpoint_every=5 * CONFIG.steps_per_update)
+    monkeypatch.setattr(chunks, "compile_chunk", poisoned)
+    options = runner.RunOptions(eval_episodes=4, cache_episodes=0, num_evals=1, chunk_updates=2,
+                                plots=False, checkpoint_every=5 * CONFIG.steps_per_update,
+                                on_nonfinite="stop")
     result = _train(tmp_path / "nan", options=options)
     assert result.status == runner.NON_FINITE
     assert "at update 5" in result.message
@@ -159,6 +162,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     assert meta["update"] == 4
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
     assert not (tmp_path / "nan" / "summary.json").exists()
+    assert json.loads((tmp_path / "nan" / "status.json").read_text())["status"] == "diverged"
 
 
 def test_incompatible_resume_names_the_fields(reference, capsys, monkeypatch):
@@ -294,3 +298,89 @@ def test_a_fresh_run_never_overwrites_a_saved_one(reference, capsys):
     argv = ["train", "ppo", "--runs-dir", str(reference.run_dir.parent), "--name", reference.run_dir.name]
     assert cli.main(argv) == 2
     assert "pgjax train --resume" in capsys.readouterr().err
+
+
+def test_a_diverging_member_is_frozen_and_the_others_finish(reference, tmp_path, capsys):
+    """A sweep whose second setting blows up at once (learning rate 1e30): that member is frozen at
+    its last finite state (its initial parameters) and marked diverged everywhere; the first
+    member trains to the end exactly as the same setting alone (the reference's seed 0)."""
+    settings = [HPARAMS, HPARAMS.replace(learning_rate=1e30)]
+    with pytest.warns(UserWarning, match="far outside the usual range"):
+        result = runner.run(ppo.NAME, CONFIG, settings, [0], tmp_path / "div", options=OPTIONS,
+                            out=io.StringIO())
+    assert result.status == runner.COMPLETED
+    assert list(result.diverged) == [1] and result.diverged[1]["update"] == 1
+    assert "member 1 (seed 0, learning_rate=1e+30) went non-finite" in capsys.readouterr().err
+    healthy = jax.tree.map(lambda x: x[0], result.final_state.params)
+    for x, y in zip(jax.tree.leaves(healthy), jax.tree.leaves(jax.tree.map(lambda x: x[0], reference.final_state.params))):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    initial = jax.vmap(lambda k: ppo.init(CONFIG, HPARAMS, k))(jax.vmap(jax.random.key)(np.zeros(1, np.uint32)))
+    for x, y in zip(jax.tree.leaves(jax.tree.map(lambda x: x[1], result.final_state.params)),
+                    jax.tree.leaves(jax.tree.map(lambda x: x[0], initial.params))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    rows = _rows(tmp_path / "div" / "metrics.jsonl")
+    assert [r["update"] for r in rows if r["member"] == 0] == list(range(1, 9))
+    bad = [r for r in rows if r["member"] == 1]
+    assert len(bad) == 1 and bad[0]["update"] == 1 and bad[0]["diverged"] is True
+    evals = _rows(tmp_path / "div" / "eval.jsonl")
+    assert [r.get("diverged", False) for r in evals] == [False, True, False, True]
+    summary = json.loads((tmp_path / "div" / "summary.json").read_text())
+    assert [(d["member"], d["hp_learning_rate"], d["update"]) for d in summary["diverged"]] == [(1, 1e30, 1)]
+    assert json.loads((tmp_path / "div" / "status.json").read_text())["status"] == "completed"
+    # --on-nonfinite stop keeps the old behaviour: the whole run stops, nothing bad is saved
+    stop = dataclasses.replace(OPTIONS, on_nonfinite="stop")
+    with pytest.warns(UserWarning):
+        stopped = runner.run(ppo.NAME, CONFIG, settings, [0], tmp_path / "stop", options=stop,
+                             out=io.StringIO())
+    assert stopped.status == runner.NON_FINITE and "--on-nonfinite stop" in stopped.message
+    assert not (tmp_path / "stop" / "summary.json").exists()
+
+
+def test_a_run_without_checkpoints_resumes_from_step_zero(reference, tmp_path):
+    """A run killed before its first checkpoint, or whose checkpoints/ was deleted, resumes from
+    its saved configuration at step 0 (the logs start over) and ends where an uninterrupted run
+    does; a fresh start under the same name is also allowed (nothing trained would be lost)."""
+    import shutil
+    run_dir = tmp_path / "again"
+    shutil.copytree(reference.run_dir, run_dir)
+    shutil.rmtree(run_dir / "checkpoints")
+    (run_dir / "summary.json").unlink()
+    resumed = _train(run_dir, resume=True)
+    assert resumed.status == runner.COMPLETED
+    _assert_trees_equal(resumed.final_state, reference.final_state)
+    assert _rows(run_dir / "metrics.jsonl") == _rows(reference.run_dir / "metrics.jsonl")
+    fresh_dir = tmp_path / "fresh"
+    (fresh_dir / "checkpoints" / "latest").mkdir(parents=True)
+    shutil.copy(reference.run_dir / "config.json", fresh_dir / "config.json")
+    (fresh_dir / "metrics.jsonl").write_text('{"update": 99}\n')  # left by the killed start
+    assert _train(fresh_dir).status == runner.COMPLETED
+    assert _rows(fresh_dir / "metrics.jsonl") == _rows(reference.run_dir / "metrics.jsonl")
+
+
+def test_counters_do_not_wrap_past_2_to_the_31_env_steps(tmp_path):
+    """env steps are counted on the host (Python integers): a run resumed at update 4,194,300 of
+    512-step updates logs env steps past 2^31 exactly, and the update counter in the train state
+    (int32, bounded by the 2^31-update limit of the config) goes on."""
+    config = dataclasses.replace(CONFIG, num_envs=4, rollout_length=128,
+                                 total_steps=(4_194_304 + 2) * 512)
+    start = 4_194_300
+    options = dataclasses.replace(OPTIONS, num_evals=1, eval_episodes=2, cache_episodes=0,
+                                  tensorboard=False)
+    run_dir = tmp_path / "long"
+    population = runner.Population((0,), (HPARAMS,))
+    state = jax.vmap(lambda k, h: ppo.init(config, h, k))(population.keys(), population.hparams())
+    state = state.replace(update_step=state.update_step + start)
+    checkpoints = Checkpoints(run_dir)
+    checkpoints.save(start * 512, state, {"update": start, "train_seconds": 0.0, "last_eval": None})
+    checkpoints.close()
+    record = {"algorithm": "ppo", "config": config_to_dict(config),
+              "hparams": hparams_to_dict(HPARAMS), "seeds": [0]}
+    (run_dir / "config.json").write_text(json.dumps(record))
+    result = runner.run(ppo.NAME, config, HPARAMS, [0], run_dir, options=options, resume=True,
+                        out=io.StringIO())
+    assert result.status == runner.COMPLETED
+    steps = [r["env_steps"] for r in _rows(run_dir / "metrics.jsonl")]
+    assert steps == [(start + k) * 512 for k in range(1, 7)] and steps[-1] > 2 ** 31
+    assert int(result.final_state.update_step[0]) == 4_194_306
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps_per_seed"] == 4_194_306 * 512

@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import struct
 
 from pgjax import diagnostics, estimators
@@ -121,8 +122,11 @@ def psi_and_targets(config: Config, params, traj, hparams):
 def td_lambda_step(network: ActorCritic, hparams, params, traces, transition, with_stats: bool = False):
     """One online TD(λ) actor-critic step over N environments (see the module docstring).
     ``traces`` = {"z_actor", "z_critic": per-env pytrees [N, ...], "discount_product": [N]}.
-    Returns (params, traces, δ [N]), and with ``with_stats`` also the gradient-noise statistics
-    of the N per-environment actor directions δ_i z^θ_i (:mod:`pgjax.diagnostics`)."""
+    Returns (params, traces, δ [N], info): ``info["direction_norm"]`` is the global norm of this
+    step's update direction before the step sizes, ‖(mean_i δ_i z^θ_i + β·mean_i ∇H_i,
+    mean_i δ_i z^w_i)‖ (the online method's counterpart of a gradient norm), and with
+    ``with_stats`` ``info["stats"]`` holds the gradient-noise statistics of the N
+    per-environment actor directions δ_i z^θ_i (:mod:`pgjax.diagnostics`)."""
     gamma = hparams.gamma
     discount = transition.discounts(gamma)       # γ(1 − terminated)
     done = transition.dones()
@@ -142,18 +146,21 @@ def td_lambda_step(network: ActorCritic, hparams, params, traces, transition, wi
     z_actor = jax.tree.map(lambda z, g: gamma * hparams.lambda_actor * z
                            + expand(traces["discount_product"], g) * g, traces["z_actor"], grad_logp)
     mean_update = lambda z: jnp.mean(expand(delta, z) * z, axis=0)
+    actor_direction = jax.tree.map(
+        lambda za, gh: mean_update(za) + hparams.ent_coef * jnp.mean(gh, axis=0), z_actor, grad_h)
+    critic_direction = jax.tree.map(mean_update, z_critic)
     params = jax.tree.map(
-        lambda p, za, zc, gh: p + hparams.learning_rate * (mean_update(za) + hparams.ent_coef * jnp.mean(gh, axis=0))
-        + hparams.critic_learning_rate * mean_update(zc), params, z_actor, z_critic, grad_h)
+        lambda p, da, dc: p + hparams.learning_rate * da + hparams.critic_learning_rate * dc,
+        params, actor_direction, critic_direction)
     keep = 1.0 - done
     new_traces = {"z_actor": jax.tree.map(lambda z: expand(keep, z) * z, z_actor),
                   "z_critic": jax.tree.map(lambda z: expand(keep, z) * z, z_critic),
                   "discount_product": jnp.where(done > 0, 1.0, traces["discount_product"] * gamma)}
-    if not with_stats:
-        return params, new_traces, delta
-    directions = jax.tree.map(lambda z: expand(delta, z) * z, z_actor)
-    stats = diagnostics.gradient_statistics(common.policy_leaves(directions))
-    return params, new_traces, delta, stats
+    info = {"direction_norm": optax.tree.norm((actor_direction, critic_direction))}
+    if with_stats:
+        directions = jax.tree.map(lambda z: expand(delta, z) * z, z_actor)
+        info["stats"] = diagnostics.gradient_statistics(common.policy_leaves(directions))
+    return params, new_traces, delta, info
 
 
 def _update_td_lambda(config: Config, state: common.TrainState):
@@ -164,43 +171,40 @@ def _update_td_lambda(config: Config, state: common.TrainState):
     hp = state.hparams
 
     def on_step(params, learner, transition):
-        if not config.log_grad_variance:
-            params, traces, delta = td_lambda_step(network, hp, params, learner["traces"], transition)
-            return params, {**learner, "traces": traces,
-                            "abs_delta": learner["abs_delta"] + jnp.mean(jnp.abs(delta))}
-        params, traces, delta, stats = td_lambda_step(network, hp, params, learner["traces"],
-                                                      transition, with_stats=True)
-        sums = {"grad_variance": stats.total_variance, "grad_mean_sq_norm": stats.mean_sq_norm,
-                "grad_snr": stats.snr}
-        return params, {"traces": traces, "abs_delta": learner["abs_delta"] + jnp.mean(jnp.abs(delta)),
-                        "noise": jax.tree.map(jnp.add, learner["noise"], sums)}
+        params, traces, delta, info = td_lambda_step(network, hp, params, learner["traces"],
+                                                     transition, with_stats=config.log_grad_variance)
+        sums = {"abs_delta": jnp.mean(jnp.abs(delta)), "direction_norm": info["direction_norm"]}
+        if config.log_grad_variance:
+            stats = info["stats"]
+            sums.update({"grad_variance": stats.total_variance,
+                         "grad_mean_sq_norm": stats.mean_sq_norm, "grad_snr": stats.snr})
+        return params, {"traces": traces, "sums": jax.tree.map(jnp.add, learner["sums"], sums)}
 
     key, rollout_key = jax.random.split(state.key)
     env_state, obs, traj, params, learner = rollout(
         venv, env_params, policy_fn, value_fn, state.params, state.env_state, state.obs, rollout_key,
         config.rollout_length, on_step=on_step, learner_state=_td_lambda_learner(config, state.extra))
     state = state.replace(params=params, env_state=env_state, obs=obs, key=key, extra=learner["traces"],
-                          env_steps=state.env_steps + config.steps_per_update,
                           update_step=state.update_step + 1)
     dist = network.apply(params, traj.obs, method=ActorCritic.policy)
     targets = traj.rewards + traj.discounts(hp.gamma) * traj.next_values
+    # per-step quantities averaged over the rollout; grad_norm is the mean norm of the update
+    # direction (td_lambda_step), the online counterpart of a batch method's gradient norm
+    means = {k: v / config.rollout_length for k, v in learner["sums"].items()}
     metrics = {**common.common_metrics(state, traj, targets), "entropy": jnp.mean(dist.entropy()),
-               "online_abs_td_error": learner["abs_delta"] / config.rollout_length,
+               "online_abs_td_error": means.pop("abs_delta"), "grad_norm": means.pop("direction_norm"),
                "policy_loss": -jnp.mean(traj.log_probs * (targets - traj.values)),
                "value_loss": 0.5 * jnp.mean((targets - traj.values) ** 2),
-               "grad_norm": jnp.asarray(jnp.nan), "learning_rate": hp.learning_rate}
+               "learning_rate": hp.learning_rate, **means}
     metrics["total_loss"] = metrics["policy_loss"] + hp.vf_coef * metrics["value_loss"]
-    if config.log_grad_variance:  # per-step statistics, averaged over the rollout
-        metrics.update({k: v / config.rollout_length for k, v in learner["noise"].items()})
     return state, metrics
 
 
 def _td_lambda_learner(config: Config, traces) -> dict:
-    learner = {"traces": traces, "abs_delta": 0.0}
+    names = ["abs_delta", "direction_norm"]
     if config.log_grad_variance:
-        zero = jnp.asarray(0.0)
-        learner["noise"] = {"grad_variance": zero, "grad_mean_sq_norm": zero, "grad_snr": zero}
-    return learner
+        names += ["grad_variance", "grad_mean_sq_norm", "grad_snr"]
+    return {"traces": traces, "sums": {name: jnp.asarray(0.0) for name in names}}
 
 
 def update(config: Config, state: common.TrainState):

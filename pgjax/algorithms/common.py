@@ -27,8 +27,7 @@ class TrainState:
     obs: jax.Array
     key: jax.Array
     hparams: Any
-    update_step: jax.Array  # int32 updates done
-    env_steps: jax.Array    # int32 environment steps taken (all envs)
+    update_step: jax.Array  # int32 updates done (configs allow fewer than 2^31 updates)
     extra: Any = None       # algorithm-specific state (running baselines, queues, ...)
 
 
@@ -146,21 +145,21 @@ def init_train_state(config, hparams, key, extra=None) -> TrainState:
     params = network.init(init_key, obs)
     opt_state = make_optimizer(config, hparams).init(params)
     return TrainState(params=params, opt_state=opt_state, env_state=env_state, obs=obs, key=key,
-                      hparams=hparams, update_step=jnp.asarray(0, jnp.int32),
-                      env_steps=jnp.asarray(0, jnp.int32), extra=extra)
+                      hparams=hparams, update_step=jnp.asarray(0, jnp.int32), extra=extra)
 
 
 def collect(config, state: TrainState, params=None):
     """Roll the state's environments forward ``config.rollout_length`` steps with ``params``
-    (default: the current ones). Returns (state with new env_state/obs/key/env_steps, trajectory)."""
+    (default: the current ones). Returns (state with new env_state/obs/key, trajectory).
+    Environment steps are not counted here: a 32-bit counter would wrap after 2^31 steps, so the
+    runner counts them on the host (update k has taken k·``config.steps_per_update``)."""
     venv, env_params = make_env(config)
     policy_fn, value_fn = policy_and_value_fns(make_network(config))
     key, rollout_key = jax.random.split(state.key)
     env_state, obs, trajectory = rollout(
         venv, env_params, policy_fn, value_fn, state.params if params is None else params,
         state.env_state, state.obs, rollout_key, config.rollout_length)
-    state = state.replace(env_state=env_state, obs=obs, key=key,
-                          env_steps=state.env_steps + config.steps_per_update)
+    state = state.replace(env_state=env_state, obs=obs, key=key)
     return state, trajectory
 
 
@@ -279,12 +278,13 @@ def score_function_update(config, state: TrainState, traj: Trajectory, psi, crit
 
 
 def common_metrics(state: TrainState, traj: Trajectory, value_targets) -> dict:
-    """Episode statistics, value/TD statistics, explained variance, learning rate, env steps."""
+    """Episode statistics, value/TD statistics, explained variance, learning rate (env steps and
+    fps are added by the runner, which counts them on the host)."""
     hp = state.hparams
     lr = state.opt_state.hyperparams["learning_rate"] if hasattr(state.opt_state, "hyperparams") else hp.learning_rate
     return {**episode_metrics(traj), **value_metrics(traj, hp.gamma),
             "explained_variance": estimators.explained_variance(traj.values, value_targets),
-            "learning_rate": lr, "env_steps": state.env_steps}
+            "learning_rate": lr}
 
 
 def complete_episode_mask(dones):

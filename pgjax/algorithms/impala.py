@@ -280,6 +280,5 @@ def update(config: Config, state: common.TrainState):
         "data_lag_mean": jnp.sum(weights * data_lags),
         "learner_steps": jnp.sum(valid.astype(jnp.int32)),
         "learning_rate": learning_rate,
-        "env_steps": state.env_steps,
     }
     return state, metrics

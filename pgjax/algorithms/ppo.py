@@ -131,7 +131,6 @@ def update(config: Config, state: common.TrainState):
         "explained_variance": estimators.explained_variance(traj.values, targets),
         "advantage_mean": jnp.mean(advantages),
         "learning_rate": learning_rate,
-        "env_steps": state.env_steps,
         **noise,
     }
     return state, metrics
