@@ -69,6 +69,7 @@ def bad_inputs(root: Path) -> list[tuple[str, str]]:
                 "(config.json with num_envs=-3)": json.dumps(
                     {**good, "config": {**good["config"], "num_envs": -3}}),
                 "(checkpoints/ deleted)": json.dumps(good)}
+    (run / "config.json").write_text(json.dumps(good))
     rows = []
     cwd = os.getcwd()
     os.chdir(root)
@@ -127,7 +128,8 @@ def faults(root: Path) -> list[dict]:
 
 def markdown(inputs, fault_rows) -> str:
     lines = ["| input | exit | message |", "|---|---:|---|"]
-    lines += [f"| `{command}` | {code} | {message.replace('|', '\\|')} |" for command, code, message in inputs]
+    escape = lambda text: text.replace("|", "\\|")
+    lines += [f"| `{command}` | {code} | {escape(message)} |" for command, code, message in inputs]
     if fault_rows:
         lines += ["", "| phase | signal | exit status | exit after signal (s) | status.json | "
                   "traceback | resume |", "|---|---|---:|---:|---|---|---|"]
@@ -139,13 +141,18 @@ def markdown(inputs, fault_rows) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--no-faults", action="store_true",
+                        help="redo the bad-input table only, keeping the saved fault rows")
     args = parser.parse_args()
     os.environ.setdefault("PGJAX_COMPILATION_CACHE", "0")
     with tempfile.TemporaryDirectory(prefix="pgjax-robustness-") as scratch:
         root = Path(scratch)
         inputs = bad_inputs(root)
-        fault_rows = [] if args.no_faults else faults(root)
+        saved = RESULTS / "robustness.json"
+        if args.no_faults:
+            fault_rows = json.loads(saved.read_text())["faults"] if saved.exists() else []
+        else:
+            fault_rows = faults(root)
     save_results(RESULTS, "robustness", {"bad_inputs": inputs, "faults": fault_rows},
                  markdown(inputs, fault_rows))
 

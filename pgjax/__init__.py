@@ -4,34 +4,31 @@ The math layer (``pgjax.estimators``, ``pgjax.losses``, ``pgjax.distributions``)
 jax, chex and flax and can be used on its own.
 """
 
-import os as _os
 import re as _re
 
 __version__ = "0.1.0"
 
-# XLA:CPU in jaxlib 0.10 defaults to the "concurrency-optimized" HLO scheduler, which lets
-# independent thunks run at the same time on the intra-op thread pool (one thread per core).
-# jaxlib 0.10's LAPACK kernels (e.g. the QR behind flax's orthogonal initialiser, batched by
-# ``jax.vmap(init)`` over seeds) split a batch over that same pool and block a pool thread until
-# the pieces finish (``jax::ParallelBatchMap`` -> ``BlockingCounter::Wait``). When as many batched
-# LAPACK calls as there are pool threads start together, every thread waits for work queued
-# behind it: a deadlock at 0% CPU (seen in ``jax.jit(jax.vmap(init))`` with 3 seeds, which the
-# runner's first chunk then waits on). So the process-wide default stays the memory-optimised
-# scheduler (set before the CPU backend starts; a user's own XLA_FLAGS choice wins), and
-# programs shown free of blocking custom calls (the update chunks) ask for the faster scheduler
-# one by one through :func:`compile_program`.
-_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
-_USER_CHOSE_SCHEDULER = any(f in _os.environ.get("XLA_FLAGS", "")
-                            for f in (_FLAG, "--xla_cpu_scheduler_type"))
-if not _USER_CHOSE_SCHEDULER:
-    _os.environ["XLA_FLAGS"] = (_os.environ.get("XLA_FLAGS", "") + f" {_FLAG}=false").strip()
-
-CONCURRENT_SCHEDULER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_CONCURRENCY_OPTIMIZED"}
+# XLA:CPU in jaxlib 0.10 runs independent thunks at the same time on its intra-op thread pool (the
+# "concurrency-optimised" scheduler, its default). jaxlib 0.10's batched LAPACK kernels (a QR
+# under ``jax.vmap``, for instance) split their batch over that same pool and block a pool thread
+# until the pieces finish; when as many of them start together as there are pool threads, the pool
+# deadlocks at 0% CPU. pgjax's own programs hold no LAPACK call (its orthogonal initialiser is
+# pure JAX: :func:`pgjax.networks.orthogonal`), so importing pgjax changes nothing in the process;
+# :func:`compile_program` gives any program that does hold a blocking custom call the
+# memory-optimised scheduler instead, one program at a time.
+SAFE_SCHEDULER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
 # custom calls that are annotations only (no kernel runs, nothing blocks)
 _HARMLESS_CUSTOM_CALLS = frozenset({"Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape",
                                     "annotate_device_placement", "ShardingBarrier"})
 _CUSTOM_CALL = _re.compile(r"custom_call @([\w.$-]+)\(")
 _FIRST_OPERAND = _re.compile(r"\}\s*:\s*\(\s*tensor<([0-9x]*)[a-z]")
+
+
+def _user_chose_scheduler() -> bool:
+    import os
+    flags = os.environ.get("XLA_FLAGS", "")
+    return "--xla_cpu_enable_concurrency_optimized_scheduler" in flags or \
+        "--xla_cpu_scheduler_type" in flags
 
 
 def concurrency_scheduler_safe(lowered_text: str) -> bool:
@@ -58,14 +55,33 @@ def concurrency_scheduler_safe(lowered_text: str) -> bool:
 
 
 def compile_program(lowered):
-    """``lowered.compile()``, with XLA:CPU's faster concurrency-optimised scheduler when the
-    program is safe for it (:func:`concurrency_scheduler_safe`), on CPU, and the user has not
-    chosen a scheduler in XLA_FLAGS. Numerical results are the same either way."""
+    """``lowered.compile()``; on CPU, a program that holds a custom call that can block XLA's
+    intra-op pool (:func:`concurrency_scheduler_safe` is false) is compiled with the
+    memory-optimised scheduler instead of jaxlib's concurrent default, unless the user chose a
+    scheduler in XLA_FLAGS. Numerical results are the same either way."""
     import jax
-    if (_USER_CHOSE_SCHEDULER or jax.default_backend() != "cpu"
-            or not concurrency_scheduler_safe(lowered.as_text())):
+    if (_user_chose_scheduler() or jax.default_backend() != "cpu"
+            or concurrency_scheduler_safe(lowered.as_text())):
         return lowered.compile()
-    return lowered.compile(compiler_options=CONCURRENT_SCHEDULER_OPTIONS)
+    return lowered.compile(compiler_options=SAFE_SCHEDULER_OPTIONS)
+
+
+# The math layer, reachable as ``pgjax.losses`` etc. after a bare ``import pgjax``, imported on
+# first access so that ``import pgjax`` stays light and never pulls in the host side.
+_LAZY_SUBMODULES = frozenset({"distributions", "estimators", "losses"})
+
+__all__ = ["distributions", "estimators", "losses", "make_train"]
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY_SUBMODULES)
 
 
 def make_train(config):

@@ -21,9 +21,42 @@ from pgjax.distributions import Categorical, DiagGaussian
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "elu": nn.elu}
 
 
+def _gram_schmidt(a: jax.Array) -> jax.Array:
+    """Q of the QR decomposition of a tall ``[m, n]`` matrix with R's diagonal positive, by
+    classical Gram–Schmidt with one re-orthogonalisation pass (CGS2, as accurate as Householder
+    for well-conditioned matrices; Giraud et al. 2005). Only matrix products and a loop: no LAPACK
+    call, so a vmapped initialisation holds no custom call that could block XLA:CPU's thread pool
+    (jaxlib 0.10's batched QR does, and deadlocks under its default concurrent scheduler)."""
+    n = a.shape[1]
+
+    def column(j, q):
+        earlier = q * (jnp.arange(n) < j)
+        v = a[:, j]
+        for _ in range(2):
+            v = v - earlier @ (earlier.T @ v)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, n, column, jnp.zeros_like(a))
+
+
+def orthogonal(scale: float = 1.0):
+    """Orthogonal initialiser (Saxe et al. 2014) for a kernel whose last axis is the output: the
+    same matrix as ``flax.linen.initializers.orthogonal(scale)`` draws from the same key (the sign
+    convention of R's positive diagonal included), computed by :func:`_gram_schmidt`."""
+    def init(key, shape, dtype=jnp.float32):
+        n_cols = shape[-1]
+        n_rows = int(np.prod(shape)) // n_cols
+        transpose = n_rows < n_cols
+        matrix_shape = (n_cols, n_rows) if transpose else (n_rows, n_cols)
+        q = _gram_schmidt(jax.random.normal(key, matrix_shape, jnp.float32))
+        if transpose:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+    return init
+
+
 def _dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(gain),
-                    bias_init=nn.initializers.zeros)
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
 
 
 class MLPTorso(nn.Module):
@@ -54,7 +87,7 @@ class CNNTorso(nn.Module):
         batch_shape = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32)
         x = act(nn.Conv(self.channels, (3, 3), padding="SAME",
-                        kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
+                        kernel_init=orthogonal(np.sqrt(2.0)))(x))
         x = x.reshape(batch_shape + (-1,))
         for size in self.hidden_sizes:
             x = act(_dense(size, np.sqrt(2.0))(x))

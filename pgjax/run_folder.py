@@ -59,7 +59,7 @@ def check_writable_dir(path: Path, what: str) -> None:
             pass
     except OSError as error:
         raise ConfigError(f"{what}={str(path)!r} is not allowed: a directory you can write to "
-                          f"({probe}: {error.strerror})") from None
+                          f"(cannot create a file in {probe}: {error.strerror})") from None
 
 
 def has_checkpoint(run_dir: Path) -> bool:

@@ -445,7 +445,7 @@ class _Run:
             checkpoints.close()
 
     def _execute(self, checkpoints: Checkpoints, resume: bool, stop: _StopSignals) -> RunResult:
-        run_dir, config, options = self.run_dir, self.config, self.options
+        run_dir, config = self.run_dir, self.config
         t0 = time.perf_counter()
         try:
             state, meta, compiled = _while_listening(stop, self._startup, checkpoints, resume)

@@ -248,7 +248,7 @@ def test_a_huge_budget_answers_sigterm_within_seconds(tmp_path, cache_env):
     cluster scheduler waits before SIGKILL, with a checkpoint that restores."""
     release = tmp_path / "release"
     argv = [sys.executable, "-c", CHILD, "mid_chunk", "4", str(release), *ARGV,
-            "--total-steps", "3000000000", "--chunk-seconds", "2", "--checkpoint-every",
+            "--set=total_steps=3000000000", "--chunk-seconds", "2", "--checkpoint-every",
             "1000000000", "--runs-dir", str(tmp_path),
             "--name", "huge"]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

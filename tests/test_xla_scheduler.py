@@ -1,9 +1,14 @@
 """XLA:CPU scheduler choice (pgjax/__init__.py).
 
-jaxlib 0.10's batched LAPACK kernels (the QR of the orthogonal initialiser under ``jax.vmap``
-over seeds) block intra-op pool threads; under XLA:CPU's concurrency-optimised scheduler several
-of them can run at once and deadlock the pool. pgjax keeps that scheduler off process-wide and
-turns it on per program only where no such call exists (the runner's update chunks)."""
+jaxlib 0.10's batched LAPACK kernels (a QR under ``jax.vmap``) block intra-op pool threads; under
+XLA:CPU's concurrency-optimised scheduler (jaxlib's default) several of them can run at once and
+deadlock the pool. pgjax's programs hold no LAPACK call (a pure-JAX orthogonal initialiser), so
+importing pgjax leaves the process's XLA settings alone; ``compile_program`` gives a program that
+does hold one the memory-optimised scheduler."""
+
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -26,13 +31,10 @@ def test_safety_check_rejects_batched_lapack_and_accepts_plain_programs():
     assert pgjax.concurrency_scheduler_safe(plain.as_text())
 
 
-# The runner's path: a 3-seed train state from its own jit (batched QR inside: must not get the
-# concurrency scheduler) and AOT-compiled update chunks (must get it), run several times. Before
-# the diagnosis this hung with some probability per run when the scheduler was on everywhere.
-def test_runner_programs_are_classified_as_the_fix_needs():
-    """On the real programs (PPO, normalised observations, 3 seeds): the vmapped init holds a
-    batched QR and keeps the safe scheduler; the runner's update chunk holds no blocking custom
-    call and gets the faster one. (Lowering only: the hang itself is timing-dependent.)"""
+def test_pgjax_programs_hold_no_blocking_custom_call():
+    """On the real programs (PPO, normalised observations, 3 seeds): the vmapped init (flax's
+    orthogonal initialiser would put a batched QR there) and the update chunk are both safe under
+    jaxlib's default concurrent scheduler. (Lowering only: the hang itself is timing-dependent.)"""
     from pgjax import algorithms, train
     from pgjax.config import hparams_as_arrays
     algo = algorithms.get("ppo")
@@ -42,7 +44,40 @@ def test_runner_programs_are_classified_as_the_fix_needs():
     hp = jax.tree.map(lambda *xs: jnp.stack(xs), *[hparams_as_arrays(algo.Hparams())] * seeds)
     keys = jax.vmap(jax.random.key)(jnp.arange(seeds, dtype=jnp.uint32))
     init = jax.jit(jax.vmap(lambda k, h: algo.init(config, h, k)))
-    assert not pgjax.concurrency_scheduler_safe(init.lower(keys, hp).as_text())
+    assert pgjax.concurrency_scheduler_safe(init.lower(keys, hp).as_text())
     state = jax.eval_shape(init, keys, hp)
     chunk = jax.jit(jax.vmap(lambda s: train.scan_updates(config, s, 2))).lower(state)
     assert pgjax.concurrency_scheduler_safe(chunk.as_text())
+
+
+def test_an_unsafe_program_compiles_with_the_memory_scheduler_and_runs():
+    batched_qr = jax.jit(jax.vmap(lambda x: jnp.linalg.qr(x)[0])).lower(jnp.ones((3, 8, 4)))
+    q = pgjax.compile_program(batched_qr)(jnp.eye(8, 4)[None].repeat(3, 0))
+    assert q.shape == (3, 8, 4)
+
+
+def test_importing_pgjax_changes_no_process_setting():
+    """Importing the package or its math layer leaves XLA_FLAGS (and so the user's own programs)
+    alone (issue 13, defect 5)."""
+    code = ("import os; before = os.environ.get('XLA_FLAGS'); import pgjax, pgjax.losses, "
+            "pgjax.estimators, pgjax.distributions; print(os.environ.get('XLA_FLAGS') == before)")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "True"
+
+
+def test_orthogonal_initialiser_is_flaxs_matrix_without_lapack():
+    """pgjax.networks.orthogonal draws the same matrix as flax's QR-based initialiser from the same
+    key (Gram–Schmidt gives the QR factor with R's diagonal positive, flax's sign convention),
+    to float32 round-off, for tall, wide and convolution kernels."""
+    import flax.linen as nn
+    import numpy as np
+    from pgjax.networks import orthogonal
+    for shape in [(4, 64), (64, 64), (64, 2), (2, 8), (3, 3, 4, 16)]:
+        key = jax.random.key(sum(shape))
+        ours = orthogonal(1.5)(key, shape)
+        np.testing.assert_allclose(ours, nn.initializers.orthogonal(1.5)(key, shape), atol=2e-5)
+        flat = np.asarray(ours).reshape(-1, shape[-1]) / 1.5
+        gram = flat.T @ flat if flat.shape[0] >= flat.shape[1] else flat @ flat.T
+        np.testing.assert_allclose(gram, np.eye(len(gram)), atol=1e-5)
