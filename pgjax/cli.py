@@ -26,11 +26,20 @@ from pathlib import Path
 from pgjax.config import ConfigError, apply_overrides, require
 
 
-def _parser() -> argparse.ArgumentParser:
+def _train_epilog(help_algorithm: str | None) -> str:
+    from pgjax import algorithms, field_docs
+    if help_algorithm in algorithms.ALGORITHMS:
+        return field_docs.help_text(algorithms.get(help_algorithm))
+    return "pgjax train ALGO --help lists every setting of ALGO with its type, default and meaning."
+
+
+def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
     from pgjax import algorithms
     parser = argparse.ArgumentParser(prog="pgjax", description="Policy-gradient RL in pure JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an algorithm on an environment")
+    train = sub.add_parser("train", help="train an algorithm on an environment",
+                           epilog=_train_epilog(help_algorithm),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("algorithm", nargs="?", default=None,
                        help=f"one of: {', '.join(sorted(algorithms.ALGORITHMS))}")
     train.add_argument("--env", default=None, help="environment id (gymnax or envs/; default CartPole-v1)")
@@ -44,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                             "flags give their cartesian product)")
     train.add_argument("--name", default=None, help="run name (default ALGO-ENV-TIME)")
     train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs/)")
+    train.add_argument("--config", default=None, metavar="FILE",
+                       help="start from a settings file (TOML, YAML or JSON; a run's config.json "
+                            "too); flags, --set and --sweep apply on top")
     train.add_argument("--resume", default=None, metavar="RUN_DIR",
                        help="continue the run in RUN_DIR from its latest checkpoint")
     train.add_argument("--eval-episodes", type=int, default=None,
@@ -100,14 +112,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_run(algorithm: str, env_id: str, total_steps: int | None, assignments: list[str]):
-    """Resolve (algo module, config, hparams) from CLI inputs; raises ConfigError/ValueError."""
+def build_run(algorithm: str, env_id: str | None, total_steps: int | None, assignments: list[str],
+              base_config: dict | None = None, base_hparams: dict | None = None):
+    """Resolve (algo module, config, hparams) from CLI inputs on top of a ``--config`` file's
+    ``base_config``/``base_hparams`` (or the defaults); raises ConfigError/ValueError."""
     from pgjax import algorithms
+    from pgjax.config import config_from_dict, validate_hparams
     algo = algorithms.get(algorithm)
-    config = algo.Config(env_id=env_id)
+    fields = dict(base_config or {})
+    if env_id is not None or "env_id" not in fields:
+        fields["env_id"] = env_id or "CartPole-v1"
+    config = config_from_dict(algo.Config, fields)
+    try:
+        hparams = algo.Hparams(**(base_hparams or {}))
+    except TypeError as error:  # an unknown field
+        raise ConfigError(f"hparams: {error} (pgjax train {algorithm} --help lists them)") from None
+    validate_hparams(hparams)
     # --total-steps is applied with the --set overrides, so it is checked against their sizes
     steps = [f"total_steps={total_steps}"] if total_steps is not None else []
-    config, hparams = apply_overrides(config, algo.Hparams(), steps + list(assignments))
+    config, hparams = apply_overrides(config, hparams, steps + list(assignments))
     return algo, config, hparams
 
 
@@ -132,9 +155,10 @@ def sweep_settings(config, hparams, sweeps: list[str]) -> list:
     return settings or [hparams]
 
 
-def _run_options(args, saved: dict | None = None):
+def _run_options(args, saved: dict | None = None, strict: bool = False):
     """RunOptions from the flags given; the rest from ``saved`` (a resumed run's own options,
-    so it evaluates and checkpoints as it did before) or the defaults."""
+    so it evaluates and checkpoints as it did before, or a --config file's: ``strict`` refuses
+    names RunOptions does not have) or the defaults."""
     import dataclasses
 
     from pgjax.runner import RunOptions
@@ -149,28 +173,54 @@ def _run_options(args, saved: dict | None = None):
              "chunk_seconds": args.chunk_seconds,
              "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache}
     known = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(saved or {}) - known)
+    if strict and unknown:
+        raise ConfigError(f"options {unknown} are not allowed: run options are {sorted(known)}")
     base = {k: v for k, v in (saved or {}).items() if k in known}
     options = RunOptions(**{**base, **{k: v for k, v in given.items() if v is not None}})
     options.validate()
     return options
 
 
-def _fresh_run(args):
-    if args.algorithm is None:
-        raise ConfigError("algorithm is missing: pgjax train ALGO (or pgjax train --resume RUN_DIR)")
-    from pgjax import run_folder
-    seeds = 3 if args.seeds is None else args.seeds
-    require(seeds >= 1, "--seeds", seeds, "must be a positive integer")
+def _seeds(args, from_file: list[int] | None) -> list[int]:
+    """--seeds N / --seed-offset K (seeds K..K+N−1), else the file's seeds, else 0, 1, 2."""
+    if from_file is not None and args.seeds is None and args.seed_offset is None:
+        return list(from_file)
+    count = 3 if args.seeds is None else args.seeds
+    require(count >= 1, "--seeds", count, "must be a positive integer")
     offset = args.seed_offset or 0
-    require(0 <= offset and offset + seeds <= 2 ** 32, "--seed-offset", offset,
+    require(0 <= offset and offset + count <= 2 ** 32, "--seed-offset", offset,
             "an integer ≥ 0 (seeds are 32-bit unsigned integers)")
+    return list(range(offset, offset + count))
+
+
+def _fresh_run(args, file: dict | None):
+    """(algo, config, settings, seeds, run_dir) of a new run: the ``--config`` file (if any), then
+    the flags, --set and --sweep on top."""
+    from pgjax import run_folder
+    file = file or {"algorithm": None, "config": {}, "hparams_settings": None, "seeds": None}
+    algorithm = args.algorithm or file["algorithm"]
+    if algorithm is None:
+        raise ConfigError("algorithm is missing: pgjax train ALGO (or pgjax train --resume RUN_DIR, "
+                          "or a --config file with algorithm = ...)")
+    if file["algorithm"] and args.algorithm and args.algorithm != file["algorithm"]:
+        raise ConfigError(f"algorithm={args.algorithm!r} is not allowed: the --config file is for "
+                          f"{file['algorithm']!r}")
+    seeds = _seeds(args, file["seeds"])
     if args.name is not None:
         run_folder.check_name(args.name)
     run_folder.check_writable_dir(Path(args.runs_dir), "--runs-dir")
-    algo, config, hparams = build_run(args.algorithm, args.env or "CartPole-v1", args.total_steps, args.set)
-    settings = sweep_settings(config, hparams, args.sweep)
+    bases = file["hparams_settings"] or [None]
+    if len(bases) > 1 and args.sweep:
+        raise ConfigError("--sweep is not allowed with a --config file that already holds several "
+                          "hyperparameter settings")
+    settings = []
+    for base in bases:
+        algo, config, hparams = build_run(algorithm, args.env, args.total_steps, args.set,
+                                          file["config"], base)
+        settings += sweep_settings(config, hparams, args.sweep)
     name = args.name or f"{algo.NAME}-{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return algo, config, settings, list(range(offset, offset + seeds)), Path(args.runs_dir) / name
+    return algo, config, settings, seeds, Path(args.runs_dir) / name
 
 
 def load_run(run_dir: Path):
@@ -228,8 +278,10 @@ def _train(args) -> int:
             saved = read_config_json(run_dir).get("options")
             options = _run_options(args, saved if isinstance(saved, dict) else None)
         else:
-            options = _run_options(args)
-            algo, config, settings, seeds, run_dir = _fresh_run(args)
+            from pgjax import spec_file
+            file = spec_file.load(args.config) if args.config else None
+            options = _run_options(args, file and file["options"], strict=True)
+            algo, config, settings, seeds, run_dir = _fresh_run(args, file)
             algo_name = algo.NAME
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
@@ -307,8 +359,16 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"pgjax: warning: {message}", file=sys.stderr, flush=True)
 
 
+def _algorithm_asking_for_help(argv: list[str]) -> str | None:
+    """ALGO in ``pgjax train ALGO --help`` (so the help can list ALGO's settings)."""
+    if len(argv) < 2 or argv[0] != "train" or not {"-h", "--help"} & set(argv):
+        return None
+    return next((a for a in argv[1:] if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(_algorithm_asking_for_help(argv)).parse_args(argv)
     commands = {"train": _train, "eval": _eval, "episodes": _episodes, "report": _report}
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warning  # our warnings as one line each, no source excerpt

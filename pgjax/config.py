@@ -38,22 +38,22 @@ def require_positive_int(field: str, value: Any) -> None:
 @dataclasses.dataclass(frozen=True)
 class CommonConfig:
     """Fields every algorithm shares. Subclasses add their own and call ``super().__post_init__``."""
-    env_id: str = "CartPole-v1"
+    env_id: str = "CartPole-v1"  # gymnax id or one of envs/ (pgjax: envs.registered_ids())
     env_overrides: tuple[tuple[str, Any], ...] = ()  # EnvParams fields, e.g. (("max_steps_in_episode", 200),)
-    num_envs: int = 4
-    rollout_length: int = 128
-    total_steps: int = 500_000
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    shared_torso: bool = False
+    num_envs: int = 4  # environments stepped in parallel per member
+    rollout_length: int = 128  # steps per environment per update (T)
+    total_steps: int = 500_000  # environment steps per member (rounded down to whole updates)
+    hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the MLP torso's hidden layers (also the CNN's dense layers)
+    activation: str = "tanh"  # tanh, relu, gelu or elu
+    shared_torso: bool = False  # actor and critic share one torso
     torso: str = "mlp"  # "mlp", "cnn", or linear features: "onehot", "random_projection", "tile"
     feature_args: tuple[tuple[str, Any], ...] = ()  # e.g. (("low", (-1., -1.)), ("high", (1., 1.)))
-    state_dependent_std: bool = False
-    log_std_init: float = 0.0
-    normalize_obs: bool = False
-    normalize_reward: bool = False
-    reward_scale: float = 1.0
-    optimizer: str = "adam"
+    state_dependent_std: bool = False  # continuous actions: σ from a head of the torso instead of a free parameter
+    log_std_init: float = 0.0  # continuous actions: initial log σ
+    normalize_obs: bool = False  # running mean/std normalisation of observations (batch statistics)
+    normalize_reward: bool = False  # scale rewards by a running std of the discounted return
+    reward_scale: float = 1.0  # multiply training rewards by this (evaluation reports raw rewards)
+    optimizer: str = "adam"  # adam, rmsprop or sgd, after global-norm clipping
     log_grad_variance: bool = False  # add grad_variance / grad_mean_sq_norm / grad_snr (pgjax.diagnostics)
 
     def __post_init__(self):
@@ -144,11 +144,11 @@ class CommonConfig:
 @struct.dataclass
 class CommonHparams:
     """Traced numbers shared by every algorithm (vmappable)."""
-    learning_rate: Any = 2.5e-4
-    gamma: Any = 0.99
-    max_grad_norm: Any = 0.5
-    ent_coef: Any = 0.01
-    vf_coef: Any = 0.5
+    learning_rate: Any = 2.5e-4  # step size α (the actor's where the critic has its own)
+    gamma: Any = 0.99  # discount γ
+    max_grad_norm: Any = 0.5  # global-norm gradient clipping
+    ent_coef: Any = 0.01  # entropy bonus β
+    vf_coef: Any = 0.5  # weight c_v of the value loss
 
 
 def validate_hparams(hparams) -> None:

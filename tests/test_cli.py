@@ -88,3 +88,104 @@ def test_total_steps_flag_is_checked_after_overrides():
     # 64 steps = 8 envs x 8 steps is a valid run, but a2c's defaults are 16 x 5 = 80 > 64
     _, config, _ = cli.build_run("a2c", "CartPole-v1", 64, ["num_envs=8", "rollout_length=8"])
     assert config.total_steps == 64 and config.num_updates == 1
+
+
+def test_train_help_lists_every_setting_of_the_algorithm(capsys):
+    """``pgjax train ALGO --help`` names every config field and hyperparameter of ALGO with its
+    type, default and the meaning written beside it in the dataclass."""
+    import dataclasses
+
+    from pgjax import algorithms
+    for name, algo in algorithms.ALGORITHMS.items():
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["train", name, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert f"settings of {name}" in out
+        names = [f.name for f in dataclasses.fields(algo.Config) if f.name != "env_overrides"]
+        names += [f.name for f in dataclasses.fields(algo.Hparams)]
+        for field in names:
+            line = next((l for l in out.splitlines() if l.strip().startswith(field + " ")), None)
+            assert line is not None, (name, field)
+            assert " = " in line and len(line.split(" = ", 1)[1].split("  ", 1)) == 2, line  # a meaning
+
+
+def _args(argv):
+    return cli._parser().parse_args(["train", *argv])
+
+
+def test_config_file_then_flags_on_top(tmp_path):
+    """A TOML file gives algorithm, seeds, config, env parameters, hyperparameters and options;
+    --env/--set/--seeds/--sweep apply on top of it."""
+    from pgjax import spec_file
+    path = tmp_path / "run.toml"
+    path.write_text('algorithm = "ppo"\nseeds = [4, 9]\n[config]\nenv_id = "Acrobot-v1"\n'
+                    'num_envs = 8\nhidden_sizes = [32, 32]\n[config.env_overrides]\n'
+                    'max_steps_in_episode = 200\n[hparams]\nlearning_rate = 1e-3\n'
+                    '[options]\neval_episodes = 7\n')
+    args = _args(["--config", str(path), "--set", "epochs=2", "--sweep", "clip_eps=0.1,0.3",
+                  "--runs-dir", str(tmp_path)])
+    file = spec_file.load(path)
+    algo, config, settings, seeds, _ = cli._fresh_run(args, file)
+    assert algo.NAME == "ppo" and seeds == [4, 9]
+    assert (config.env_id, config.num_envs, config.hidden_sizes, config.epochs) == ("Acrobot-v1", 8, (32, 32), 2)
+    assert dict(config.env_overrides) == {"max_steps_in_episode": 200}
+    assert [(s.learning_rate, s.clip_eps) for s in settings] == [(1e-3, 0.1), (1e-3, 0.3)]
+    assert cli._run_options(args, file["options"], strict=True).eval_episodes == 7
+    args = _args(["--config", str(path), "--env", "CartPole-v1", "--seeds", "1"])
+    _, config, _, seeds, _ = cli._fresh_run(args, file)
+    assert config.env_id == "CartPole-v1" and seeds == [0]
+
+
+def test_a_runs_config_json_starts_the_same_run(tmp_path):
+    """--config accepts a previous run's config.json: same algorithm, config, settings, seeds."""
+    import json
+
+    from pgjax import spec_file
+    from pgjax.algorithms import a2c
+    from pgjax.config import config_to_dict, hparams_to_dict
+    config = a2c.Config(env_id="Pendulum-v1", num_envs=8, normalize_obs=True)
+    settings = [a2c.Hparams(learning_rate=1e-3), a2c.Hparams(learning_rate=3e-3)]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"algorithm": "a2c", "config": config_to_dict(config),
+                                "hparams": hparams_to_dict(settings[0]),
+                                "hparams_settings": [hparams_to_dict(h) for h in settings],
+                                "seeds": [1, 2], "members": [], "device": "cpu:0",
+                                "options": {"eval_episodes": 9}}))
+    args = _args(["--config", str(path), "--runs-dir", str(tmp_path)])
+    algo, loaded, loaded_settings, seeds, _ = cli._fresh_run(args, spec_file.load(path))
+    assert algo.NAME == "a2c" and loaded == config and seeds == [1, 2]
+    assert [hparams_to_dict(h) for h in loaded_settings] == [hparams_to_dict(h) for h in settings]
+
+
+@pytest.mark.parametrize("content, name, message", [
+    ('algorithm = "ppo"\nbogus = 1\n', "x.toml", "unknown key(s) ['bogus']"),
+    ('algorithm = "ppo"\n[config]\nnum_envz = 4\n', "x.toml", "num_envz"),
+    ('algorithm = "ppo"\n[hparams]\nlerning_rate = 4\n', "x.toml", "lerning_rate"),
+    ('algorithm = "ppo"\n[options]\neval_episods = 4\n', "x.toml", "eval_episods"),
+    ('algorithm = "ppo"\nseeds = 0\n', "x.toml", "seeds=0 is not allowed"),
+    ("algorithm: [ppo\n", "x.yaml", "cannot be parsed"),
+    ("{}", "x.ini", "a .toml, .yaml/.yml or .json file"),
+    ('algorithm = "ppo"\n', "missing.toml", "no such file"),
+    ('[config]\nnum_envs = 4\n', "x.toml", "algorithm is missing"),
+])
+def test_bad_config_file_is_one_clear_error(content, name, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if name != "missing.toml":
+        (tmp_path / name).write_text(content)
+    assert cli.main(["train", "--config", name]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_shipped_benchmark_config_is_valid():
+    """benchmarks/configs/*.toml (the learning rows) each resolve to a valid run."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.learning import CONFIGS, TARGETS, load_row
+    assert sorted(p.stem for p in CONFIGS.glob("*.toml")) == sorted(TARGETS)
+    for row in TARGETS:
+        _, config, _, _ = load_row(row, 3)
+        assert row.endswith(config.env_id)

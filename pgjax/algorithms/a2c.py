@@ -36,7 +36,7 @@ class Config(CommonConfig):
     rollout_length: int = 5
     total_steps: int = 1_000_000
     optimizer: str = "rmsprop"
-    normalize_advantages: bool = False
+    normalize_advantages: bool = False  # normalise advantages over the batch
 
 
 @struct.dataclass

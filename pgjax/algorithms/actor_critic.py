@@ -52,9 +52,9 @@ ADVANTAGE_ESTIMATORS = ("q_minus_v", "n_step", "gae")
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
-    variant: str = "advantage"
-    advantage_estimator: str = "gae"
-    n_steps: int = 5
+    variant: str = "advantage"  # q, advantage, td or td_lambda (online, eligibility traces)
+    advantage_estimator: str = "gae"  # variant=advantage: q_minus_v, n_step or gae
+    n_steps: int = 5  # advantage_estimator=n_step: n
     num_envs: int = 16
     rollout_length: int = 16
     total_steps: int = 1_000_000
@@ -81,7 +81,7 @@ class Config(CommonConfig):
 class Hparams(CommonHparams):
     learning_rate: Any = 1e-3          # α^θ
     critic_learning_rate: Any = 1e-3   # α^w
-    gae_lambda: Any = 0.95
+    gae_lambda: Any = 0.95  # advantage_estimator=gae: λ
     lambda_actor: Any = 0.9            # λ^θ (td_lambda)
     lambda_critic: Any = 0.9           # λ^w (td_lambda)
     vf_coef: Any = 1.0

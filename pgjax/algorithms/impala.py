@@ -82,7 +82,7 @@ class Config(CommonConfig):
     replay_times: int = 1          # learner steps each trajectory is used for (≤ queue_size)
     correction: str = "vtrace"     # "vtrace" or "none" (log ρ = 0: uncorrected actor-critic)
     anneal_lr: bool = True         # linear decay to 0 over the run
-    normalize_advantages: bool = False
+    normalize_advantages: bool = False  # normalise the V-trace advantages over the batch
 
     def __post_init__(self):
         super().__post_init__()

@@ -29,11 +29,11 @@ NAME = "ppo"
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
-    epochs: int = 4
-    minibatches: int = 4
-    normalize_advantages: bool = True
-    clip_value: bool = True
-    anneal_lr: bool = True
+    epochs: int = 4  # passes over each rollout
+    minibatches: int = 4  # minibatches per epoch (must divide num_envs*rollout_length)
+    normalize_advantages: bool = True  # normalise advantages per minibatch
+    clip_value: bool = True  # clip the value loss around the old values (value_clip_eps)
+    anneal_lr: bool = True  # decay the learning rate linearly to 0 over the run
 
     def __post_init__(self):
         super().__post_init__()
@@ -51,9 +51,9 @@ class Config(CommonConfig):
 
 @struct.dataclass
 class Hparams(CommonHparams):
-    clip_eps: Any = 0.2
-    gae_lambda: Any = 0.95
-    value_clip_eps: Any = 0.2
+    clip_eps: Any = 0.2  # ε of the clipped surrogate
+    gae_lambda: Any = 0.95  # λ of GAE
+    value_clip_eps: Any = 0.2  # clip range of the value loss (with clip_value)
 
 
 def init(config: Config, hparams: Hparams, key) -> common.TrainState:

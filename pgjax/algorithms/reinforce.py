@@ -53,7 +53,7 @@ REDUCTIONS = ("mean", "sum")
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
-    baseline: str = "learned"
+    baseline: str = "learned"  # none, running_average or learned (a critic V_φ)
     num_envs: int = 8
     rollout_length: int = 500
     total_steps: int = 1_000_000
@@ -72,7 +72,7 @@ class Config(CommonConfig):
 @struct.dataclass
 class Hparams(CommonHparams):
     learning_rate: Any = 1e-3
-    critic_learning_rate: Any = 1e-3
+    critic_learning_rate: Any = 1e-3  # step size of the learned baseline V_φ
     vf_coef: Any = 1.0
     ent_coef: Any = 0.0
     max_grad_norm: Any = 10.0

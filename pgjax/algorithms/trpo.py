@@ -38,10 +38,10 @@ class Config(CommonConfig):
     num_envs: int = 16
     rollout_length: int = 128
     total_steps: int = 500_000
-    cg_iterations: int = 10
-    line_search_steps: int = 10
-    critic_epochs: int = 5
-    critic_minibatches: int = 4
+    cg_iterations: int = 10  # conjugate-gradient iterations for F⁻¹g
+    line_search_steps: int = 10  # backtracking line-search halvings
+    critic_epochs: int = 5  # critic regression passes per update
+    critic_minibatches: int = 4  # critic minibatches per pass
 
     def __post_init__(self):
         super().__post_init__()
@@ -56,9 +56,9 @@ class Config(CommonConfig):
 @struct.dataclass
 class Hparams(CommonHparams):
     learning_rate: Any = 1e-3     # critic step size
-    max_kl: Any = 0.01            # δ
-    cg_damping: Any = 0.1
-    gae_lambda: Any = 0.97
+    max_kl: Any = 0.01            # trust-region radius δ: bound on the mean KL of an update
+    cg_damping: Any = 0.1  # damping added to the Fisher-vector product
+    gae_lambda: Any = 0.97  # λ of GAE
     max_grad_norm: Any = 10.0
     ent_coef: Any = 0.0
 
