@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgjax import runner  # noqa: E402
+from pgjax.run import runner  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 # row -> target mean evaluation return over the seeds (None: reported only). Each row's settings
@@ -46,7 +46,7 @@ TARGETS = {
 
 def load_row(row: str, seeds: int):
     """(algorithm name, config, hparams, seeds) of a row from its TOML file."""
-    from pgjax import spec_file
+    from pgjax.run import spec_file
     from pgjax.cli import build_run
     file = spec_file.load(CONFIGS / f"{row}.toml")
     algo, config, hparams = build_run(file["algorithm"], None, None, [], file["config"],

@@ -3,7 +3,7 @@
     python benchmarks/policy_lag.py [--env CartPole-v1] [--total-steps 300000] [--lags 0,1,4,16]
 
 For every lag L and correction ∈ {vtrace, none} it trains 3 seeds (one vmapped program, through
-``pgjax.runner.run``) where the actors roll out with the learner's parameters from L updates ago
+``pgjax.run.runner.run``) where the actors roll out with the learner's parameters from L updates ago
 (Espeholt et al. 2018, §4; seed slide "IMPALA V-Trace"), then evaluates each seed on 200 greedy
 episodes. ``correction=none`` is the same actor–critic with log ρ = 0: it treats the stale data as
 if it were on-policy. Writes ``benchmarks/results/policy_lag.json`` and
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgjax import runner  # noqa: E402
+from pgjax.run import runner  # noqa: E402
 from pgjax.algorithms import impala  # noqa: E402
 from pgjax.config import apply_overrides  # noqa: E402
 

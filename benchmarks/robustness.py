@@ -96,7 +96,7 @@ def faults(root: Path) -> list[dict]:
     import io as _io
 
     import test_faults as harness
-    from pgjax import runner
+    from pgjax.run import runner
     from pgjax.algorithms import ppo
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
            "JAX_COMPILATION_CACHE_DIR": str(root / "jax-cache")}

@@ -27,19 +27,33 @@ from pgjax.config import ConfigError, apply_overrides, require
 
 
 def _train_epilog(help_algorithm: str | None) -> str:
-    from pgjax import algorithms, field_docs
+    from pgjax import algorithms
+    from pgjax.run import field_docs
     if help_algorithm in algorithms.ALGORITHMS:
         return field_docs.help_text(algorithms.get(help_algorithm))
     return "pgjax train ALGO --help lists every setting of ALGO with its type, default and meaning."
 
 
 def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
-    from pgjax import algorithms
     parser = argparse.ArgumentParser(prog="pgjax", description="Policy-gradient RL in pure JAX.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an algorithm on an environment",
                            epilog=_train_epilog(help_algorithm),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    _what_to_train(train)
+    _run_flags(train)
+    _eval_parser(sub.add_parser("eval", help="re-evaluate a saved checkpoint of a run"))
+    _episodes_parser(sub.add_parser("episodes", help="summarise a run's cache of evaluation episodes"))
+    report = sub.add_parser("report", help="overlay runs: figures and a markdown table")
+    report.add_argument("run_dirs", nargs="+")
+    report.add_argument("--out", default=None, help="output folder (default: report/ next to the "
+                        "first run, or the run's plots/ for one run)")
+    return parser
+
+
+def _what_to_train(train) -> None:
+    """``pgjax train`` flags that say what runs: algorithm, environment, seeds, settings, folder."""
+    from pgjax import algorithms
     train.add_argument("algorithm", nargs="?", default=None,
                        help=f"one of: {', '.join(sorted(algorithms.ALGORITHMS))}")
     train.add_argument("--env", default=None, help="environment id (gymnax or envs/; default CartPole-v1)")
@@ -58,6 +72,10 @@ def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
                             "too); flags, --set and --sweep apply on top")
     train.add_argument("--resume", default=None, metavar="RUN_DIR",
                        help="continue the run in RUN_DIR from its latest checkpoint")
+
+
+def _run_flags(train) -> None:
+    """``pgjax train`` flags of how it runs: evaluation, checkpoints, logging, divergence, chunks."""
     train.add_argument("--eval-episodes", type=int, default=None,
                        help="evaluation episodes per seed (default 200)")
     train.add_argument("--num-evals", type=int, default=None,
@@ -87,7 +105,8 @@ def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
     train.add_argument("--no-compile-cache", action="store_true", default=None,
                        help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
 
-    evaluate = sub.add_parser("eval", help="re-evaluate a saved checkpoint of a run")
+
+def _eval_parser(evaluate) -> None:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=int, default=200, help="episodes per seed (default 200)")
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
@@ -97,19 +116,14 @@ def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
                       help="actions are the policy's mode (default)")
     mode.add_argument("--sample", dest="greedy", action="store_false", help="sample actions")
 
-    show = sub.add_parser("episodes", help="summarise a run's cache of evaluation episodes")
+
+def _episodes_parser(show) -> None:
     show.add_argument("run_dir")
     show.add_argument("--step", type=int, default=None, help="cached evaluation (default: latest)")
     show.add_argument("--gif", default=None, metavar="OUT.gif", help="render one cached episode")
     show.add_argument("--member", type=int, default=0, help="population member of the episode")
     show.add_argument("--episode", type=int, default=0, help="which cached episode")
     show.add_argument("--fps", type=int, default=30)
-
-    report = sub.add_parser("report", help="overlay runs: figures and a markdown table")
-    report.add_argument("run_dirs", nargs="+")
-    report.add_argument("--out", default=None, help="output folder (default: report/ next to the "
-                        "first run, or the run's plots/ for one run)")
-    return parser
 
 
 def build_run(algorithm: str, env_id: str | None, total_steps: int | None, assignments: list[str],
@@ -161,7 +175,7 @@ def _run_options(args, saved: dict | None = None, strict: bool = False):
     names RunOptions does not have) or the defaults."""
     import dataclasses
 
-    from pgjax.runner import RunOptions
+    from pgjax.run.runner import RunOptions
     given = {"eval_episodes": args.eval_episodes, "num_evals": args.num_evals,
              "eval_every": args.eval_every,
              "greedy_eval": None if args.sample_eval is None else not args.sample_eval,
@@ -197,7 +211,7 @@ def _seeds(args, from_file: list[int] | None) -> list[int]:
 def _fresh_run(args, file: dict | None):
     """(algo, config, settings, seeds, run_dir) of a new run: the ``--config`` file (if any), then
     the flags, --set and --sweep on top."""
-    from pgjax import run_folder
+    from pgjax.run import folder as run_folder
     file = file or {"algorithm": None, "config": {}, "hparams_settings": None, "seeds": None}
     algorithm = args.algorithm or file["algorithm"]
     if algorithm is None:
@@ -228,7 +242,7 @@ def load_run(run_dir: Path):
     is empty, hand-edited to an unknown field or a bad value raises one :class:`ConfigError`."""
     from pgjax import algorithms
     from pgjax.config import config_from_dict, validate_hparams
-    from pgjax.runner import read_config_json
+    from pgjax.run.runner import read_config_json
     saved = read_config_json(run_dir)
     where = f"{Path(run_dir) / 'config.json'}: "
     try:
@@ -248,7 +262,7 @@ def load_run(run_dir: Path):
 
 def _resumed_run(args):
     """The saved run with any flag given applied on top of it; the runner then refuses the resume,
-    naming each field, if anything differs from the saved run (:func:`pgjax.runner.check_resumable`)."""
+    naming each field, if anything differs from the saved run (:func:`pgjax.run.runner.check_resumable`)."""
     import dataclasses
 
     from pgjax import algorithms
@@ -271,14 +285,14 @@ def _resumed_run(args):
 
 
 def _train(args) -> int:
-    from pgjax.runner import read_config_json
+    from pgjax.run.runner import read_config_json
     try:
         if args.resume:
             algo_name, config, settings, seeds, run_dir = _resumed_run(args)
             saved = read_config_json(run_dir).get("options")
             options = _run_options(args, saved if isinstance(saved, dict) else None)
         else:
-            from pgjax import spec_file
+            from pgjax.run import spec_file
             file = spec_file.load(args.config) if args.config else None
             options = _run_options(args, file and file["options"], strict=True)
             algo, config, settings, seeds, run_dir = _fresh_run(args, file)
@@ -286,7 +300,7 @@ def _train(args) -> int:
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
-    from pgjax import runner
+    from pgjax.run import runner
     try:  # the runner refuses a folder that holds a run, or is in use, before compiling anything
         result = runner.run(algo_name, config, settings, seeds, run_dir, options=options,
                             resume=bool(args.resume))
@@ -307,7 +321,7 @@ def _eval(args) -> int:
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
-    from pgjax import runner
+    from pgjax.run import runner
     try:
         text = runner.reevaluate(Path(args.run_dir), algo, config, settings, seeds,
                                      episodes=args.episodes, step=args.step,
@@ -320,7 +334,7 @@ def _eval(args) -> int:
 
 
 def _episodes(args) -> int:
-    from pgjax import episodes
+    from pgjax.run import episodes
     run_dir = Path(args.run_dir)
     try:
         if args.gif is None:
@@ -337,7 +351,8 @@ def _episodes(args) -> int:
 
 
 def _report(args) -> int:
-    from pgjax import report, run_folder
+    from pgjax import report
+    from pgjax.run import folder as run_folder
     run_dirs = [Path(d) for d in args.run_dirs]
     missing = [str(d) for d in run_dirs if not (d / "config.json").exists()]
     if missing:

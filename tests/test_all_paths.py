@@ -17,8 +17,9 @@ import jax
 import numpy as np
 import pytest
 
-from pgjax import algorithms, runner
-from pgjax.checkpoint import to_savable
+from pgjax import algorithms
+from pgjax.run import runner
+from pgjax.run.checkpoints import to_savable
 from pgjax.config import apply_overrides
 
 ALWAYS_FINITE = ("entropy", "policy_loss", "value_loss", "total_loss", "grad_norm", "value_max",

@@ -12,7 +12,8 @@ from pathlib import Path
 import jax
 import pytest
 
-from pgjax import cli, report, run_folder, runner
+from pgjax import cli, report
+from pgjax.run import folder as run_folder, runner
 from pgjax.algorithms import ppo
 from pgjax.config import config_to_dict, hparams_to_dict
 

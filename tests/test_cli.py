@@ -48,7 +48,7 @@ def test_bad_input_is_one_clear_error(argv, message, capsys, tmp_path, monkeypat
 
 
 def test_wandb_without_the_package_is_refused(capsys, monkeypatch):
-    import pgjax.runner as runner
+    import pgjax.run.runner as runner
     monkeypatch.setattr(runner, "wandb_available", lambda: False)
     assert cli.main(["train", "ppo", "--wandb", "my-project"]) == 2
     assert "Weights & Biases is not installed" in capsys.readouterr().err
@@ -117,7 +117,7 @@ def _args(argv):
 def test_config_file_then_flags_on_top(tmp_path):
     """A TOML file gives algorithm, seeds, config, env parameters, hyperparameters and options;
     --env/--set/--seeds/--sweep apply on top of it."""
-    from pgjax import spec_file
+    from pgjax.run import spec_file
     path = tmp_path / "run.toml"
     path.write_text('algorithm = "ppo"\nseeds = [4, 9]\n[config]\nenv_id = "Acrobot-v1"\n'
                     'num_envs = 8\nhidden_sizes = [32, 32]\n[config.env_overrides]\n'
@@ -141,7 +141,7 @@ def test_a_runs_config_json_starts_the_same_run(tmp_path):
     """--config accepts a previous run's config.json: same algorithm, config, settings, seeds."""
     import json
 
-    from pgjax import spec_file
+    from pgjax.run import spec_file
     from pgjax.algorithms import a2c
     from pgjax.config import config_to_dict, hparams_to_dict
     config = a2c.Config(env_id="Pendulum-v1", num_envs=8, normalize_obs=True)

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from pgjax import evaluation
+from pgjax.run import evaluation
 from pgjax.algorithms import ppo
 
 

@@ -26,9 +26,9 @@ import jax
 import numpy as np
 import pytest
 
-from pgjax import runner
+from pgjax.run import runner
 from pgjax.algorithms import ppo
-from pgjax.checkpoint import Checkpoints, to_savable
+from pgjax.run.checkpoints import Checkpoints, to_savable
 
 CONFIG = ppo.Config(env_id="CartPole-v1", num_envs=4, rollout_length=16, total_steps=8 * 64,
                     epochs=1, minibatches=2, hidden_sizes=(8,))
@@ -64,7 +64,7 @@ def pause(name):
         time.sleep(0.01)
 
 import jax
-from pgjax import chunks, runner
+from pgjax.run import chunks, runner
 from orbax.checkpoint._src.path import atomicity
 
 init_state = runner._Run._init_state

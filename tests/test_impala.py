@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import pgjax
-from pgjax import estimators, evaluation
+from pgjax import estimators
+from pgjax.run import evaluation
 from pgjax.algorithms import common, impala
 from pgjax.config import ConfigError, hparams_as_arrays
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pgjax
-from pgjax import evaluation
+from pgjax.run import evaluation
 from pgjax.algorithms import ppo
 from pgjax.config import ConfigError
 

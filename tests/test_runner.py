@@ -18,9 +18,10 @@ import jax
 import numpy as np
 import pytest
 
-from pgjax import cli, episodes, runner
+from pgjax import cli
+from pgjax.run import episodes, runner
 from pgjax.algorithms import ppo
-from pgjax.checkpoint import Checkpoints
+from pgjax.run.checkpoints import Checkpoints
 from pgjax.config import config_to_dict, hparams_to_dict
 
 CONFIG = ppo.Config(env_id="CartPole-v1", num_envs=4, rollout_length=16, total_steps=8 * 64,
@@ -42,7 +43,7 @@ def _rows(path, drop=("fps",)):
 
 
 def _assert_trees_equal(a, b):
-    from pgjax.checkpoint import to_savable
+    from pgjax.run.checkpoints import to_savable
     for x, y in zip(jax.tree.leaves(to_savable(a)), jax.tree.leaves(to_savable(b)), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
@@ -91,7 +92,7 @@ def test_sigterm_exits_cleanly_with_a_checkpoint(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    from pgjax import chunks
+    from pgjax.run import chunks
     compile_chunk = chunks.compile_chunk
     calls = []
 

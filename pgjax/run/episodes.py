@@ -48,7 +48,7 @@ def _state_fields(states, prefix: str = "state") -> dict[str, np.ndarray]:
 
 
 def save(run_dir: Path, env_steps: int, result: dict, seeds: list[int], greedy: bool) -> Path:
-    """Write one evaluation (the vmapped output of :func:`pgjax.evaluation.evaluate` with recording)
+    """Write one evaluation (the vmapped output of :func:`pgjax.run.evaluation.evaluate` with recording)
     atomically; returns the file."""
     arrays = {"returns": np.asarray(result["returns"]), "lengths": np.asarray(result["lengths"]),
               "seeds": np.asarray(seeds), "env_steps": np.asarray(env_steps),

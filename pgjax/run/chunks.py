@@ -84,7 +84,7 @@ def compile_chunk(config, states, max_updates: int):
     """AOT-compile :func:`chunk_fn` for these state shapes (compile time is measured apart).
     Programs are kept per (config, max_updates, state shapes), so runs in one process (a notebook,
     a test session, a resumed run) reuse them; JAX's persistent compilation cache
-    (:mod:`pgjax.compilation_cache`) does the same across processes. An update chunk has no
+    (:mod:`pgjax.run.compilation_cache`) does the same across processes. An update chunk has no
     blocking custom calls, so on CPU it gets XLA's faster scheduler (:func:`pgjax.compile_program`)."""
     from pgjax import compile_program
     shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), states)

@@ -8,12 +8,12 @@ The population is seeds × hyperparameter settings, vmapped in one program. A ru
     metrics.jsonl      one line per update and per member (every metric of DESIGN.md, plus fps)
     eval.jsonl         one line per evaluation and per member
     tb/<member>/       TensorBoard event files (tensorboardX)
-    eval/step_*.npz    the cache of evaluation episodes (:mod:`pgjax.episodes`)
-    checkpoints/       orbax: the latest N and the best by evaluation return (:mod:`pgjax.checkpoint`)
+    eval/step_*.npz    the cache of evaluation episodes (:mod:`pgjax.run.episodes`)
+    checkpoints/       orbax: the latest N and the best by evaluation return (:mod:`pgjax.run.checkpoints`)
     summary.json       final evaluation, steps/s, compile and wall time, device, diverged members
     plots/             learning curves with bootstrap confidence intervals (:mod:`pgjax.report`)
 
-**Chunks.** One program (:mod:`pgjax.chunks`) takes the number of updates to run as an argument;
+**Chunks.** One program (:mod:`pgjax.run.chunks`) takes the number of updates to run as an argument;
 the host sizes each chunk to a few seconds of wall time (``chunk_seconds``) and ends chunks at
 scheduled evaluations and checkpoints. Env-step and update counters are Python integers on the
 host, so they never wrap.
@@ -47,12 +47,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import algorithms, chunks, compilation_cache, episodes, evaluation, run_folder
-from pgjax.checkpoint import Checkpoints
+from pgjax import algorithms
+from pgjax.run import chunks, compilation_cache, episodes, evaluation, folder as run_folder
+from pgjax.run.checkpoints import Checkpoints
 from pgjax.config import (ConfigError, config_to_dict, hparams_as_arrays, hparams_to_dict, require,
                           validate_hparams)
-from pgjax.writers import (JsonlWriter, TensorBoardWriter, WandbWriter, truncate_jsonl,
-                           wandb_available, write_json_atomic)
+from pgjax.run.loggers import (ChunkRecord, EvalFile, FanOut, JsonlFile, MetricsFile, Progress,
+                               ProgressDisplay, TensorBoard, Wandb, truncate_jsonl, wandb_available,
+                               write_json_atomic)
 
 COMPLETED, INTERRUPTED, NON_FINITE = run_folder.COMPLETED, run_folder.INTERRUPTED, run_folder.DIVERGED
 ON_NONFINITE = ("freeze", "stop")
@@ -75,7 +77,7 @@ class RunOptions:
     tensorboard: bool = True
     wandb_project: str | None = None
     plots: bool = True
-    compile_cache: bool = True           # JAX's persistent compilation cache (pgjax.compilation_cache)
+    compile_cache: bool = True           # JAX's persistent compilation cache (pgjax.run.compilation_cache)
 
     def validate(self) -> None:
         for name in ("eval_episodes", "num_evals", "keep_checkpoints"):
@@ -272,17 +274,6 @@ def _while_listening(stop: _StopSignals, fn, *args):
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
-
-
-def _progress_line(done_steps, total_steps, returns, sps, eta, last_eval, diverged=()):
-    shown = returns if len(returns) <= 8 else returns[:8]
-    per_member = " ".join("  div " if m in diverged else "  nan " if not np.isfinite(r) else f"{r:6.1f}"
-                          for m, r in enumerate(shown))
-    if len(returns) > 8:
-        per_member += f" … (mean {np.nanmean(returns):.1f} over {len(returns)})"
-    eval_part = f" | eval {last_eval:7.1f}" if last_eval is not None else ""
-    return (f"  steps {done_steps:>10,d}/{total_steps:,d} | return/member [{per_member}] | "
-            f"{sps:>9,.0f} steps/s | ETA {eta:6.1f}s{eval_part}")
 
 
 def warn_unusual(config, settings) -> None:
@@ -491,34 +482,24 @@ class _Run:
         return {"update": int(done), "train_seconds": float(train_seconds), "last_eval": last_eval,
                 "diverged": {str(m): info for m, info in self.diverged.items()}}
 
-    def log_chunk(self, metrics_np, done, n, chunk_seconds, live, found, writers) -> None:
-        """Add host-counted env steps and fps to the chunk's ``[M, n]`` metrics and write the live
-        rows (see :func:`live_rows`) to every logger; a member's diverging update is marked."""
+    def chunk_record(self, metrics_np, done, n, chunk_seconds, live, found) -> ChunkRecord:
+        """The chunk's ``[M, n]`` metrics with host-counted env steps and fps added, the live rows
+        (:func:`live_rows`) and a ``diverged`` mark on each member's diverging update."""
         size, steps_per_update = self.population.size, self.config.steps_per_update
         env_steps = (done + 1 + np.arange(n, dtype=np.int64)) * steps_per_update
         metrics_np["env_steps"] = np.broadcast_to(env_steps, (size, n))
         metrics_np["fps"] = np.full((size, n), n * steps_per_update * size / max(chunk_seconds, 1e-9))
         marks = {(m, k): {"diverged": True} for m, (k, _) in found.items()}
-        writers["metrics"].write_chunk(metrics_np, self.labels, first_update=done + 1, live=live,
-                                       marks=marks)
-        hidden = {name: np.where(live, np.asarray(v, np.float64), np.nan) for name, v in metrics_np.items()}
-        for logger in writers["loggers"]:
-            logger.write_chunk(hidden, metrics_np["env_steps"])
+        return ChunkRecord(metrics_np, self.labels, done + 1, live, marks)
 
-    def evaluate(self, eval_fn, state, done, writers) -> dict:
-        config, options = self.config, self.options
-        steps = done * config.steps_per_update
+    def evaluate(self, eval_fn, state, done, sinks) -> dict:
+        """Evaluate every member with the fixed keys, cache the episodes, hand the rows to the sinks."""
+        steps = done * self.config.steps_per_update
         result = jax.tree.map(np.asarray, eval_fn(state.params, state.env_state))
-        rows = eval_rows(result, self.labels, done, steps, options.greedy_eval, self.diverged)
-        for row in rows:
-            writers["eval"].write(row)
-        for logger in writers["loggers"]:
-            for m, row in enumerate(rows):
-                logger.write_scalars({"eval/return_mean": row["eval_return_mean"],
-                                      "eval/return_std": row["eval_return_std"],
-                                      "eval/length_mean": row["eval_length_mean"]}, steps, member=m)
+        sinks.evaluation(eval_rows(result, self.labels, done, steps, self.options.greedy_eval,
+                                   self.diverged), steps)
         episodes.save(self.run_dir, steps, result, [label["seed"] for label in self.labels],
-                      options.greedy_eval)
+                      self.options.greedy_eval)
         return result
 
     def divergence_message(self, found: dict, done: int) -> str:
@@ -578,37 +559,39 @@ class _Run:
 
 
 class _Loop:
-    """The chunk loop of one run: train a chunk, log it, handle members that diverged, evaluate,
-    checkpoint, and stop at the end of a chunk when a signal arrived."""
+    """The chunk loop of one run: train a chunk and log it (:meth:`_chunk`), then evaluate, show
+    progress and checkpoint when due (:meth:`_between_chunks`); stop at the end of a chunk when a
+    signal arrived or every member diverged."""
 
     def __init__(self, run: _Run, checkpoints, stop, state, meta, compiled, compile_seconds, t0, resume):
         self.r, self.checkpoints, self.stop = run, checkpoints, stop
         self.state, self.meta, self.compile_seconds, self.t0 = state, meta, compile_seconds, t0
+        self.compiled, self.resume = compiled, resume
         self.done, self.train_seconds = meta["update"], meta["train_seconds"]
-        self.last_eval = meta["last_eval"]
+        self.last_eval, self.final_eval, self.metrics_np = meta["last_eval"], None, {}
         self.saved_update = self.done if resume and checkpoints.steps() else None
+        self.last_save_time = time.monotonic()
         self.frozen = np.zeros(run.population.size, bool)
         self.frozen[list(run.diverged)] = True
+        self.last_returns = np.full(run.population.size, np.nan)
         self.planner = chunks.ChunkPlanner(run.max_chunk, run.options.chunk_seconds,
                                            run.options.chunk_updates)
-        self.compiled = compiled
         self.eval_fn = make_eval_fn(run.config, run.options.eval_episodes, run.options.greedy_eval,
                                     run.options.cache_episodes)
-        self.resume = resume
 
-    def _open_writers(self) -> dict:
+    def _open_sinks(self) -> FanOut:
         r, options, done_steps = self.r, self.r.options, self.done * self.r.config.steps_per_update
-        loggers = []
+        sinks = [MetricsFile(r.run_dir / "metrics.jsonl"), EvalFile(r.run_dir / "eval.jsonl"),
+                 ProgressDisplay(r.out)]
         if options.tensorboard:
-            loggers.append(TensorBoardWriter(r.run_dir / "tb", r.population.names(),
-                                             purge_step=done_steps + 1 if self.resume else None))
+            sinks.append(TensorBoard(r.run_dir / "tb", r.population.names(),
+                                     purge_step=done_steps + 1 if self.resume else None))
         if options.wandb_project:
-            loggers.append(WandbWriter(options.wandb_project, r.run_dir.name, r._config_record(),
-                                       r.run_dir, r.population.names()))
-        for logger in loggers:
-            logger.write_scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
-        return {"metrics": JsonlWriter(r.run_dir / "metrics.jsonl"),
-                "eval": JsonlWriter(r.run_dir / "eval.jsonl"), "loggers": loggers}
+            sinks.append(Wandb(options.wandb_project, r.run_dir.name, r._config_record(), r.run_dir,
+                               r.population.names()))
+        fan_out = FanOut(sinks)
+        fan_out.scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
+        return fan_out
 
     def save(self, update, state, meta) -> None:
         self.checkpoints.save(update * self.r.config.steps_per_update, state, meta)
@@ -616,80 +599,97 @@ class _Loop:
         self.r._status(run_folder.RUNNING, update)
 
     def run(self) -> RunResult:
-        writers = self._open_writers()
+        sinks = self._open_sinks()
         try:
-            status, message, final_eval, metrics_np = self._train(writers)
+            status, message = self._train(sinks)
         finally:
-            for writer in (writers["metrics"], writers["eval"], *writers["loggers"]):
-                writer.close()
-        return self.r.finish(status, message, final_eval, self.done, self.train_seconds,
-                             self.compile_seconds, time.perf_counter() - self.t0, metrics_np,
+            sinks.close()
+        return self.r.finish(status, message, self.final_eval, self.done, self.train_seconds,
+                             self.compile_seconds, time.perf_counter() - self.t0, self.metrics_np,
                              self.state, self.meta)
 
-    def _train(self, writers):
-        r, config, options = self.r, self.r.config, self.r.options
-        steps_per_update, num_updates = config.steps_per_update, r.num_updates
-        last_returns = np.full(r.population.size, np.nan)
-        final_eval, metrics_np = None, {}
-        self.last_save_time = time.monotonic()
-        while self.done < num_updates:
-            done = self.done
-            until = min(r._next(r.eval_points, done), r._next(r.ckpt_points, done)) - done
-            n = self.planner.next_size(until)
-            (new_state, new_frozen, metrics, healthy), seconds = chunks.timed(
-                self.compiled, self.state, jnp.asarray(self.frozen), jnp.asarray(n, jnp.int32))
-            self.planner.observe(n, seconds)
-            metrics_np = {name: np.asarray(value)[:, :n] for name, value in metrics.items()}
-            healthy = np.asarray(healthy)[:, :n]
-            self.train_seconds += seconds
-            found = divergences(metrics_np, healthy, self.frozen)
-            r.log_chunk(metrics_np, done, n, seconds, live_rows(healthy, self.frozen, found), found,
-                        writers)
-            if found:
-                before = r.meta(done, self.train_seconds - seconds, self.last_eval)
-                text = r.divergence_message(found, done)
-                for member, (k, metric) in found.items():
-                    r.diverged[member] = {"update": done + k + 1, "metric": metric}
-                everyone = bool(np.asarray(new_frozen).all())
-                if options.on_nonfinite == "stop" or everyone:
-                    if self.saved_update != done:
-                        self.save(done, self.state, before)
-                    why = "every member has diverged" if everyone else "--on-nonfinite stop"
-                    return NON_FINITE, (
-                        f"non-finite values: {text}; training stopped ({why}). The last good "
-                        f"checkpoint is step {self.saved_update * steps_per_update:,d} in "
-                        f"{r.run_dir / 'checkpoints' / 'latest'}"), final_eval, metrics_np
-                print(f"pgjax: warning: {text}: frozen at its last finite state and marked "
-                      "diverged; the other members go on", file=sys.stderr, flush=True)
-            self.state, self.frozen = new_state, np.asarray(new_frozen)
-            self.done = done = done + n
-            _update_last_returns(metrics_np["episode_return"], last_returns)
-            steps = done * steps_per_update
-            sps = (done - self.meta["update"]) * steps_per_update * r.population.size \
-                / max(self.train_seconds - self.meta["train_seconds"], 1e-9)
-            if done >= r._next(r.eval_points, done - n):
-                final_eval = r.evaluate(self.eval_fn, self.state, done, writers)
-                member_returns = final_eval["returns"].mean(axis=1)
-                healthy_returns = member_returns[~self.frozen] if (~self.frozen).any() else member_returns
-                self.last_eval = float(healthy_returns.mean())
-                self.checkpoints.save_best(steps, self.state, r.meta(done, self.train_seconds,
-                                                                     self.last_eval), self.last_eval)
-            eta = (num_updates - done) * steps_per_update * r.population.size / max(sps, 1e-9)
-            r._print(_progress_line(steps, num_updates * steps_per_update, last_returns, sps, eta,
-                                    self.last_eval, r.diverged))
-            for logger in writers["loggers"]:
-                logger.write_scalars({"perf/steps_per_second": sps,
-                                      "perf/wall_seconds": time.perf_counter() - self.t0}, steps)
-            due = (done >= r._next(r.ckpt_points, done - n) or done == num_updates
-                   or time.monotonic() - self.last_save_time > 60 * options.checkpoint_minutes
-                   or self.stop.received is not None)
-            if due:
-                self.save(done, self.state, r.meta(done, self.train_seconds, self.last_eval))
-            if self.stop.received is not None and done < num_updates:
-                return INTERRUPTED, (f"received {signal.Signals(self.stop.received).name} at update "
-                                     f"{done}: checkpoint saved at step {steps:,d}; continue with "
-                                     f"pgjax train --resume {r.run_dir}"), final_eval, metrics_np
-        return COMPLETED, "", final_eval, metrics_np
+    def _train(self, sinks) -> tuple[str, str]:
+        r = self.r
+        while self.done < r.num_updates:
+            stopped = self._chunk(sinks)
+            if stopped is not None:
+                return NON_FINITE, stopped
+            self._between_chunks(sinks)
+            if self.stop.received is not None and self.done < r.num_updates:
+                return INTERRUPTED, (
+                    f"received {signal.Signals(self.stop.received).name} at update {self.done}: "
+                    f"checkpoint saved at step {self.done * r.config.steps_per_update:,d}; continue "
+                    f"with pgjax train --resume {r.run_dir}")
+        return COMPLETED, ""
+
+    def _chunk(self, sinks) -> str | None:
+        """Train one chunk (sized by :class:`pgjax.run.chunks.ChunkPlanner`, ending at the next
+        scheduled event), log it and handle members that diverged in it. Returns the message when
+        the run must stop (every member diverged, or ``on_nonfinite="stop"``), else None."""
+        r, done = self.r, self.done
+        until = min(r._next(r.eval_points, done), r._next(r.ckpt_points, done)) - done
+        n = self.planner.next_size(until)
+        (state, frozen, metrics, healthy), seconds = chunks.timed(
+            self.compiled, self.state, jnp.asarray(self.frozen), jnp.asarray(n, jnp.int32))
+        self.planner.observe(n, seconds)
+        self.metrics_np = {name: np.asarray(value)[:, :n] for name, value in metrics.items()}
+        healthy = np.asarray(healthy)[:, :n]
+        self.train_seconds += seconds
+        found = divergences(self.metrics_np, healthy, self.frozen)
+        sinks.chunk(r.chunk_record(self.metrics_np, done, n, seconds,
+                                   live_rows(healthy, self.frozen, found), found))
+        if found:
+            stopped = self._diverged(found, seconds, frozen)
+            if stopped is not None:
+                return stopped
+        self.state, self.frozen, self.done = state, np.asarray(frozen), done + n
+        _update_last_returns(self.metrics_np["episode_return"], self.last_returns)
+        return None
+
+    def _diverged(self, found, chunk_seconds, frozen_after) -> str | None:
+        """Record the members that went non-finite in the chunk just run; stop (saving the state
+        before the chunk) when every member has, or with ``on_nonfinite="stop"``."""
+        r, done = self.r, self.done
+        before = r.meta(done, self.train_seconds - chunk_seconds, self.last_eval)
+        text = r.divergence_message(found, done)
+        for member, (k, metric) in found.items():
+            r.diverged[member] = {"update": done + k + 1, "metric": metric}
+        everyone = bool(np.asarray(frozen_after).all())
+        if r.options.on_nonfinite != "stop" and not everyone:
+            print(f"pgjax: warning: {text}: frozen at its last finite state and marked diverged; the "
+                  "other members go on", file=sys.stderr, flush=True)
+            return None
+        if self.saved_update != done:
+            self.save(done, self.state, before)
+        why = "every member has diverged" if everyone else "--on-nonfinite stop"
+        return (f"non-finite values: {text}; training stopped ({why}). The last good checkpoint is "
+                f"step {self.saved_update * r.config.steps_per_update:,d} in "
+                f"{r.run_dir / 'checkpoints' / 'latest'}")
+
+    def _between_chunks(self, sinks) -> None:
+        """Evaluate, show progress and checkpoint, each when due after the chunk that just ended."""
+        r, done, n = self.r, self.done, self.planner.last_size
+        steps_per_update, total = r.config.steps_per_update, r.num_updates * r.config.steps_per_update
+        steps = done * steps_per_update
+        sps = (done - self.meta["update"]) * steps_per_update * r.population.size \
+            / max(self.train_seconds - self.meta["train_seconds"], 1e-9)
+        if done >= r._next(r.eval_points, done - n):
+            self.final_eval = r.evaluate(self.eval_fn, self.state, done, sinks)
+            member_returns = self.final_eval["returns"].mean(axis=1)
+            healthy = member_returns[~self.frozen] if (~self.frozen).any() else member_returns
+            self.last_eval = float(healthy.mean())
+            self.checkpoints.save_best(steps, self.state, r.meta(done, self.train_seconds,
+                                                                 self.last_eval), self.last_eval)
+        eta = (total - steps) * r.population.size / max(sps, 1e-9)
+        sinks.progress(Progress(steps, total, self.last_returns.copy(), sps, eta, self.last_eval,
+                                frozenset(r.diverged)))
+        sinks.scalars({"perf/steps_per_second": sps,
+                       "perf/wall_seconds": time.perf_counter() - self.t0}, steps)
+        due = (done >= r._next(r.ckpt_points, done - n) or done == r.num_updates
+               or time.monotonic() - self.last_save_time > 60 * r.options.checkpoint_minutes
+               or self.stop.received is not None)
+        if due:
+            self.save(done, self.state, r.meta(done, self.train_seconds, self.last_eval))
 
 
 def _update_last_returns(chunk_returns, last_returns) -> None:
@@ -740,10 +740,10 @@ def reevaluate(run_dir: Path, algo, config, settings, seeds, *, episodes: int = 
     step = saved_steps[-1] if step is None else step
     result = jax.tree.map(np.asarray, make_eval_fn(config, episodes, greedy, 0)(state.params, state.env_state))
     rows = eval_rows(result, population.labels(), meta["update"], step, greedy)
-    writer = JsonlWriter(Path(run_dir) / "reeval.jsonl")
+    log = JsonlFile(Path(run_dir) / "reeval.jsonl")
     for row in rows:
-        writer.write({**row, "checkpoint": which})
-    writer.close()
+        log.write({**row, "checkpoint": which})
+    log.close()
     lines = [f"{which} checkpoint at step {step:,d} of {run_dir}: {episodes} "
              f"{'greedy' if greedy else 'sampled'} episodes per member", "",
              "| member | seed | return mean | std | median | length mean |", "|---:|---:|---:|---:|---:|---:|"]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from pgjax.config import ConfigError, require
-from pgjax.writers import write_json_atomic
+from pgjax.run.loggers import write_json_atomic
 
 RUNNING, INTERRUPTED, DIVERGED, COMPLETED = "running", "interrupted", "diverged", "completed"
 KILLED = "killed"  # read-only: 'running' in status.json but no process holds the lock

@@ -1,0 +1,268 @@
+"""Where a run's numbers go: sinks behind one small interface, fanned out by :class:`FanOut`
+(Brax's ``progress_fn`` idea, made a fan-out). A new sink (a database, a dashboard) is one subclass
+of :class:`Sink` overriding the events it cares about:
+
+- ``chunk(record)``: the per-update metrics of a chunk (:class:`ChunkRecord`, ``[members, n]``);
+- ``evaluation(rows, env_steps)``: one row per member of an evaluation;
+- ``progress(snapshot)``: the live state after each chunk (:class:`Progress`);
+- ``scalars(values, env_steps)``: run-level numbers (compile time, steps/s);
+- ``close()``.
+
+Non-finite numbers are written as JSON ``null``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__array__"):
+        array = np.asarray(value)
+        return to_jsonable(array.tolist()) if array.ndim else to_jsonable(array.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON through a temporary file and ``os.replace`` so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(payload), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+@dataclass
+class ChunkRecord:
+    """The metrics of one chunk: ``metrics[name]`` is ``[members, n]`` (``env_steps`` and ``fps``
+    included); ``live[m, k]`` says whether row (m, k) is a real update of member m (a diverged
+    member's rows stop after the update it diverged at); ``marks[(m, k)]`` adds fields to a row."""
+    metrics: dict[str, np.ndarray]
+    labels: list[dict]
+    first_update: int
+    live: np.ndarray
+    marks: dict = field(default_factory=dict)
+
+    def hidden(self) -> dict[str, np.ndarray]:
+        """The metrics with rows that are not live set to NaN (sinks skip non-finite values)."""
+        return {name: np.where(self.live, np.asarray(v, np.float64), np.nan)
+                for name, v in self.metrics.items()}
+
+
+@dataclass
+class Progress:
+    """What the live display shows after a chunk."""
+    env_steps: int
+    total_env_steps: int
+    last_returns: np.ndarray          # [members] latest finished-episode return (NaN: none yet)
+    steps_per_second: float
+    eta_seconds: float
+    last_eval: float | None
+    diverged: frozenset = frozenset()
+
+
+class Sink:
+    """One destination of a run's numbers; every event is a no-op unless overridden."""
+
+    def chunk(self, record: ChunkRecord) -> None:
+        pass
+
+    def evaluation(self, rows: list[dict], env_steps: int) -> None:
+        pass
+
+    def progress(self, snapshot: Progress) -> None:
+        pass
+
+    def scalars(self, values: dict[str, float], env_steps: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class FanOut(Sink):
+    """Hands every event to each of its sinks, in order."""
+
+    def __init__(self, sinks: list[Sink]):
+        self.sinks = list(sinks)
+
+    def chunk(self, record):
+        for sink in self.sinks:
+            sink.chunk(record)
+
+    def evaluation(self, rows, env_steps):
+        for sink in self.sinks:
+            sink.evaluation(rows, env_steps)
+
+    def progress(self, snapshot):
+        for sink in self.sinks:
+            sink.progress(snapshot)
+
+    def scalars(self, values, env_steps):
+        for sink in self.sinks:
+            sink.scalars(values, env_steps)
+
+    def close(self):
+        for sink in self.sinks:
+            sink.close()
+
+
+class JsonlFile(Sink):
+    """Appends one JSON object per line (``write``); the base of the two files below."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", buffering=1)
+
+    def write(self, row: dict) -> None:
+        self._file.write(json.dumps(to_jsonable(row), sort_keys=True) + "\n")
+
+    def close(self):
+        self._file.close()
+
+
+class MetricsFile(JsonlFile):
+    """``metrics.jsonl``: a line per update and member, update-major, with the member's labels
+    (seed, hyperparameters), ``update`` (1-based) and any marks (``diverged``)."""
+
+    def chunk(self, record: ChunkRecord) -> None:
+        names = sorted(record.metrics)
+        lines = []
+        for k in range(record.live.shape[1]):
+            for m, label in enumerate(record.labels):
+                if not record.live[m, k]:
+                    continue
+                row = {**label, "update": record.first_update + k, **record.marks.get((m, k), {})}
+                row.update({name: record.metrics[name][m, k] for name in names})
+                lines.append(json.dumps(to_jsonable(row), sort_keys=True))
+        if lines:
+            self._file.write("\n".join(lines) + "\n")
+
+
+class EvalFile(JsonlFile):
+    """``eval.jsonl``: a line per evaluation and member."""
+
+    def evaluation(self, rows: list[dict], env_steps: int) -> None:
+        for row in rows:
+            self.write(row)
+
+
+def _eval_scalars(row: dict) -> dict[str, float]:
+    return {"eval/return_mean": row["eval_return_mean"], "eval/return_std": row["eval_return_std"],
+            "eval/length_mean": row["eval_length_mean"]}
+
+
+class TensorBoard(Sink):
+    """One TensorBoard event folder per population member (``tb/<member label>``), scalars
+    against environment steps. tensorboardX writes the event files; TensorFlow is not needed."""
+
+    def __init__(self, root: Path, member_names: list[str], purge_step: int | None = None):
+        from tensorboardX import SummaryWriter
+        self.writers = [SummaryWriter(str(Path(root) / name), purge_step=purge_step, flush_secs=30)
+                        for name in member_names]
+
+    def chunk(self, record: ChunkRecord) -> None:
+        env_steps, metrics = record.metrics["env_steps"], record.hidden()
+        for m, writer in enumerate(self.writers):
+            for name, values in metrics.items():
+                for value, step in zip(values[m], env_steps[m]):
+                    if math.isfinite(value):
+                        writer.add_scalar(f"train/{name}", value, int(step))
+
+    def evaluation(self, rows: list[dict], env_steps: int) -> None:
+        for writer, row in zip(self.writers, rows):
+            self._add(writer, _eval_scalars(row), env_steps)
+
+    def scalars(self, values: dict[str, float], env_steps: int) -> None:
+        for writer in self.writers:
+            self._add(writer, values, env_steps)
+
+    @staticmethod
+    def _add(writer, values, env_steps):
+        for name, value in values.items():
+            if value is not None and math.isfinite(float(value)):
+                writer.add_scalar(name, float(value), int(env_steps))
+
+    def close(self):
+        for writer in self.writers:
+            writer.close()
+
+
+class Wandb(Sink):
+    """Weights & Biases (optional; ``pip install 'pgjax[wandb]'``): the population mean of every
+    metric per update, and every member's evaluation under its own name."""
+
+    def __init__(self, project: str, name: str, config: dict, run_dir: Path, member_names: list[str]):
+        import wandb
+        self.member_names = member_names
+        self.run = wandb.init(project=project, name=name, config=to_jsonable(config),
+                              dir=str(run_dir), resume="allow", id=name)
+
+    def chunk(self, record: ChunkRecord) -> None:
+        with np.errstate(all="ignore"):
+            means = {n: np.nanmean(v, axis=0) for n, v in record.hidden().items()}
+        for k, step in enumerate(record.metrics["env_steps"][0]):
+            self.run.log({f"train/{n}": float(v[k]) for n, v in means.items() if math.isfinite(v[k])},
+                         step=int(step))
+
+    def evaluation(self, rows: list[dict], env_steps: int) -> None:
+        for name, row in zip(self.member_names, rows):
+            self.run.log({f"{name}/{k}": v for k, v in _eval_scalars(row).items()}, step=int(env_steps))
+
+    def scalars(self, values: dict[str, float], env_steps: int) -> None:
+        self.run.log({k: float(v) for k, v in values.items() if v is not None}, step=int(env_steps))
+
+    def close(self):
+        self.run.finish()
+
+
+class ProgressDisplay(Sink):
+    """The live line after each chunk: env steps, latest return per member (``div`` for a diverged
+    one), steps/s, ETA and the latest evaluation."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def progress(self, snapshot: Progress) -> None:
+        print(progress_line(snapshot), file=self.out, flush=True)
+
+
+def progress_line(s: Progress) -> str:
+    returns = s.last_returns
+    shown = returns if len(returns) <= 8 else returns[:8]
+    per_member = " ".join("  div " if m in s.diverged else "  nan " if not np.isfinite(r) else f"{r:6.1f}"
+                          for m, r in enumerate(shown))
+    if len(returns) > 8:
+        per_member += f" … (mean {np.nanmean(returns):.1f} over {len(returns)})"
+    eval_part = f" | eval {s.last_eval:7.1f}" if s.last_eval is not None else ""
+    return (f"  steps {s.env_steps:>10,d}/{s.total_env_steps:,d} | return/member [{per_member}] | "
+            f"{s.steps_per_second:>9,.0f} steps/s | ETA {s.eta_seconds:6.1f}s{eval_part}")
+
+
+def truncate_jsonl(path: Path, keep) -> None:
+    """Atomically rewrite ``path`` keeping the rows for which ``keep(row)`` is true (a resumed run
+    drops what was logged after its checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and keep(json.loads(line))]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in rows))
+    os.replace(tmp, path)
+
+
+def wandb_available() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("wandb") is not None
