@@ -46,12 +46,9 @@ TARGETS = {
 
 def load_row(row: str, seeds: int):
     """(algorithm name, config, hparams, seeds) of a row from its TOML file."""
-    from pgjax.run import spec_file
-    from pgjax.cli import build_run
-    file = spec_file.load(CONFIGS / f"{row}.toml")
-    algo, config, hparams = build_run(file["algorithm"], None, None, [], file["config"],
-                                      (file["hparams_settings"] or [None])[0])
-    return algo.NAME, config, hparams, list(range(seeds))
+    from pgjax.run import spec, spec_file
+    run = spec.fresh(file=spec_file.load(CONFIGS / f"{row}.toml"), seed_count=seeds)
+    return run.algorithm, run.config, run.settings[0], list(run.seeds)
 
 
 def run_one(row, seeds, runs_dir):

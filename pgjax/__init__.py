@@ -1,7 +1,8 @@
 """pgjax: the policy-gradient family in pure JAX.
 
 The math layer (``pgjax.estimators``, ``pgjax.losses``, ``pgjax.distributions``) imports only
-jax, chex and flax and can be used on its own.
+jax, chex and numpy, changes no process setting, and can be used on its own: ``import pgjax`` makes
+each reachable as an attribute, imported on first use.
 """
 
 import re as _re

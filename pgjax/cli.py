@@ -16,14 +16,13 @@ only some members diverged completes (exit 0) with those members marked ``diverg
 from __future__ import annotations
 
 import argparse
-import itertools
 import signal
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from pgjax.config import ConfigError, apply_overrides, require
+from pgjax.config import ConfigError, require
 
 
 def _train_epilog(help_algorithm: str | None) -> str:
@@ -126,184 +125,47 @@ def _episodes_parser(show) -> None:
     show.add_argument("--fps", type=int, default=30)
 
 
-def build_run(algorithm: str, env_id: str | None, total_steps: int | None, assignments: list[str],
-              base_config: dict | None = None, base_hparams: dict | None = None):
-    """Resolve (algo module, config, hparams) from CLI inputs on top of a ``--config`` file's
-    ``base_config``/``base_hparams`` (or the defaults); raises ConfigError/ValueError."""
-    from pgjax import algorithms
-    from pgjax.config import config_from_dict, validate_hparams
-    algo = algorithms.get(algorithm)
-    fields = dict(base_config or {})
-    if env_id is not None or "env_id" not in fields:
-        fields["env_id"] = env_id or "CartPole-v1"
-    config = config_from_dict(algo.Config, fields)
-    try:
-        hparams = algo.Hparams(**(base_hparams or {}))
-    except TypeError as error:  # an unknown field
-        raise ConfigError(f"hparams: {error} (pgjax train {algorithm} --help lists them)") from None
-    validate_hparams(hparams)
-    # --total-steps is applied with the --set overrides, so it is checked against their sizes
-    steps = [f"total_steps={total_steps}"] if total_steps is not None else []
-    config, hparams = apply_overrides(config, hparams, steps + list(assignments))
-    return algo, config, hparams
+def _given_options(args) -> dict:
+    """The run-option flags as RunOptions fields (None: not given)."""
+    return {"eval_episodes": args.eval_episodes, "num_evals": args.num_evals,
+            "eval_every": args.eval_every,
+            "greedy_eval": None if args.sample_eval is None else not args.sample_eval,
+            "cache_episodes": args.cache_episodes, "checkpoint_every": args.checkpoint_every,
+            "checkpoint_minutes": args.checkpoint_minutes, "keep_checkpoints": args.keep_checkpoints,
+            "tensorboard": None if args.no_tensorboard is None else not args.no_tensorboard,
+            "plots": None if args.no_plots is None else not args.no_plots,
+            "wandb_project": args.wandb, "on_nonfinite": args.on_nonfinite,
+            "chunk_seconds": args.chunk_seconds,
+            "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache}
 
 
-def sweep_settings(config, hparams, sweeps: list[str]) -> list:
-    """The cartesian product of ``--sweep key=v1,v2`` values as a list of Hparams (hyperparameters
-    only: a sweep is a batch of numbers in one program, not of programs)."""
-    import dataclasses
-    names = {f.name for f in dataclasses.fields(hparams)}
-    axes = []
-    for sweep in sweeps:
-        if "=" not in sweep:
-            raise ConfigError(f"--sweep {sweep!r} is not allowed: expected key=v1,v2,...")
-        key, text = (part.strip() for part in sweep.split("=", 1))
-        require(key in names, "--sweep", key, f"a hyperparameter: one of {sorted(names)}")
-        values = [v for v in text.split(",") if v.strip()]
-        require(len(values) >= 1, "--sweep", sweep, "at least one value")
-        axes.append([f"{key}={v.strip()}" for v in values])
-    settings = []
-    for combination in itertools.product(*axes):
-        _, hp = apply_overrides(config, hparams, list(combination))
-        settings.append(hp)
-    return settings or [hparams]
-
-
-def _run_options(args, saved: dict | None = None, strict: bool = False):
-    """RunOptions from the flags given; the rest from ``saved`` (a resumed run's own options,
-    so it evaluates and checkpoints as it did before, or a --config file's: ``strict`` refuses
-    names RunOptions does not have) or the defaults."""
-    import dataclasses
-
-    from pgjax.run.runner import RunOptions
-    given = {"eval_episodes": args.eval_episodes, "num_evals": args.num_evals,
-             "eval_every": args.eval_every,
-             "greedy_eval": None if args.sample_eval is None else not args.sample_eval,
-             "cache_episodes": args.cache_episodes, "checkpoint_every": args.checkpoint_every,
-             "checkpoint_minutes": args.checkpoint_minutes, "keep_checkpoints": args.keep_checkpoints,
-             "tensorboard": None if args.no_tensorboard is None else not args.no_tensorboard,
-             "plots": None if args.no_plots is None else not args.no_plots,
-             "wandb_project": args.wandb, "on_nonfinite": args.on_nonfinite,
-             "chunk_seconds": args.chunk_seconds,
-             "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache}
-    known = {f.name for f in dataclasses.fields(RunOptions)}
-    unknown = sorted(set(saved or {}) - known)
-    if strict and unknown:
-        raise ConfigError(f"options {unknown} are not allowed: run options are {sorted(known)}")
-    base = {k: v for k, v in (saved or {}).items() if k in known}
-    options = RunOptions(**{**base, **{k: v for k, v in given.items() if v is not None}})
-    options.validate()
-    return options
-
-
-def _seeds(args, from_file: list[int] | None) -> list[int]:
-    """--seeds N / --seed-offset K (seeds K..K+N−1), else the file's seeds, else 0, 1, 2."""
-    if from_file is not None and args.seeds is None and args.seed_offset is None:
-        return list(from_file)
-    count = 3 if args.seeds is None else args.seeds
-    require(count >= 1, "--seeds", count, "must be a positive integer")
-    offset = args.seed_offset or 0
-    require(0 <= offset and offset + count <= 2 ** 32, "--seed-offset", offset,
-            "an integer ≥ 0 (seeds are 32-bit unsigned integers)")
-    return list(range(offset, offset + count))
-
-
-def _fresh_run(args, file: dict | None):
-    """(algo, config, settings, seeds, run_dir) of a new run: the ``--config`` file (if any), then
-    the flags, --set and --sweep on top."""
+def resolve(args):
+    """(RunSpec, run folder) of ``pgjax train`` from its arguments (:mod:`pgjax.run.spec`)."""
     from pgjax.run import folder as run_folder
-    file = file or {"algorithm": None, "config": {}, "hparams_settings": None, "seeds": None}
-    algorithm = args.algorithm or file["algorithm"]
-    if algorithm is None:
-        raise ConfigError("algorithm is missing: pgjax train ALGO (or pgjax train --resume RUN_DIR, "
-                          "or a --config file with algorithm = ...)")
-    if file["algorithm"] and args.algorithm and args.algorithm != file["algorithm"]:
-        raise ConfigError(f"algorithm={args.algorithm!r} is not allowed: the --config file is for "
-                          f"{file['algorithm']!r}")
-    seeds = _seeds(args, file["seeds"])
+    from pgjax.run import spec, spec_file
+    asked = dict(algorithm=args.algorithm, env=args.env, total_steps=args.total_steps,
+                 assignments=args.set, sweeps=args.sweep, seed_count=args.seeds,
+                 seed_offset=args.seed_offset, given_options=_given_options(args))
+    if args.resume:
+        return spec.resumed(Path(args.resume), **asked), Path(args.resume)
     if args.name is not None:
         run_folder.check_name(args.name)
     run_folder.check_writable_dir(Path(args.runs_dir), "--runs-dir")
-    bases = file["hparams_settings"] or [None]
-    if len(bases) > 1 and args.sweep:
-        raise ConfigError("--sweep is not allowed with a --config file that already holds several "
-                          "hyperparameter settings")
-    settings = []
-    for base in bases:
-        algo, config, hparams = build_run(algorithm, args.env, args.total_steps, args.set,
-                                          file["config"], base)
-        settings += sweep_settings(config, hparams, args.sweep)
-    name = args.name or f"{algo.NAME}-{config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return algo, config, settings, seeds, Path(args.runs_dir) / name
-
-
-def load_run(run_dir: Path):
-    """(algo module, config, hparams settings, seeds) saved in ``run_dir/config.json``; a file that
-    is empty, hand-edited to an unknown field or a bad value raises one :class:`ConfigError`."""
-    from pgjax import algorithms
-    from pgjax.config import config_from_dict, validate_hparams
-    from pgjax.run.runner import read_config_json
-    saved = read_config_json(run_dir)
-    where = f"{Path(run_dir) / 'config.json'}: "
-    try:
-        algo = algorithms.get(saved["algorithm"])
-        config = config_from_dict(algo.Config, saved["config"])
-        settings = []
-        for values in saved.get("hparams_settings", [saved.get("hparams")]):
-            require(isinstance(values, dict), "hparams", values, "a JSON object of hyperparameters")
-            settings.append(algo.Hparams(**values))
-            validate_hparams(settings[-1])
-    except TypeError as error:  # an unknown field in a dataclass constructor
-        raise ConfigError(f"{where}{error} (fields: see pgjax train ALGO --help)") from None
-    except ValueError as error:
-        raise ConfigError(f"{where}{error}") from None
-    return algo, config, settings, list(saved["seeds"])
-
-
-def _resumed_run(args):
-    """The saved run with any flag given applied on top of it; the runner then refuses the resume,
-    naming each field, if anything differs from the saved run (:func:`pgjax.run.runner.check_resumable`)."""
-    import dataclasses
-
-    from pgjax import algorithms
-    run_dir = Path(args.resume)
-    algo, config, settings, seeds = load_run(run_dir)
-    if args.algorithm is not None:
-        algorithms.get(args.algorithm)  # an unknown name fails here, naming the known ones
-    if args.sweep:
-        raise ConfigError(f"cannot resume {run_dir} with --sweep: a resumed run keeps its saved "
-                          "hyperparameter settings")
-    requested = config if args.env is None else dataclasses.replace(config, env_id=args.env)
-    assignments = ([f"total_steps={args.total_steps}"] if args.total_steps is not None else []) + args.set
-    settings = [apply_overrides(requested, hp, assignments)[1] for hp in settings]
-    requested = apply_overrides(requested, settings[0], assignments)[0]
-    offset = seeds[0] if args.seed_offset is None else args.seed_offset
-    count = len(seeds) if args.seeds is None else args.seeds
-    if args.seeds is not None or args.seed_offset is not None:
-        seeds = list(range(offset, offset + count))
-    return args.algorithm or algo.NAME, requested, settings, seeds, run_dir
+    file = spec_file.load(args.config) if args.config else None
+    run = spec.fresh(file=file, **asked)
+    name = args.name or f"{run.algorithm}-{run.config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return run, Path(args.runs_dir) / name
 
 
 def _train(args) -> int:
-    from pgjax.run.runner import read_config_json
     try:
-        if args.resume:
-            algo_name, config, settings, seeds, run_dir = _resumed_run(args)
-            saved = read_config_json(run_dir).get("options")
-            options = _run_options(args, saved if isinstance(saved, dict) else None)
-        else:
-            from pgjax.run import spec_file
-            file = spec_file.load(args.config) if args.config else None
-            options = _run_options(args, file and file["options"], strict=True)
-            algo, config, settings, seeds, run_dir = _fresh_run(args, file)
-            algo_name = algo.NAME
+        run, run_dir = resolve(args)
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
     from pgjax.run import runner
     try:  # the runner refuses a folder that holds a run, or is in use, before compiling anything
-        result = runner.run(algo_name, config, settings, seeds, run_dir, options=options,
-                            resume=bool(args.resume))
+        result = runner.run_spec(run, run_dir, resume=bool(args.resume))
     except ConfigError as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
@@ -317,13 +179,14 @@ def _train(args) -> int:
 def _eval(args) -> int:
     try:
         require(args.episodes >= 1, "--episodes", args.episodes, "must be a positive integer")
-        algo, config, settings, seeds = load_run(Path(args.run_dir))
+        from pgjax.run import spec
+        run = spec.load(Path(args.run_dir))
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
     from pgjax.run import runner
     try:
-        text = runner.reevaluate(Path(args.run_dir), algo, config, settings, seeds,
+        text = runner.reevaluate(Path(args.run_dir), run.algo, run.config, run.settings, run.seeds,
                                      episodes=args.episodes, step=args.step,
                                      which="best" if args.best else "latest", greedy=args.greedy)
     except (FileNotFoundError, ValueError) as error:
@@ -340,8 +203,8 @@ def _episodes(args) -> int:
         if args.gif is None:
             print(episodes.summary(run_dir))
             return 0
-        algo, config, _, _ = load_run(run_dir)
-        path = episodes.render_gif(run_dir, config, Path(args.gif), step=args.step,
+        from pgjax.run import spec
+        path = episodes.render_gif(run_dir, spec.load(run_dir).config, Path(args.gif), step=args.step,
                                    member=args.member, episode=args.episode, fps=args.fps)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)

@@ -1,7 +1,25 @@
-"""Policy and value losses: pure, jittable scalars to *minimise* with any optax optimiser.
+"""Policy and value losses and the metrics around them: pure, jittable scalars.
 
-The sign convention: each policy loss is the negative of the objective on the seed's slides, so
-``jax.grad`` of it is −∇J. Advantages and targets are treated as constants (``stop_gradient``).
+Conventions:
+
+- Each *loss* is a quantity to **minimise** with any optax optimiser: a policy loss is the
+  negative of the objective, so ``jax.grad`` of it is −∇J. Two functions are objectives or bonuses
+  and say so: :func:`importance_sampled_surrogate` (maximised, as in TRPO) and :func:`entropy`
+  (returns +H, to be *subtracted* with a coefficient, β·H, as an entropy bonus).
+- Policy terms take **log-probabilities** (log π_θ(a_t|s_t) from ``dist.log_prob(actions)``), not
+  probability ratios; ratios are formed inside as exp(log π_θ − log π_old).
+- Advantages, targets and old log-probabilities are constants: gradients are stopped on them.
+- Inputs are per-step arrays of one shape, any rank (typically time-major ``[T, *batch]`` or a
+  flattened minibatch ``[B]``); shapes must match exactly, they are never broadcast.
+- Every loss and metric takes an optional keyword ``mask`` of the same shape (bool, 0/1, or
+  float weights) and averages over the steps where ``mask > 0``:
+
+      mean_mask(x) = Σ_{t: mask_t > 0} mask_t·x_t / max(Σ_{t: mask_t > 0} mask_t, 1),
+
+  so padded or invalid steps are excluded and an empty mask gives 0. Masked-out steps may hold
+  anything, NaN and ±inf included: they are replaced before any arithmetic (a ``where``, not a
+  multiplication by 0), so neither the value nor the gradient with respect to these inputs sees
+  them (the gradient there is exactly 0). Without a mask the mean is over all steps.
 """
 
 from __future__ import annotations
@@ -10,86 +28,293 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from pgjax._checks import check_float, check_same_shape, check_scalar
 from pgjax.distributions import Distribution
 
+__all__ = ["policy_gradient_loss", "ppo_clip_loss", "importance_sampled_surrogate", "value_loss",
+           "entropy", "mean_kl", "approx_kl", "clip_fraction", "masked_mean"]
+
 Array = chex.Array
+Numeric = chex.Numeric
 
 
-def policy_gradient_loss(log_probs: Array, advantages: Array) -> Array:
-    """Score-function policy-gradient loss (seed slides "Policy Gradient Theorem (III)/(IV)",
-    Williams 1992): L^{PG}(θ) = −E_t[log π_θ(a_t|s_t) · Ψ_t], where Ψ_t is whatever multiplies the
-    score: G_t (REINFORCE), G_t − b(s_t), Q, A, δ. ``jax.grad`` gives −E_t[Ψ_t ∇log π_θ(a_t|s_t)].
+def _per_step(fn: str, mask: Array | None, **arrays) -> tuple[Array, ...]:
+    """Checks ``fn``'s per-step inputs (float, one shape, the mask's too) and returns them with
+    the masked-out steps replaced by 0, so that no garbage there reaches the arithmetic."""
+    arrays = {name: jnp.asarray(x) for name, x in arrays.items()}
+    for name, x in arrays.items():
+        check_float(fn, name, x)
+    if mask is None:
+        check_same_shape(fn, **arrays)
+        return tuple(arrays.values())
+    mask = jnp.asarray(mask)
+    check_same_shape(fn, **arrays, mask=mask)
+    keep = mask > 0
+    return tuple(jnp.where(keep, x, jnp.zeros((), x.dtype)) for x in arrays.values())
 
-    Args: ``log_probs``, ``advantages``: same shape, any rank. Returns: scalar.
+
+def _mean(x: Array, mask: Array | None) -> Array:
+    """mean_mask(x) of the module docstring; the plain mean without a mask."""
+    if mask is None:
+        return jnp.mean(x)
+    mask = jnp.asarray(mask)
+    weights = jnp.where(mask > 0, mask, 0).astype(x.dtype)
+    return jnp.sum(x * weights) / jnp.maximum(jnp.sum(weights), 1)
+
+
+def masked_mean(x: Array, *, mask: Array | None = None) -> Array:
+    """The mean every loss here reduces with, over the steps where ``mask > 0``.
+
+        mean_mask(x) = Σ_t mask_t·x_t / max(Σ_t mask_t, 1)
+
+    (0 for an empty mask; masked-out entries of ``x`` may be NaN or ±inf, they are never used).
+
+    Args:
+      x: float array, any shape.
+      mask: optional bool or float weights of ``x``'s shape; None averages over everything.
+
+    Returns:
+      A scalar in ``x``'s dtype.
+
+    Example: padded steps, even non-finite ones, do not count:
+
+    >>> import jax.numpy as jnp
+    >>> from pgjax.losses import masked_mean
+    >>> masked_mean(jnp.array([1.0, 3.0, jnp.nan]), mask=jnp.array([True, True, False]))
+    Array(2., dtype=float32)
     """
-    chex.assert_equal_shape((log_probs, advantages))
-    return -jnp.mean(log_probs * jax.lax.stop_gradient(advantages))
+    (x,) = _per_step("masked_mean", mask, x=x)
+    return _mean(x, mask)
 
 
-def ppo_clip_loss(log_probs: Array, old_log_probs: Array, advantages: Array,
-                  clip_eps: float | Array) -> Array:
-    """PPO clipped surrogate (Schulman et al. 2017, eq. 7; seed slide "Proximal Policy Optimization"):
+def policy_gradient_loss(log_probs: Array, advantages: Array, *, mask: Array | None = None) -> Array:
+    """Score-function (REINFORCE) policy-gradient loss (Williams 1992; Sutton & Barto 2018, §13.3).
 
-    −E_t[min(r_t A_t, clip(r_t, 1−ε, 1+ε) A_t)],  r_t = exp(log π_θ − log π_θ_old).
+        L^PG(θ) = −mean_t[log π_θ(a_t|s_t) · Ψ_t],   so   ∇L^PG = −mean_t[Ψ_t ∇log π_θ(a_t|s_t)],
 
-    Args: same-shape ``log_probs`` (differentiated), ``old_log_probs``, ``advantages``; scalar ε.
-    Returns: scalar.
+    where Ψ_t is whatever multiplies the score: the return G_t (REINFORCE), G_t − b(s_t) (with a
+    baseline, §13.4), Q(s_t, a_t), an advantage A_t or a TD error δ_t (actor-critic, §13.5).
+
+    Args:
+      log_probs: ``[T, *batch]`` (or any shape) log π_θ(a_t|s_t), differentiated.
+      advantages: Ψ_t, same shape; a constant (gradient stopped).
+      mask: optional bool/float of the same shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar loss.
     """
-    chex.assert_equal_shape((log_probs, old_log_probs, advantages))
+    log_probs, advantages = _per_step("policy_gradient_loss", mask, log_probs=log_probs,
+                                      advantages=advantages)
+    return -_mean(log_probs * jax.lax.stop_gradient(advantages), mask)
+
+
+def _ratio(log_probs: Array, old_log_probs: Array) -> Array:
+    """r_t = π_θ/π_old = exp(log π_θ − log π_old), differentiable in θ only."""
+    return jnp.exp(log_probs - jax.lax.stop_gradient(old_log_probs))
+
+
+def ppo_clip_loss(log_probs: Array, old_log_probs: Array, advantages: Array, clip_eps: Numeric, *,
+                  mask: Array | None = None) -> Array:
+    """PPO's clipped surrogate, negated (Schulman et al. 2017, eq. 7).
+
+        L^CLIP(θ) = −mean_t[min(r_t A_t, clip(r_t, 1 − ε, 1 + ε) A_t)],   r_t = exp(log π_θ − log π_old).
+
+    Args:
+      log_probs: ``[T, *batch]`` (or any shape) log π_θ(a_t|s_t), differentiated.
+      old_log_probs: log π_old(a_t|s_t) of the policy that collected the data, same shape.
+      advantages: A_t, same shape; a constant.
+      clip_eps: ε, a scalar (may be traced, e.g. vmapped).
+      mask: optional bool/float of the same shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar loss.
+
+    Example: at the old policy (ratio 1) the loss is −mean(A), and a ratio beyond 1 + ε earns no
+    more than the clipped one when A > 0:
+
+    >>> import jax.numpy as jnp
+    >>> from pgjax.losses import ppo_clip_loss
+    >>> old = jnp.log(jnp.array([0.5, 0.5]))
+    >>> ppo_clip_loss(old, old, jnp.array([1.0, 3.0]), 0.2)
+    Array(-2., dtype=float32)
+    >>> ppo_clip_loss(old + jnp.log(2.0), old, jnp.array([1.0, 3.0]), 0.2)
+    Array(-2.4, dtype=float32)
+    """
+    fn = "ppo_clip_loss"
+    check_scalar(fn, "clip_eps", clip_eps)
+    log_probs, old_log_probs, advantages = _per_step(
+        fn, mask, log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
     advantages = jax.lax.stop_gradient(advantages)
-    ratio = jnp.exp(log_probs - jax.lax.stop_gradient(old_log_probs))
-    unclipped = ratio * advantages
-    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
-    return -jnp.mean(jnp.minimum(unclipped, clipped))
+    ratio = _ratio(log_probs, old_log_probs)
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return -_mean(jnp.minimum(ratio * advantages, clipped * advantages), mask)
 
 
-def importance_sampled_surrogate(log_probs: Array, old_log_probs: Array, advantages: Array) -> Array:
-    """L^{IS}_{θ_old}(θ) = E_t[π_θ(a_t|s_t)/π_θ_old(a_t|s_t) · A_t] (seed slide "Importance Sampling",
-    the TRPO objective). Returned with a positive sign: it is *maximised*."""
-    chex.assert_equal_shape((log_probs, old_log_probs, advantages))
-    ratio = jnp.exp(log_probs - jax.lax.stop_gradient(old_log_probs))
-    return jnp.mean(ratio * jax.lax.stop_gradient(advantages))
+def importance_sampled_surrogate(log_probs: Array, old_log_probs: Array, advantages: Array, *,
+                                 mask: Array | None = None) -> Array:
+    """The importance-sampled surrogate objective of TRPO (Schulman et al. 2015, §5, eq. 14).
+
+        L^IS_θold(θ) = mean_t[π_θ(a_t|s_t) / π_θold(a_t|s_t) · A_t].
+
+    Returned with a **positive** sign: it is an objective, to be *maximised* (its gradient at
+    θ = θ_old is the policy gradient).
+
+    Args:
+      log_probs: ``[T, *batch]`` (or any shape) log π_θ(a_t|s_t), differentiated.
+      old_log_probs: log π_θold(a_t|s_t), same shape; a constant.
+      advantages: A_t, same shape; a constant.
+      mask: optional bool/float of the same shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar surrogate.
+    """
+    log_probs, old_log_probs, advantages = _per_step(
+        "importance_sampled_surrogate", mask, log_probs=log_probs, old_log_probs=old_log_probs,
+        advantages=advantages)
+    return _mean(_ratio(log_probs, old_log_probs) * jax.lax.stop_gradient(advantages), mask)
 
 
 def value_loss(values: Array, targets: Array, old_values: Array | None = None,
-               clip_eps: float | Array | None = None) -> Array:
-    """Squared-error critic regression ½·E[(V_φ(s_t) − target_t)²] (seed slide "VFA Objective").
+               clip_eps: Numeric | None = None, *, mask: Array | None = None) -> Array:
+    """Squared-error critic regression, optionally with PPO-style value clipping.
 
-    With ``old_values`` and ``clip_eps`` it is the clipped form used by PPO implementations
-    (Engstrom et al. 2020, §3 "value function clipping"):
-    ½·E[max((V − target)², (V_old + clip(V − V_old, −ε, ε) − target)²)].
+        L^V(φ) = ½·mean_t[(V_φ(s_t) − y_t)²]
+
+    (the semi-gradient value objective, Sutton & Barto 2018, §9.2–9.3, with the targets y_t held
+    constant). With ``old_values`` and ``clip_eps`` it is the clipped form of PPO implementations
+    (Engstrom et al. 2020, §3 "value function clipping"; Andrychowicz et al. 2021):
+
+        ½·mean_t[max((V − y)², (V_old + clip(V − V_old, −ε, ε) − y)²)].
+
+    Args:
+      values: ``[T, *batch]`` (or any shape) predictions V_φ(s_t), differentiated.
+      targets: y_t (returns, λ-returns, V-trace targets), same shape; constants.
+      old_values: V_old(s_t) of the critic that collected the data, same shape; give it together
+        with ``clip_eps`` or not at all.
+      clip_eps: ε, a scalar (may be traced); only together with ``old_values``.
+      mask: optional bool/float of the same shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar loss.
+
+    Raises:
+      ValueError: if only one of ``old_values`` and ``clip_eps`` is given (it used to skip the
+        clipping silently).
     """
-    chex.assert_equal_shape((values, targets))
-    targets = jax.lax.stop_gradient(targets)
-    squared = (values - targets) ** 2
-    if old_values is None or clip_eps is None:
-        return 0.5 * jnp.mean(squared)
-    chex.assert_equal_shape((values, old_values))
-    old_values = jax.lax.stop_gradient(old_values)
+    fn = "value_loss"
+    if (old_values is None) != (clip_eps is None):
+        raise ValueError(f"{fn}: pass both old_values and clip_eps for the clipped loss, or "
+                         f"neither for the plain one; got only "
+                         f"{'old_values' if clip_eps is None else 'clip_eps'}")
+    if old_values is None:
+        values, targets = _per_step(fn, mask, values=values, targets=targets)
+        return 0.5 * _mean((values - jax.lax.stop_gradient(targets)) ** 2, mask)
+    check_scalar(fn, "clip_eps", clip_eps)
+    values, old_values, targets = _per_step(fn, mask, values=values, old_values=old_values,
+                                            targets=targets)
+    targets, old_values = jax.lax.stop_gradient(targets), jax.lax.stop_gradient(old_values)
     clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
-    return 0.5 * jnp.mean(jnp.maximum(squared, (clipped_values - targets) ** 2))
+    return 0.5 * _mean(jnp.maximum((values - targets) ** 2, (clipped_values - targets) ** 2), mask)
 
 
-def entropy(dist: Distribution) -> Array:
-    """Mean policy entropy E_t[H(π(·|s_t))]; an entropy *bonus* β·H is subtracted from the loss
-    (seed slide "A3C": regularisation term β∇H(π))."""
-    return jnp.mean(dist.entropy())
+def _per_step_distribution(fn: str, dist: Distribution, mask: Array | None) -> Distribution:
+    """Checks the mask against ``dist``'s batch shape and replaces the parameters of masked-out
+    steps by 0 (parameters without the batch axes, e.g. a shared log σ, are left as they are)."""
+    if mask is None:
+        return dist
+    mask = jnp.asarray(mask)
+    chex.assert_shape(mask, dist.batch_shape,
+                      custom_message=f"{fn}: mask must have the distribution's batch shape")
+    keep = mask > 0
+
+    def select(param):
+        per_step = param.ndim > keep.ndim and param.shape[:keep.ndim] == keep.shape
+        if not per_step:
+            return param
+        k = keep.reshape(keep.shape + (1,) * (param.ndim - keep.ndim))
+        return jnp.where(k, param, jnp.zeros((), param.dtype))
+
+    return jax.tree_util.tree_map(select, dist)
 
 
-def mean_kl(old_dist: Distribution, new_dist: Distribution) -> Array:
-    """E_t[KL[π_old(·|s_t) ‖ π_new(·|s_t)]] — the TRPO constraint (seed slide "Trust Region Policy
-    Optimization")."""
-    return jnp.mean(old_dist.kl(new_dist))
+def entropy(dist: Distribution, *, mask: Array | None = None) -> Array:
+    """Mean policy entropy mean_t[H(π(·|s_t))], returned as **+H** (an entropy *bonus*).
+
+    Subtract it with a coefficient, L = … − β·H (Williams & Peng 1991; Mnih et al. 2016, §4),
+    to keep the policy from collapsing early.
+
+    Args:
+      dist: a :class:`~pgjax.distributions.Categorical` or
+        :class:`~pgjax.distributions.DiagGaussian` with batch shape ``[T, *batch]`` (or any).
+      mask: optional bool/float of the batch shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar mean entropy (nats).
+    """
+    dist = _per_step_distribution("entropy", dist, mask)
+    return _mean(dist.entropy(), mask)
 
 
-def approx_kl(log_probs: Array, old_log_probs: Array) -> Array:
-    """Sample estimate of KL[π_old ‖ π] from actions drawn by π_old: E[(r − 1) − log r]
-    (Schulman 2020, "Approximating KL divergence", k3). Non-negative, unbiased."""
+def mean_kl(old_dist: Distribution, new_dist: Distribution, *, mask: Array | None = None) -> Array:
+    """Mean KL divergence mean_t[KL[π_old(·|s_t) ‖ π_new(·|s_t)]], the trust-region constraint
+    of TRPO (Schulman et al. 2015, §4, eq. 12), in closed form.
+
+    Args:
+      old_dist: π_old, a distribution with batch shape ``[T, *batch]`` (or any).
+      new_dist: π_new, of the same type and shapes.
+      mask: optional bool/float of the batch shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar mean KL (nats).
+    """
+    fn = "mean_kl"
+    if type(old_dist) is not type(new_dist):
+        raise TypeError(f"{fn}: old_dist and new_dist must be the same kind of distribution, got "
+                        f"{type(old_dist).__name__} and {type(new_dist).__name__}")
+    old_dist = _per_step_distribution(fn, old_dist, mask)
+    new_dist = _per_step_distribution(fn, new_dist, mask)
+    return _mean(old_dist.kl(new_dist), mask)
+
+
+def approx_kl(log_probs: Array, old_log_probs: Array, *, mask: Array | None = None) -> Array:
+    """Sample estimate of KL[π_old ‖ π_θ] from actions drawn by π_old (Schulman 2020,
+    "Approximating KL divergence", estimator k3).
+
+        KL ≈ mean_t[(r_t − 1) − log r_t],   r_t = exp(log π_θ − log π_old).
+
+    Unbiased and non-negative per sample. A diagnostic: no gradient is intended through it.
+
+    Args:
+      log_probs: ``[T, *batch]`` (or any shape) log π_θ(a_t|s_t).
+      old_log_probs: log π_old(a_t|s_t) of the behaviour policy, same shape.
+      mask: optional bool/float of the same shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar estimate (nats).
+    """
+    log_probs, old_log_probs = _per_step("approx_kl", mask, log_probs=log_probs,
+                                         old_log_probs=old_log_probs)
     log_ratio = log_probs - old_log_probs
-    return jnp.mean(jnp.expm1(log_ratio) - log_ratio)
+    return _mean(jnp.expm1(log_ratio) - log_ratio, mask)
 
 
-def clip_fraction(log_probs: Array, old_log_probs: Array, clip_eps: float | Array) -> Array:
-    """Fraction of samples whose ratio lies outside [1−ε, 1+ε]."""
+def clip_fraction(log_probs: Array, old_log_probs: Array, clip_eps: Numeric, *,
+                  mask: Array | None = None) -> Array:
+    """Fraction of steps whose probability ratio lies outside PPO's interval [1 − ε, 1 + ε].
+
+        mean_t[1{|r_t − 1| > ε}],   r_t = exp(log π_θ − log π_old)   (Schulman et al. 2017, §3).
+
+    Args:
+      log_probs: ``[T, *batch]`` (or any shape) log π_θ(a_t|s_t).
+      old_log_probs: log π_old(a_t|s_t), same shape.
+      clip_eps: ε, a scalar (may be traced).
+      mask: optional bool/float of the same shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar fraction in [0, 1], in the log-probabilities' dtype.
+    """
+    fn = "clip_fraction"
+    check_scalar(fn, "clip_eps", clip_eps)
+    log_probs, old_log_probs = _per_step(fn, mask, log_probs=log_probs, old_log_probs=old_log_probs)
     ratio = jnp.exp(log_probs - old_log_probs)
-    return jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32))
+    return _mean((jnp.abs(ratio - 1.0) > clip_eps).astype(log_probs.dtype), mask)

@@ -86,7 +86,8 @@ def test_tiny_run_writes_config_metrics_and_summary(tmp_path, capsys):
 
 def test_total_steps_flag_is_checked_after_overrides():
     # 64 steps = 8 envs x 8 steps is a valid run, but a2c's defaults are 16 x 5 = 80 > 64
-    _, config, _ = cli.build_run("a2c", "CartPole-v1", 64, ["num_envs=8", "rollout_length=8"])
+    from pgjax.run import spec
+    _, config, _ = spec.config_and_hparams("a2c", "CartPole-v1", 64, ["num_envs=8", "rollout_length=8"])
     assert config.total_steps == 64 and config.num_updates == 1
 
 
@@ -117,7 +118,6 @@ def _args(argv):
 def test_config_file_then_flags_on_top(tmp_path):
     """A TOML file gives algorithm, seeds, config, env parameters, hyperparameters and options;
     --env/--set/--seeds/--sweep apply on top of it."""
-    from pgjax.run import spec_file
     path = tmp_path / "run.toml"
     path.write_text('algorithm = "ppo"\nseeds = [4, 9]\n[config]\nenv_id = "Acrobot-v1"\n'
                     'num_envs = 8\nhidden_sizes = [32, 32]\n[config.env_overrides]\n'
@@ -125,23 +125,21 @@ def test_config_file_then_flags_on_top(tmp_path):
                     '[options]\neval_episodes = 7\n')
     args = _args(["--config", str(path), "--set", "epochs=2", "--sweep", "clip_eps=0.1,0.3",
                   "--runs-dir", str(tmp_path)])
-    file = spec_file.load(path)
-    algo, config, settings, seeds, _ = cli._fresh_run(args, file)
-    assert algo.NAME == "ppo" and seeds == [4, 9]
+    run, _ = cli.resolve(args)
+    config = run.config
+    assert run.algorithm == "ppo" and run.seeds == (4, 9)
     assert (config.env_id, config.num_envs, config.hidden_sizes, config.epochs) == ("Acrobot-v1", 8, (32, 32), 2)
     assert dict(config.env_overrides) == {"max_steps_in_episode": 200}
-    assert [(s.learning_rate, s.clip_eps) for s in settings] == [(1e-3, 0.1), (1e-3, 0.3)]
-    assert cli._run_options(args, file["options"], strict=True).eval_episodes == 7
-    args = _args(["--config", str(path), "--env", "CartPole-v1", "--seeds", "1"])
-    _, config, _, seeds, _ = cli._fresh_run(args, file)
-    assert config.env_id == "CartPole-v1" and seeds == [0]
+    assert [(s.learning_rate, s.clip_eps) for s in run.settings] == [(1e-3, 0.1), (1e-3, 0.3)]
+    assert run.options.eval_episodes == 7
+    run, _ = cli.resolve(_args(["--config", str(path), "--env", "CartPole-v1", "--seeds", "1"]))
+    assert run.config.env_id == "CartPole-v1" and run.seeds == (0,)
 
 
 def test_a_runs_config_json_starts_the_same_run(tmp_path):
     """--config accepts a previous run's config.json: same algorithm, config, settings, seeds."""
     import json
 
-    from pgjax.run import spec_file
     from pgjax.algorithms import a2c
     from pgjax.config import config_to_dict, hparams_to_dict
     config = a2c.Config(env_id="Pendulum-v1", num_envs=8, normalize_obs=True)
@@ -152,10 +150,10 @@ def test_a_runs_config_json_starts_the_same_run(tmp_path):
                                 "hparams_settings": [hparams_to_dict(h) for h in settings],
                                 "seeds": [1, 2], "members": [], "device": "cpu:0",
                                 "options": {"eval_episodes": 9}}))
-    args = _args(["--config", str(path), "--runs-dir", str(tmp_path)])
-    algo, loaded, loaded_settings, seeds, _ = cli._fresh_run(args, spec_file.load(path))
-    assert algo.NAME == "a2c" and loaded == config and seeds == [1, 2]
-    assert [hparams_to_dict(h) for h in loaded_settings] == [hparams_to_dict(h) for h in settings]
+    run, _ = cli.resolve(_args(["--config", str(path), "--runs-dir", str(tmp_path)]))
+    assert run.algorithm == "a2c" and run.config == config and run.seeds == (1, 2)
+    assert [hparams_to_dict(h) for h in run.settings] == [hparams_to_dict(h) for h in settings]
+    assert run.options.eval_episodes == 9
 
 
 @pytest.mark.parametrize("content, name, message", [

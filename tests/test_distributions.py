@@ -234,12 +234,14 @@ def test_gaussian_kl_monte_carlo():
     # KL[p‖q] = E_p[log p(x) − log q(x)], estimated from samples of p drawn by DiagGaussian.sample.
     mu1, ls1 = j([0.3, -1.0]), j([0.2, -0.4])
     mu2, ls2 = j([-0.2, -0.5]), j([0.5, 0.1])
-    p, q = Gauss(mu1, ls1), Gauss(mu2, ls2)
     n = 100_000
-    x = Gauss(jnp.broadcast_to(mu1, (n, 2)), ls1).sample(jax.random.PRNGKey(0))
+    # log_prob takes actions of exactly the mean's shape (no broadcasting), so the single
+    # distributions are broadcast to the n samples explicitly
+    p, q = Gauss(jnp.broadcast_to(mu1, (n, 2)), ls1), Gauss(jnp.broadcast_to(mu2, (n, 2)), ls2)
+    x = p.sample(jax.random.PRNGKey(0))
     diff = np.asarray(p.log_prob(x) - q.log_prob(x), np.float64)
     est, se = diff.mean(), diff.std() / np.sqrt(n)
-    exact = float(p.kl(q))
+    exact = float(Gauss(mu1, ls1).kl(Gauss(mu2, ls2)))
     assert abs(est - exact) < 5 * se, (est, exact, se)
     # And the MC estimate with SciPy densities on the same samples.
     xs = np.asarray(x, np.float64)
@@ -314,3 +316,122 @@ def test_categorical_with_masked_logit_has_finite_entropy_and_kl():
     other = Categorical(jnp.array([0.0, 1.0, 0.0]))
     p = np.array([0.5, 0.5]); q = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0, 0.0]).sum()
     np.testing.assert_allclose(masked.kl(other), np.sum(p * np.log(p / q)), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Masked (−inf) logits: right values AND finite gradients
+# ----------------------------------------------------------------------------------------------
+
+MASKED = np.array([[0.3, -np.inf, 1.2, -0.5], [-1.0, -np.inf, 0.4, 2.0]], np.float32)
+REDUCED = MASKED[:, [0, 2, 3]]                     # the same distributions over the allowed actions
+
+
+def test_masked_logits_entropy_value_and_gradient_match_the_reduced_distribution():
+    ent = jax.jit(jax.value_and_grad(lambda h: jnp.sum(Categorical(h).entropy())))
+    value, grad = ent(j(MASKED))
+    want_value, want_grad = ent(j(REDUCED))
+    np.testing.assert_allclose(float(value), float(want_value), rtol=1e-6)
+    grad = np.asarray(grad)
+    assert np.all(np.isfinite(grad)) and np.all(grad[:, 1] == 0.0)
+    np.testing.assert_allclose(grad[:, [0, 2, 3]], np.asarray(want_grad), rtol=1e-5, atol=1e-7)
+
+
+def test_masked_logits_kl_value_and_gradients_match_the_reduced_distributions():
+    rng = np.random.default_rng(11)
+    other = f32(rng.normal(size=MASKED.shape)).astype(np.float32)
+    other[:, 1] = -np.inf                          # both policies forbid action 1
+    kl = jax.jit(jax.value_and_grad(lambda p, q: jnp.sum(Categorical(p).kl(Categorical(q))), argnums=(0, 1)))
+    value, (gp, gq) = kl(j(MASKED), j(other))
+    want_value, (wp, wq) = kl(j(REDUCED), j(other[:, [0, 2, 3]]))
+    np.testing.assert_allclose(float(value), float(want_value), rtol=1e-5)
+    for g, want in ((gp, wp), (gq, wq)):
+        g = np.asarray(g)
+        assert np.all(np.isfinite(g)) and np.all(g[:, 1] == 0.0)
+        np.testing.assert_allclose(g[:, [0, 2, 3]], np.asarray(want), rtol=1e-5, atol=1e-7)
+
+
+def test_kl_from_a_masked_policy_to_an_unmasked_one_has_the_analytic_gradient():
+    # KL[p ‖ q] with p masked, q not: ∂KL/∂(logits of q) = softmax(q) − p, finite everywhere.
+    q = f32(np.random.default_rng(12).normal(size=MASKED.shape))
+    g = np.asarray(jax.jit(jax.grad(lambda b: jnp.sum(Categorical(j(MASKED)).kl(Categorical(b)))))(j(q)))
+    p = np.exp(np_log_softmax(np.where(np.isinf(MASKED), -1e30, MASKED).astype(np.float64)))
+    q_probs = np.exp(np_log_softmax(q))
+    np.testing.assert_allclose(g, q_probs - p, rtol=1e-5, atol=1e-6)
+    lp, lq = np_log_softmax(REDUCED.astype(np.float64)), np.log(q_probs[:, [0, 2, 3]])
+    np.testing.assert_allclose(np.asarray(Cat(j(MASKED)).kl(Cat(j(q)))),
+                               np.sum(np.exp(lp) * (lp - lq), -1), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Action and shape contracts
+# ----------------------------------------------------------------------------------------------
+
+def test_categorical_log_prob_refuses_non_integer_actions():
+    with pytest.raises(TypeError, match="Categorical.log_prob: actions must be integers"):
+        Categorical(jnp.zeros((2, 3))).log_prob(jnp.asarray([1.7, 0.0]))
+    with pytest.raises(TypeError, match="Categorical.log_prob: actions must be integers"):
+        Categorical(jnp.zeros((2, 3))).log_prob(jnp.asarray([True, False]))
+
+
+def test_categorical_log_prob_refuses_out_of_range_actions_outside_jit():
+    dist = Categorical(jnp.log(jnp.asarray([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])))
+    for bad in ([0, -1], [3, 0]):
+        with pytest.raises(ValueError, match=r"Categorical.log_prob: actions must lie in \[0, 3\)"):
+            dist.log_prob(jnp.asarray(bad))
+    with pytest.raises(ValueError, match="Categorical.log_prob"):
+        dist.log_prob(np.asarray([5, 0], np.int64))     # NumPy ints are checked too
+
+
+def test_categorical_log_prob_out_of_range_inside_jit_is_nan():
+    # Inside jit the values are not known when tracing: an out-of-range action gives NaN
+    # (documented), never a wrapped-around or clamped probability.
+    dist = Categorical(jnp.log(jnp.asarray([[0.2, 0.3, 0.5]] * 4)))
+    got = np.asarray(jax.jit(lambda d, a: d.log_prob(a))(dist, jnp.asarray([-1, 3, 2, 0])))
+    assert np.isnan(got[0]) and np.isnan(got[1])
+    np.testing.assert_allclose(got[2:], np.log([0.5, 0.2]), rtol=1e-6)
+    # ... and the NaN does not leak into the gradient of the in-range rows
+    in_range_rows = lambda h, a: jnp.sum(Categorical(h).log_prob(a)[2:])  # noqa: E731
+    g = jax.jit(jax.grad(in_range_rows))(dist.logits, jnp.asarray([-1, 3, 2, 0]))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_categorical_log_prob_refuses_mismatched_action_shape():
+    dist = Categorical(jnp.zeros((4, 3)))
+    for bad in (jnp.zeros((3,), jnp.int32), jnp.zeros((4, 1), jnp.int32), jnp.zeros((), jnp.int32)):
+        with pytest.raises(AssertionError, match="Categorical.log_prob: actions"):
+            dist.log_prob(bad)
+
+
+def test_gaussian_log_prob_refuses_broadcasting():
+    # a [B, 1] mean against [B] actions used to broadcast to [B, B] and sum the wrong axis
+    dist = DiagGaussian(jnp.zeros((4, 1)), jnp.zeros(1))
+    with pytest.raises(AssertionError, match="DiagGaussian.log_prob: actions"):
+        dist.log_prob(jnp.zeros(4))
+    with pytest.raises(AssertionError, match="DiagGaussian.log_prob: actions must be a floating"):
+        dist.log_prob(jnp.zeros((4, 1), jnp.int32))
+    with pytest.raises(AssertionError, match="DiagGaussian.log_prob: log_std"):
+        DiagGaussian(jnp.zeros((4, 2)), jnp.zeros(3)).log_prob(jnp.zeros((4, 2)))
+    with pytest.raises(AssertionError, match="DiagGaussian.kl"):
+        DiagGaussian(jnp.zeros((4, 2)), jnp.zeros(2)).kl(DiagGaussian(jnp.zeros((1, 2)), jnp.zeros(2)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Pytree behaviour without flax
+# ----------------------------------------------------------------------------------------------
+
+def test_distributions_are_frozen_pytrees_usable_in_jit_and_vmap():
+    import dataclasses
+    h = j(np.random.default_rng(13).normal(size=(5, 3, 4)))
+    actions = jnp.zeros((5, 3), jnp.int32)
+    per_row = jax.vmap(lambda d, a: d.log_prob(a))(Categorical(h), actions)
+    np.testing.assert_allclose(np.asarray(per_row), np.asarray(Categorical(h).log_prob(actions)), rtol=1e-6)
+    g = DiagGaussian(jnp.zeros((2, 3)), jnp.zeros(3))
+    assert [f.name for f in dataclasses.fields(g)] == ["mean", "log_std"]
+    assert len(jax.tree_util.tree_leaves(g)) == 2
+    moved = g.replace(mean=jnp.ones((2, 3)))
+    assert isinstance(moved, DiagGaussian) and float(moved.mean[0, 0]) == 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.mean = jnp.ones((2, 3))
+    doubled = jax.tree_util.tree_map(lambda x: 2 * x, Categorical(h))
+    assert isinstance(doubled, Categorical)
+    assert Categorical(h).batch_shape == (5, 3) and g.batch_shape == (2,)

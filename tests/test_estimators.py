@@ -634,3 +634,200 @@ def test_explained_variance():
     assert_close(est.explained_variance(j(p), j(t)), want, rtol=1e-4, atol=1e-5)
     assert_close(est.explained_variance(j(t), j(t)), 1.0)
     assert np.isnan(float(est.explained_variance(j(p), jnp.ones(100, jnp.float32))))
+
+
+# ----------------------------------------------------------------------------------------------
+# Low precision: float16 / bfloat16 in, the same dtype out, close to a float64 reference
+# ----------------------------------------------------------------------------------------------
+
+LOW_PRECISION = [pytest.param(jnp.float16, id="float16"), pytest.param(jnp.bfloat16, id="bfloat16")]
+
+
+def rounded(x, dtype):
+    """The values a ``dtype`` computation actually sees, as float64 for the references."""
+    return np.asarray(jnp.asarray(x, dtype).astype(jnp.float32), np.float64)
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_low_precision_keeps_the_dtype_and_matches_a_float64_reference(dtype):
+    x = make_traj(0, (T, 5), with_rhos=True)
+    names = ("rewards", "values", "next_values", "discounts", "log_rhos")
+    low = {k: jnp.asarray(x[k], dtype) for k in names}
+    ref = {k: rounded(x[k], dtype) for k in names}
+    r, v, nv, d, lr = (low[k] for k in names)
+    dn = jnp.asarray(x["dones"] > 0)   # a bool mask: it must not widen the computation
+    gamma = float(rounded(GAMMA, dtype))
+    lam = 0.9
+    # Error budget: a T-step recursion of rounded multiply-adds; observed ≈ 1.3·eps·(1 + |G|).
+    eps = float(jnp.finfo(dtype).eps)
+    tol = dict(rtol=4 * eps, atol=8 * eps)
+    rr, rv, rnv, rd, rlr = (ref[k] for k in names)
+    rdn = x["dones"]
+    cases = {
+        "discounted_returns": (est.discounted_returns(r, nv, d, dn),
+                               ref_discounted_returns(rr, rnv, rd, rdn)),
+        "lambda_returns": (est.lambda_returns(r, nv, d, dn, lam), ref_lambda_returns(rr, rnv, rd, rdn, lam)),
+        "n_step_returns": (est.n_step_returns(r, nv, d, dn, 3), ref_n_step_returns(rr, rnv, rd, rdn, 3)),
+        "td_errors": (est.td_errors(r, v, nv, d), ref_td_errors(rr, rv, rnv, rd)),
+        "gae": (est.gae(r, v, nv, d, dn, lam), ref_gae(rr, rv, rnv, rd, rdn, lam, gamma)),
+    }
+    vs, pg = est.vtrace(r, v, nv, d, dn, lr, lambda_=lam, rho_bar=1.5, c_bar=0.9, pg_rho_bar=1.2)
+    want_vs, want_pg = ref_vtrace(rr, rv, rnv, rd, rdn, rlr, lam, 1.5, 0.9, 1.2)
+    cases["vtrace vs"], cases["vtrace pg_advantages"] = (vs, want_vs), (pg, want_pg)
+    for name, (got, want) in cases.items():
+        assert got.dtype == dtype, (name, got.dtype)
+        assert_close(got, want, **tol)
+    # ... and a low-precision computation is not secretly a float32 one rounded at the end:
+    # a float32 run of the same inputs differs from it by more than the final rounding.
+    f32 = est.gae(*(a.astype(jnp.float32) for a in (r, v, nv, d)), dn, lam)
+    assert not np.array_equal(np.asarray(cases["gae"][0].astype(jnp.float32)),
+                              np.asarray(f32.astype(dtype).astype(jnp.float32)))
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_low_precision_hyperparameters_do_not_widen_the_result(dtype):
+    # A traced float32 λ / discount (a vmapped hyperparameter) is cast to the trajectory's dtype.
+    x = make_traj(1, (T, 3), with_rhos=True)
+    r, v, nv, lr = (jnp.asarray(x[k], dtype) for k in ("rewards", "values", "next_values", "log_rhos"))
+    dn = jnp.asarray(x["dones"], jnp.float32)
+    lam, gamma = jnp.float32(0.9), jnp.float32(GAMMA)
+    assert _est_module.lambda_returns(r, nv, gamma, dn, lam).dtype == dtype
+    assert _est_module.gae(r, v, nv, gamma, dn, lam).dtype == dtype
+    assert all(out.dtype == dtype for out in _est_module.vtrace(
+        r, v, nv, gamma, dn, lr, lam, jnp.float32(1.0), jnp.float32(1.0), jnp.float32(1.0)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Scalar discounts, per-step λ, Python lists, the static n
+# ----------------------------------------------------------------------------------------------
+
+def test_scalar_discount_broadcasts_to_the_rewards_shape():
+    # Every episode end counted as a truncation (no terminal state): the discount is γ on every
+    # row, which a scalar expresses; each estimator gives what it gives with a [T, B] array of γ.
+    x = make_traj(2, (T, 5), with_rhos=True)
+    r, v, nv, dn, lr = (j(x[k]) for k in ("rewards", "values", "next_values", "dones", "log_rhos"))
+    full = jnp.full((T, 5), GAMMA, jnp.float32)
+    e = _est_module
+    for scalar in (GAMMA, np.float32(GAMMA), jnp.float32(GAMMA)):
+        pairs = [
+            (e.discounted_returns(r, nv, scalar, dn), est.discounted_returns(r, nv, full, dn)),
+            (e.lambda_returns(r, nv, scalar, dn, 0.8), est.lambda_returns(r, nv, full, dn, 0.8)),
+            (e.n_step_returns(r, nv, scalar, dn, 3), est.n_step_returns(r, nv, full, dn, 3)),
+            (e.td_errors(r, v, nv, scalar), est.td_errors(r, v, nv, full)),
+            (e.gae(r, v, nv, scalar, dn, 0.8), est.gae(r, v, nv, full, dn, 0.8)),
+            (e.vtrace(r, v, nv, scalar, dn, lr)[0], est.vtrace(r, v, nv, full, dn, lr)[0]),
+        ]
+        for got, want in pairs:
+            assert got.shape == (T, 5) and got.dtype == jnp.float32
+            assert_close(got, np.asarray(want, np.float64))
+    # ... a traced scalar discount too (a vmapped γ)
+    got = jax.jit(e.gae)(r, v, nv, jnp.float32(GAMMA), dn, 0.8)
+    assert_close(got, ref_gae(x["rewards"], x["values"], x["next_values"], np.full((T, 5), GAMMA),
+                              x["dones"], 0.8, GAMMA))
+
+
+def test_python_lists_and_numpy_arrays_are_accepted():
+    x = make_traj(3, (T,))
+    r, v, nv, d, dn = (x[k] for k in ("rewards", "values", "next_values", "discounts", "dones"))
+    want = ref_gae(r, v, nv, d, dn, 0.9, GAMMA)
+    assert_close(_est_module.gae(list(r), tuple(v), nv.astype(np.float32), list(d), list(dn), 0.9), want,
+                 rtol=1e-4, atol=1e-4)
+    assert_close(_est_module.td_errors(list(r), list(v), list(nv), 0.5), r + 0.5 * nv - v, rtol=1e-5)
+
+
+def ref_lambda_returns_per_step(rewards, next_values, discounts, dones, lam):
+    """λ-return with a per-step λ_t, as a forward sum over the recursion unrolled:
+    G_t = Σ_{k=t}^{end} (Π_{j=t}^{k−1} d_j λ_j) · [r_k + d_k (1 − λ_k) V(s'_k)] for k < end, and the
+    last term r_end + d_end V(s'_end) (λ_end unused: the episode or segment stops there)."""
+    shape = np.shape(rewards)
+    r, nv, d, dn, lm = cols(rewards, next_values, discounts, dones, lam)
+    out = np.zeros_like(r)
+    for b in range(r.shape[1]):
+        for t in range(r.shape[0]):
+            end = episode_end(dn[:, b], t)
+            g, w = 0.0, 1.0
+            for k in range(t, end + 1):
+                keep = 1.0 - lm[k, b] if k < end else 1.0
+                g += w * (r[k, b] + d[k, b] * keep * nv[k, b])
+                w *= d[k, b] * lm[k, b]
+            out[t, b] = g
+    return out.reshape(shape)
+
+
+def ref_gae_per_step(rewards, values, next_values, discounts, dones, lam):
+    """A_t = Σ_{l=0}^{end−t} (Π_{j<l} d_{t+j} λ_{t+j}) δ_{t+l} with a per-step λ."""
+    shape = np.shape(rewards)
+    r, v, nv, d, dn, lm = cols(rewards, values, next_values, discounts, dones, lam)
+    delta = r + d * nv - v
+    out = np.zeros_like(r)
+    for b in range(r.shape[1]):
+        for t in range(r.shape[0]):
+            acc, w = 0.0, 1.0
+            for k in range(t, episode_end(dn[:, b], t) + 1):
+                acc += w * delta[k, b]
+                w *= d[k, b] * lm[k, b]
+            out[t, b] = acc
+    return out.reshape(shape)
+
+
+@pytest.mark.parametrize("shape", [(T, 5), (T,)])
+def test_per_step_lambda(shape):
+    # λ_t weights the continuation out of row t (the same row as discounts_t), as in rlax.
+    x = make_traj(4, shape, with_rhos=True)
+    lam = np.random.default_rng(9).uniform(0.0, 1.0, size=shape)
+    r, v, nv, d, dn, lr = (j(x[k]) for k in ("rewards", "values", "next_values", "discounts", "dones",
+                                             "log_rhos"))
+    e = _est_module
+    got = e.lambda_returns(r, nv, d, dn, j(lam))
+    assert got.shape == shape
+    assert_close(got, ref_lambda_returns_per_step(x["rewards"], x["next_values"], x["discounts"],
+                                                  x["dones"], lam))
+    assert_close(e.gae(r, v, nv, d, dn, j(lam)),
+                 ref_gae_per_step(x["rewards"], x["values"], x["next_values"], x["discounts"],
+                                  x["dones"], lam))
+    vs, pg = e.vtrace(r, v, nv, d, dn, lr, lambda_=j(lam), rho_bar=1.5, c_bar=0.9)
+    want_vs, want_pg = ref_vtrace(x["rewards"], x["values"], x["next_values"], x["discounts"],
+                                  x["dones"], x["log_rhos"], lam.reshape(T, -1), 1.5, 0.9, 1.0)
+    assert_close(vs, want_vs)
+    assert_close(pg, want_pg)
+    # a constant per-step λ is the scalar λ
+    const = jnp.full(shape, 0.7, jnp.float32)
+    assert_close(e.gae(r, v, nv, d, dn, const), np.asarray(est.gae(r, v, nv, d, dn, 0.7), np.float64))
+    assert_close(e.lambda_returns(r, nv, d, dn, const),
+                 np.asarray(est.lambda_returns(r, nv, d, dn, 0.7), np.float64))
+
+
+@pytest.mark.parametrize("n", [3, np.int64(3), np.int32(3), jnp.int32(3)],
+                         ids=["int", "np.int64", "np.int32", "jax int32"])
+def test_n_step_accepts_any_integer_type(n):
+    x = make_traj(5, (T, 5))
+    r, nv, d, dn = (j(x[k]) for k in ("rewards", "next_values", "discounts", "dones"))
+    assert_close(_est_module.n_step_returns(r, nv, d, dn, n),
+                 ref_n_step_returns(x["rewards"], x["next_values"], x["discounts"], x["dones"], 3))
+
+
+def test_traced_n_asks_for_a_static_argument():
+    a = jnp.zeros((T, 5), jnp.float32)
+    with pytest.raises(TypeError, match=r"n_step_returns: n must be a static Python int.*static_argnums"):
+        jax.jit(_est_module.n_step_returns)(a, a, a, a, 3)
+    for bad in (True, 2.5, "3"):
+        with pytest.raises(ValueError, match="n_step_returns: n must be an int >= 1"):
+            _est_module.n_step_returns(a, a, a, a, bad)
+
+
+def test_shape_errors_name_the_function_and_the_argument():
+    a = jnp.zeros((T, 5), jnp.float32)
+    per_batch = jnp.zeros((5,), jnp.float32)   # [B], not [T, B] and not a scalar
+    per_time = jnp.zeros((T,), jnp.float32)
+    with pytest.raises(AssertionError, match="discounted_returns: discounts"):
+        _est_module.discounted_returns(a, a, per_batch, a)
+    with pytest.raises(AssertionError, match="gae: lambda_"):
+        _est_module.gae(a, a, a, a, a, per_time)
+    with pytest.raises(AssertionError, match="lambda_returns: dones"):
+        _est_module.lambda_returns(a, a, a, per_time, 0.9)
+    with pytest.raises(AssertionError, match="vtrace: rho_bar"):
+        _est_module.vtrace(a, a, a, a, a, a, rho_bar=per_batch)
+    with pytest.raises(AssertionError, match="td_errors: values"):
+        _est_module.td_errors(a, per_batch, a, a)
+    with pytest.raises(AssertionError, match="gae: values must be a floating-point"):
+        _est_module.gae(a, a.astype(jnp.int32), a, a, a, 0.9)

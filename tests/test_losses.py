@@ -16,7 +16,7 @@ from pgjax.distributions import Categorical, DiagGaussian
 # (much faster on a small CPU). Eager calls are used in test_ppo_clip_loss_value.
 L = types.SimpleNamespace(**{name: jax.jit(getattr(losses, name)) for name in (
     "policy_gradient_loss", "ppo_clip_loss", "importance_sampled_surrogate", "value_loss",
-    "entropy", "mean_kl", "approx_kl", "clip_fraction")})
+    "entropy", "mean_kl", "approx_kl", "clip_fraction", "masked_mean")})
 
 
 def jgrad(fun, argnums=0):
@@ -193,9 +193,8 @@ def test_value_loss_unclipped(seed):
     g_v, g_t = jgrad(L.value_loss, argnums=(0, 1))(j(v), j(tgt))
     np.testing.assert_allclose(np.asarray(g_v), (v - tgt) / v.size, rtol=1e-5, atol=1e-7)
     assert np.all(np.asarray(g_t) == 0.0)
-    # Passing only one of old_values / clip_eps gives the unclipped loss.
-    np.testing.assert_allclose(float(L.value_loss(j(v), j(tgt), old_values=j(tgt))), float(got))
-    np.testing.assert_allclose(float(L.value_loss(j(v), j(tgt), clip_eps=0.1)), float(got))
+    # (Passing only one of old_values / clip_eps is refused:
+    # test_value_loss_refuses_half_a_clipping_specification.)
 
 
 def np_clipped_value_loss(v, tgt, old, eps):
@@ -317,3 +316,196 @@ def test_mean_kl_and_entropy_gaussian():
     np.testing.assert_allclose(float(got_kl), want_kl, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(float(L.entropy(DiagGaussian(j(mu1), j(ls1)))), want_h,
                                rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape contracts: no silent broadcasting
+# ----------------------------------------------------------------------------------------------
+
+def test_losses_and_metrics_refuse_broadcasting_shapes():
+    # [B] against [B, 1] would broadcast to [B, B] and average B² meaningless pairs.
+    b, b1 = jnp.zeros(8), jnp.zeros((8, 1))
+    calls = {
+        "approx_kl": lambda: losses.approx_kl(b, b1),
+        "clip_fraction": lambda: losses.clip_fraction(b, b1, 0.2),
+        "policy_gradient_loss": lambda: losses.policy_gradient_loss(b, b1),
+        "ppo_clip_loss": lambda: losses.ppo_clip_loss(b, b, b1, 0.2),
+        "importance_sampled_surrogate": lambda: losses.importance_sampled_surrogate(b, b1, b),
+        "value_loss": lambda: losses.value_loss(b, b1),
+        "masked_mean": lambda: losses.masked_mean(b, mask=b1),
+    }
+    for name, call in calls.items():
+        with pytest.raises(AssertionError, match=name):
+            call()
+    with pytest.raises(AssertionError, match="value_loss: values, old_values"):
+        losses.value_loss(b, b, old_values=b1, clip_eps=0.2)
+    with pytest.raises(AssertionError, match="ppo_clip_loss: clip_eps must be a scalar"):
+        losses.ppo_clip_loss(b, b, b, jnp.full(8, 0.2))
+    with pytest.raises(AssertionError,
+                       match="policy_gradient_loss: log_probs, advantages, mask must have the same shape"):
+        losses.policy_gradient_loss(b, b, mask=jnp.ones(7))
+    with pytest.raises(AssertionError, match="policy_gradient_loss: advantages must be a floating"):
+        losses.policy_gradient_loss(b, jnp.zeros(8, jnp.int32))
+
+
+def test_value_loss_refuses_half_a_clipping_specification():
+    # old_values without clip_eps used to skip clipping silently (and never check old_values).
+    v = jnp.zeros(5)
+    with pytest.raises(ValueError, match="value_loss: pass both old_values and clip_eps"):
+        losses.value_loss(v, v, old_values=v)
+    with pytest.raises(ValueError, match="value_loss: pass both old_values and clip_eps"):
+        losses.value_loss(v, v, clip_eps=0.2)
+
+
+def test_distribution_metrics_refuse_mismatched_distributions():
+    with pytest.raises(AssertionError, match="kl"):
+        losses.mean_kl(Categorical(jnp.zeros((4, 3))), Categorical(jnp.zeros((4, 5))))
+    with pytest.raises(AssertionError, match="kl"):
+        losses.mean_kl(Categorical(jnp.zeros((4, 3))), Categorical(jnp.zeros((1, 3))))
+    with pytest.raises(TypeError, match="mean_kl"):
+        losses.mean_kl(Categorical(jnp.zeros((4, 3))), DiagGaussian(jnp.zeros((4, 3)), jnp.zeros(3)))
+    with pytest.raises(AssertionError, match="entropy: mask"):
+        losses.entropy(Categorical(jnp.zeros((4, 3))), mask=jnp.ones(3))
+
+
+# ----------------------------------------------------------------------------------------------
+# Masks: every loss and metric averages over the steps where mask > 0 only
+# ----------------------------------------------------------------------------------------------
+
+GARBAGE = np.array([np.nan, np.inf, -np.inf, 1e30, -7.0])
+
+
+def masked_batch(seed, shape=(6, 5)):
+    """Inputs where the masked-out steps hold garbage (NaN, ±inf, huge values): the masked losses
+    must equal the plain losses on the unmasked steps alone, value and gradient."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random(shape) < 0.6
+    mask.flat[:2] = [True, False]
+    new, old, adv = ppo_inputs(seed, shape=shape, spread=0.5)
+    values, targets = f32(rng.normal(size=shape)), f32(rng.normal(size=shape))
+    old_values = f32(values + 0.3 * rng.normal(size=shape))
+    clean = dict(new=new, old=old, adv=adv, values=values, targets=targets, old_values=old_values)
+    dirty = {}
+    for i, (k, x) in enumerate(clean.items()):
+        x = x.copy()
+        x[~mask] = np.resize(np.roll(GARBAGE, i), (~mask).sum())
+        dirty[k] = x
+    return mask, clean, dirty
+
+
+EPS = 0.2
+# name -> (loss(inputs dict, mask), the argument differentiated)
+MASKED_LOSSES = {
+    "policy_gradient_loss": (lambda x, m: losses.policy_gradient_loss(x["new"], x["adv"], mask=m), "new"),
+    "ppo_clip_loss": (lambda x, m: losses.ppo_clip_loss(x["new"], x["old"], x["adv"], EPS, mask=m), "new"),
+    "importance_sampled_surrogate": (
+        lambda x, m: losses.importance_sampled_surrogate(x["new"], x["old"], x["adv"], mask=m), "new"),
+    "value_loss": (lambda x, m: losses.value_loss(x["values"], x["targets"], mask=m), "values"),
+    "value_loss clipped": (lambda x, m: losses.value_loss(x["values"], x["targets"], x["old_values"],
+                                                          EPS, mask=m), "values"),
+    "approx_kl": (lambda x, m: losses.approx_kl(x["new"], x["old"], mask=m), "new"),
+    "clip_fraction": (lambda x, m: losses.clip_fraction(x["new"], x["old"], EPS, mask=m), None),
+    "masked_mean": (lambda x, m: losses.masked_mean(x["targets"], mask=m), "targets"),
+}
+
+# NumPy references on the unmasked steps (1-D arrays)
+NP_LOSSES = {
+    "policy_gradient_loss": lambda x: -np.mean(x["new"] * x["adv"]),
+    "ppo_clip_loss": lambda x: np_ppo_loss(x["new"], x["old"], x["adv"], EPS),
+    "importance_sampled_surrogate": lambda x: np.mean(np.exp(x["new"] - x["old"]) * x["adv"]),
+    "value_loss": lambda x: 0.5 * np.mean((x["values"] - x["targets"]) ** 2),
+    "value_loss clipped": lambda x: np_clipped_value_loss(x["values"], x["targets"], x["old_values"], EPS),
+    "approx_kl": lambda x: np.mean(np.expm1(x["new"] - x["old"]) - (x["new"] - x["old"])),
+    "clip_fraction": lambda x: np.mean(np.abs(np.exp(x["new"] - x["old"]) - 1.0) > EPS),
+    "masked_mean": lambda x: np.mean(x["targets"]),
+}
+
+
+@pytest.mark.parametrize("mask_dtype", [bool, np.float32], ids=["bool", "float"])
+@pytest.mark.parametrize("name", list(MASKED_LOSSES))
+def test_masked_loss_equals_the_loss_on_the_unmasked_steps(name, mask_dtype):
+    loss, arg = MASKED_LOSSES[name]
+    mask, clean, dirty = masked_batch(0)
+    m = jnp.asarray(mask.astype(mask_dtype))
+    inputs = {k: j(v) for k, v in dirty.items()}
+    got = jax.jit(loss)(inputs, m)
+    assert got.shape == () and np.isfinite(float(got))
+    np.testing.assert_allclose(float(got), NP_LOSSES[name]({k: v[mask] for k, v in clean.items()}),
+                               rtol=1e-5, atol=1e-6)
+    if arg is None:
+        return
+    # the gradient: zero (not NaN) at masked steps, the subset's own gradient elsewhere
+    grad = lambda x, inp, mk: jax.grad(lambda y: loss({**inp, arg: y}, mk))(x)  # noqa: E731
+    g = np.asarray(jax.jit(grad)(inputs[arg], inputs, m))
+    assert np.all(np.isfinite(g)) and np.all(g[~mask] == 0.0)
+    subset = {k: j(v[mask]) for k, v in clean.items()}
+    g_subset = np.asarray(jax.jit(grad)(subset[arg], subset, None))
+    np.testing.assert_allclose(g[mask], g_subset, rtol=1e-5, atol=1e-7)
+
+
+def test_mask_weights_and_an_empty_mask():
+    # weights: Σ w·x / max(Σ w, 1); an all-zero mask gives 0 (not NaN) and a zero gradient.
+    rng = np.random.default_rng(5)
+    x = f32(rng.normal(size=(4, 3)))
+    w = np.array([0.0, 0.5, 2.0])[rng.integers(0, 3, size=(4, 3))]
+    np.testing.assert_allclose(float(L.masked_mean(j(x), mask=j(w))),
+                               np.sum(w * x) / max(np.sum(w), 1.0), rtol=1e-6)
+    lp, adv = j(x), j(rng.normal(size=(4, 3)))
+    np.testing.assert_allclose(float(L.policy_gradient_loss(lp, adv, mask=j(w))),
+                               -np.sum(w * x * np.asarray(adv)) / np.sum(w), rtol=1e-5)
+    empty = jnp.zeros((4, 3), bool)
+    assert float(L.policy_gradient_loss(lp, adv, mask=empty)) == 0.0
+    g = jgrad(lambda y: losses.policy_gradient_loss(y, adv, mask=empty))(lp)
+    assert np.all(np.asarray(g) == 0.0)
+    # tiny weights are divided by 1, not by their sum (the brief's max(Σ mask, 1))
+    tiny = jnp.full((4, 3), 0.01)
+    np.testing.assert_allclose(float(L.masked_mean(j(x), mask=tiny)), 0.01 * np.sum(x), rtol=1e-5)
+
+
+def _np_categorical(h):
+    lp = np_log_softmax(h)
+    return lp, np.exp(lp)
+
+
+@pytest.mark.parametrize("mask_dtype", [bool, np.float32], ids=["bool", "float"])
+def test_masked_entropy_and_mean_kl_ignore_garbage_steps(mask_dtype):
+    rng = np.random.default_rng(7)
+    mask = rng.random((6, 5)) < 0.5
+    mask.flat[:2] = [True, False]
+    h_old, h_new = f32(rng.normal(size=(6, 5, 4))), f32(rng.normal(size=(6, 5, 4)))
+    dirty_old, dirty_new = h_old.copy(), h_new.copy()
+    dirty_old[~mask] = np.nan
+    dirty_new[~mask] = np.inf
+    m = jnp.asarray(mask.astype(mask_dtype))
+    lp, p = _np_categorical(h_old[mask])
+    lq, _ = _np_categorical(h_new[mask])
+    want_h = np.mean(-np.sum(p * lp, -1))
+    want_kl = np.mean(np.sum(p * (lp - lq), -1))
+    ent = lambda h, mk: losses.entropy(Categorical(h), mask=mk)  # noqa: E731
+    kl = lambda a, b, mk: losses.mean_kl(Categorical(a), Categorical(b), mask=mk)  # noqa: E731
+    np.testing.assert_allclose(float(jax.jit(ent)(j(dirty_old), m)), want_h, rtol=1e-5)
+    np.testing.assert_allclose(float(jax.jit(kl)(j(dirty_old), j(dirty_new), m)), want_kl, rtol=1e-5)
+    # gradients: zero at masked steps, the unmasked subset's own gradient elsewhere
+    g = np.asarray(jax.jit(jax.grad(ent))(j(dirty_old), m))
+    g_sub = np.asarray(jax.jit(jax.grad(ent))(j(h_old[mask]), None))
+    assert np.all(g[~mask] == 0.0)
+    np.testing.assert_allclose(g[mask], g_sub, rtol=1e-5, atol=1e-7)
+    g_new = np.asarray(jax.jit(jax.grad(kl, argnums=1))(j(dirty_old), j(dirty_new), m))
+    g_new_sub = np.asarray(jax.jit(jax.grad(kl, argnums=1))(j(h_old[mask]), j(h_new[mask]), None))
+    assert np.all(g_new[~mask] == 0.0)
+    np.testing.assert_allclose(g_new[mask], g_new_sub, rtol=1e-5, atol=1e-7)
+    # a Gaussian with a state-independent log σ (not per step: it is never masked)
+    mu = f32(rng.normal(size=(6, 5, 2)))
+    mu[~mask] = np.nan
+    ls = j([0.1, -0.3])
+    g_ls = jax.grad(lambda s: losses.entropy(DiagGaussian(j(mu), s), mask=m))(ls)
+    np.testing.assert_allclose(np.asarray(g_ls), [1.0, 1.0], rtol=1e-6)
+
+
+def test_every_loss_and_metric_takes_a_mask():
+    import inspect
+    for name in losses.__all__:
+        fn = getattr(losses, name)
+        param = inspect.signature(fn).parameters.get("mask")
+        assert param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert param.default is None, name

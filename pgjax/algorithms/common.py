@@ -14,7 +14,7 @@ from flax import struct
 from gymnax.environments import spaces
 
 from envs import make_vec_env
-from pgjax import diagnostics, estimators
+from pgjax import diagnostics, estimators, losses
 from pgjax.networks import ActorCritic
 from pgjax.rollout import Trajectory, episode_metrics, rollout
 
@@ -193,8 +193,8 @@ def flatten_time_batch(tree):
 
 
 def masked_mean(x, mask):
-    """Σ mask·x / Σ mask (0 when the mask is empty)."""
-    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+    """Σ mask·x / max(Σ mask, 1) (0 when the mask is empty): :func:`pgjax.losses.masked_mean`."""
+    return losses.masked_mean(x, mask=mask)
 
 
 def score_function_loss(params, network, traj: Trajectory, psi, critic_targets, mask, hparams):
@@ -213,15 +213,13 @@ def score_function_loss(params, network, traj: Trajectory, psi, critic_targets, 
         prediction = jnp.take_along_axis(q, traj.actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
     else:
         prediction = network.apply(params, traj.obs, method=type(network).value)
-    psi = jax.lax.stop_gradient(psi)
-    critic_targets = jax.lax.stop_gradient(critic_targets)
-    policy_loss = -masked_mean(log_probs * psi, mask)
-    value_loss = 0.5 * masked_mean((prediction - critic_targets) ** 2, mask)
-    entropy = masked_mean(dist.entropy(), mask)
+    policy_loss = losses.policy_gradient_loss(log_probs, psi, mask=mask)
+    value_loss = losses.value_loss(prediction, critic_targets, mask=mask)
+    entropy = losses.entropy(dist, mask=mask)
     total = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
     return total, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
                    "total_loss": total,
-                   "approx_kl": masked_mean(jnp.expm1(log_probs - traj.log_probs) - (log_probs - traj.log_probs), mask)}
+                   "approx_kl": losses.approx_kl(log_probs, traj.log_probs, mask=mask)}
 
 
 def policy_leaves(params) -> list:

@@ -31,7 +31,6 @@ member has diverged the run stops.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -49,9 +48,10 @@ import numpy as np
 
 from pgjax import algorithms
 from pgjax.run import chunks, compilation_cache, episodes, evaluation, folder as run_folder
+from pgjax.run import spec as run_specs
+from pgjax.run.spec import RunSpec
 from pgjax.run.checkpoints import Checkpoints
-from pgjax.config import (ConfigError, config_to_dict, hparams_as_arrays, hparams_to_dict, require,
-                          validate_hparams)
+from pgjax.config import ConfigError, hparams_as_arrays, hparams_to_dict, require, validate_hparams
 from pgjax.run.loggers import (ChunkRecord, EvalFile, FanOut, JsonlFile, MetricsFile, Progress,
                                ProgressDisplay, TensorBoard, Wandb, truncate_jsonl, wandb_available,
                                write_json_atomic)
@@ -294,84 +294,46 @@ def warn_unusual(config, settings) -> None:
 def run(algo_name: str, config, hparams, seeds: list[int], run_dir: Path, *,
         options: RunOptions | None = None, resume: bool = False, out=None) -> RunResult:
     """Train every member of seeds × ``hparams`` (one Hparams or a list of them) of ``algo_name``
-    in one vmapped program, evaluating, logging and checkpointing between chunks.
+    in one vmapped program: :func:`run_spec` of that :class:`pgjax.run.spec.RunSpec`."""
+    settings = tuple(hparams) if isinstance(hparams, (list, tuple)) else (hparams,)
+    return run_spec(RunSpec(algo_name, config, settings, tuple(seeds), options or RunOptions()),
+                    run_dir, resume=resume, out=out)
+
+
+def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) -> RunResult:
+    """Run ``spec`` in ``run_dir``, evaluating, logging and checkpointing between chunks.
 
     Bad input raises :class:`ConfigError` before anything is created or compiled; a folder that
-    holds a trained run is never started afresh, and one in use by another process is refused."""
-    options = options or RunOptions()
-    options.validate()
-    out = out or sys.stdout  # looked up per call (a default bound at import goes stale under capture)
-    settings = tuple(hparams) if isinstance(hparams, (list, tuple)) else (hparams,)
-    for hp in settings:
+    holds a trained run is never started afresh, one in use by another process is refused, and a
+    resume must match the saved run field by field."""
+    spec.options.validate()
+    for hp in spec.settings:
         validate_hparams(hp)
-    require(len(seeds) > 0 and all(isinstance(s, int) and 0 <= s < 2 ** 32 for s in seeds),
-            "seeds", list(seeds), "non-empty, each an integer in [0, 2^32)")
-    population = Population(tuple(seeds), settings)
+    require(len(spec.seeds) > 0 and all(isinstance(s, int) and 0 <= s < 2 ** 32 for s in spec.seeds),
+            "seeds", list(spec.seeds), "non-empty, each an integer in [0, 2^32)")
     run_dir = Path(run_dir)
     run_folder.check_writable_dir(run_dir, "run_dir")
     if resume:
-        check_resumable(run_dir, algo_name, config, population)
+        run_specs.check_resumable(run_specs.load(run_dir), spec, run_dir)
     else:
         run_folder.check_fresh_start(run_dir)
-    warn_unusual(config, settings)
+    warn_unusual(spec.config, spec.settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_folder.RunLock(run_dir):
         if not resume:
             run_folder.check_fresh_start(run_dir)  # again, now that no other process can write
-        return _Run(algorithms.get(algo_name), algo_name, config, population, run_dir, options,
-                    out).execute(resume)
-
-
-def check_resumable(run_dir: Path, algo_name: str, config, population: Population) -> None:
-    """Refuse to resume ``run_dir`` with another algorithm, config, hyperparameters or seeds,
-    naming every differing field."""
-    from pgjax.config import config_differences, config_from_dict
-    saved = read_config_json(run_dir)
-    if saved["algorithm"] != algo_name:
-        raise ConfigError(f"cannot resume {run_dir}: algorithm (saved {saved['algorithm']!r}, "
-                          f"requested {algo_name!r})")
-    differences = config_differences(config_from_dict(type(config), saved["config"]), config)
-    requested = [hparams_to_dict(hp) for hp in population.settings]
-    if saved.get("hparams_settings", [saved["hparams"]]) != requested:
-        differences.append(f"hyperparameters (saved {saved.get('hparams_settings')}, requested {requested})")
-    if list(saved["seeds"]) != list(population.seeds):
-        differences.append(f"seeds (saved {saved['seeds']}, requested {list(population.seeds)})")
-    if differences:
-        raise ConfigError(f"cannot resume {run_dir}: the requested configuration differs in "
-                          + "; ".join(differences))
-
-
-_REQUIRED_KEYS = ("algorithm", "config", "seeds")
-
-
-def read_config_json(run_dir: Path) -> dict:
-    """A run folder's ``config.json``, checked enough to be used: ConfigError (one line) when it is
-    missing, empty, not JSON or lacks what every run writes."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: no config.json there (not a run folder)")
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError(f"{path} is not allowed: not readable JSON ({error}); it must be the "
-                          "config.json a run wrote") from None
-    missing = [k for k in _REQUIRED_KEYS if not isinstance(saved, dict) or k not in saved]
-    if missing or ("hparams" not in saved and "hparams_settings" not in saved):
-        raise ConfigError(f"{path} is not allowed: it lacks {missing or ['hparams']}; it must be "
-                          "the config.json a run wrote")
-    require(isinstance(saved["seeds"], list) and all(isinstance(s, int) and s >= 0 for s in saved["seeds"])
-            and saved["seeds"], f"{path}: seeds", saved["seeds"], "a non-empty list of integers ≥ 0")
-    require(isinstance(saved["config"], dict), f"{path}: config", saved["config"], "a JSON object")
-    return saved
+        return _Run(spec, run_dir, out or sys.stdout).execute(resume)
 
 
 class _Run:
     """One training run's host state (kept out of the jitted code)."""
 
-    def __init__(self, algo, algo_name, config, population, run_dir, options, out):
-        self.algo, self.algo_name, self.config = algo, algo_name, config
-        self.population, self.run_dir, self.options, self.out = population, run_dir, options, out
-        self.labels = [{**label, "algorithm": algo_name} for label in population.labels()]
+    def __init__(self, spec: RunSpec, run_dir: Path, out):
+        self.spec, self.algo, self.algo_name, self.config = spec, spec.algo, spec.algorithm, spec.config
+        self.population = Population(spec.seeds, spec.settings)
+        self.run_dir, self.options, self.out = run_dir, spec.options, out
+        population, options, config = self.population, spec.options, spec.config
+        self.labels = [{**label, "algorithm": spec.algorithm} for label in population.labels()]
         self.device = str(jax.devices()[0])
         self.num_updates = config.num_updates
         self.max_chunk = (min(options.chunk_updates, self.num_updates) if options.chunk_updates
@@ -384,13 +346,9 @@ class _Run:
 
     # ---------------------------------------------------------------- set-up
     def _config_record(self) -> dict:
-        return {"algorithm": self.algo_name, "config": config_to_dict(self.config),
-                "hparams": hparams_to_dict(self.population.settings[0]),
-                "hparams_settings": [hparams_to_dict(hp) for hp in self.population.settings],
-                "seeds": list(self.population.seeds), "members": self.labels,
-                "device": self.device, "num_updates": self.num_updates,
-                "steps_per_update": self.config.steps_per_update, "max_chunk": self.max_chunk,
-                "options": dataclasses.asdict(self.options)}
+        return {**self.spec.record(), "members": self.labels, "device": self.device,
+                "num_updates": self.num_updates, "steps_per_update": self.config.steps_per_update,
+                "max_chunk": self.max_chunk}
 
     def _init_state(self):
         return init_program(self.config)(self.population.keys(), self.population.hparams())

@@ -1,0 +1,238 @@
+"""A run, resolved once: :class:`RunSpec` (shared/DESIGN.md, "Host side").
+
+A spec is the algorithm, its static config, the hyperparameter settings (one per swept point),
+the seeds and the run options, validated together. It is built in one of two ways, and only here:
+
+- :func:`fresh` from what a user asks for (an algorithm or a ``--config`` file, then ``--env``,
+  ``--total-steps``, ``--set``, ``--sweep``, seeds and option flags on top);
+- :func:`load` from a run folder's ``config.json`` (which is a spec serialised by
+  :meth:`RunSpec.record`), and :func:`resumed` = :func:`load` + the overrides a resume allows,
+  refused field by field where they differ from the saved run.
+
+``pgjax train``, ``pgjax train --resume``, ``pgjax eval`` and ``pgjax episodes`` all go through
+these functions; every bad value is a :class:`pgjax.config.ConfigError` raised before anything is
+created or compiled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pgjax import algorithms
+from pgjax.config import (ConfigError, apply_overrides, config_differences, config_from_dict,
+                          config_to_dict, hparams_to_dict, require, validate_hparams)
+
+DEFAULT_ENV, DEFAULT_SEEDS = "CartPole-v1", 3
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    algorithm: str
+    config: Any            # the algorithm's Config: static, shapes and program
+    settings: tuple        # the algorithm's Hparams, one per hyperparameter setting
+    seeds: tuple[int, ...]
+    options: Any           # pgjax.run.runner.RunOptions
+
+    @property
+    def algo(self):
+        return algorithms.get(self.algorithm)
+
+    def record(self) -> dict:
+        """What ``config.json`` holds of the spec (the runner adds members, device, counts)."""
+        return {"algorithm": self.algorithm, "config": config_to_dict(self.config),
+                "hparams": hparams_to_dict(self.settings[0]),
+                "hparams_settings": [hparams_to_dict(hp) for hp in self.settings],
+                "seeds": list(self.seeds), "options": dataclasses.asdict(self.options)}
+
+    def differences(self, other: "RunSpec") -> list[str]:
+        """``field (saved X, requested Y)`` for every field of the run itself (not its options)
+        where ``other`` differs: what a resume must not change."""
+        if self.algorithm != other.algorithm:
+            return [f"algorithm (saved {self.algorithm!r}, requested {other.algorithm!r})"]
+        found = config_differences(self.config, other.config)
+        mine, theirs = ([hparams_to_dict(hp) for hp in s.settings] for s in (self, other))
+        if mine != theirs:
+            found.append(f"hyperparameters (saved {mine}, requested {theirs})")
+        if self.seeds != other.seeds:
+            found.append(f"seeds (saved {list(self.seeds)}, requested {list(other.seeds)})")
+        return found
+
+
+# --------------------------------------------------------------------------- pieces
+
+def options(given: dict, base: dict | None = None, strict: bool = False):
+    """RunOptions from ``given`` (flags: None = not given) over ``base`` (a saved run's or a
+    file's options; ``strict`` refuses names RunOptions does not have) over the defaults."""
+    from pgjax.run.runner import RunOptions
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(base or {}) - known)
+    if strict and unknown:
+        raise ConfigError(f"options {unknown} are not allowed: run options are {sorted(known)}")
+    kept = {k: v for k, v in (base or {}).items() if k in known}
+    result = RunOptions(**{**kept, **{k: v for k, v in given.items() if v is not None}})
+    result.validate()
+    return result
+
+
+def seeds(count: int | None, offset: int | None, default: list[int] | None = None) -> tuple[int, ...]:
+    """``count`` seeds from ``offset`` (seeds K..K+N−1); when neither is given, ``default`` (a
+    file's or a saved run's seeds) or 0, 1, 2."""
+    if default is not None and count is None and offset is None:
+        return tuple(default)
+    count = DEFAULT_SEEDS if count is None else count
+    require(count >= 1, "--seeds", count, "must be a positive integer")
+    offset = offset or 0
+    require(0 <= offset and offset + count <= 2 ** 32, "--seed-offset", offset,
+            "an integer ≥ 0 (seeds are 32-bit unsigned integers)")
+    return tuple(range(offset, offset + count))
+
+
+def config_and_hparams(algorithm: str, env_id: str | None, total_steps: int | None,
+                       assignments: list[str], base_config: dict | None = None,
+                       base_hparams: dict | None = None):
+    """(algo module, config, hparams): the defaults, or a file's/saved ``base_config`` and
+    ``base_hparams``, then ``env_id``, ``total_steps`` and the ``key=value`` assignments."""
+    algo = algorithms.get(algorithm)
+    fields = dict(base_config or {})
+    if env_id is not None or "env_id" not in fields:
+        fields["env_id"] = env_id or DEFAULT_ENV
+    config = config_from_dict(algo.Config, fields)
+    try:
+        hparams = algo.Hparams(**(base_hparams or {}))
+    except TypeError as error:  # an unknown field
+        raise ConfigError(f"hparams: {error} (pgjax train {algorithm} --help lists them)") from None
+    validate_hparams(hparams)
+    # total_steps goes in with the assignments, so it is checked against their sizes
+    steps = [f"total_steps={total_steps}"] if total_steps is not None else []
+    config, hparams = apply_overrides(config, hparams, steps + list(assignments))
+    return algo, config, hparams
+
+
+def sweep(config, hparams, sweeps: list[str]) -> list:
+    """The cartesian product of ``key=v1,v2`` values as a list of Hparams (hyperparameters only:
+    a sweep is a batch of numbers in one program, not of programs)."""
+    names = {f.name for f in dataclasses.fields(hparams)}
+    axes = []
+    for text in sweeps:
+        if "=" not in text:
+            raise ConfigError(f"--sweep {text!r} is not allowed: expected key=v1,v2,...")
+        key, values = (part.strip() for part in text.split("=", 1))
+        require(key in names, "--sweep", key, f"a hyperparameter: one of {sorted(names)}")
+        values = [v.strip() for v in values.split(",") if v.strip()]
+        require(len(values) >= 1, "--sweep", text, "at least one value")
+        axes.append([f"{key}={v}" for v in values])
+    return [apply_overrides(config, hparams, list(c))[1] for c in itertools.product(*axes)] or [hparams]
+
+
+# --------------------------------------------------------------------------- the three ways
+
+def fresh(*, algorithm: str | None = None, file: dict | None = None, env: str | None = None,
+          total_steps: int | None = None, assignments: list[str] = (), sweeps: list[str] = (),
+          seed_count: int | None = None, seed_offset: int | None = None,
+          given_options: dict | None = None) -> RunSpec:
+    """A new run: ``file`` (:func:`pgjax.run.spec_file.load`) if any, then everything else on top."""
+    file = file or {"algorithm": None, "config": {}, "hparams_settings": None, "seeds": None,
+                    "options": None}
+    name = algorithm or file["algorithm"]
+    if name is None:
+        raise ConfigError("algorithm is missing: pgjax train ALGO (or pgjax train --resume RUN_DIR, "
+                          "or a --config file with algorithm = ...)")
+    if file["algorithm"] and algorithm and algorithm != file["algorithm"]:
+        raise ConfigError(f"algorithm={algorithm!r} is not allowed: the --config file is for "
+                          f"{file['algorithm']!r}")
+    bases = file["hparams_settings"] or [None]
+    if len(bases) > 1 and sweeps:
+        raise ConfigError("--sweep is not allowed with a --config file that already holds several "
+                          "hyperparameter settings")
+    settings = []
+    for base in bases:
+        algo, config, hparams = config_and_hparams(name, env, total_steps, list(assignments),
+                                                   file["config"], base)
+        settings += sweep(config, hparams, list(sweeps))
+    run_options = options(given_options or {}, file.get("options"), strict=True)
+    return RunSpec(algo.NAME, config, tuple(settings), seeds(seed_count, seed_offset, file["seeds"]),
+                   run_options)
+
+
+_REQUIRED_KEYS = ("algorithm", "config", "seeds")
+
+
+def read_record(run_dir: Path) -> dict:
+    """A run folder's ``config.json``, checked enough to be used: ConfigError (one line) when it is
+    missing, empty, not JSON or lacks what every run writes."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: no config.json there (not a run folder)")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{path} is not allowed: not readable JSON ({error}); it must be the "
+                          "config.json a run wrote") from None
+    missing = [k for k in _REQUIRED_KEYS if not isinstance(saved, dict) or k not in saved]
+    if missing or ("hparams" not in saved and "hparams_settings" not in saved):
+        raise ConfigError(f"{path} is not allowed: it lacks {missing or ['hparams']}; it must be "
+                          "the config.json a run wrote")
+    require(isinstance(saved["seeds"], list) and all(isinstance(s, int) and s >= 0 for s in saved["seeds"])
+            and saved["seeds"], f"{path}: seeds", saved["seeds"], "a non-empty list of integers ≥ 0")
+    require(isinstance(saved["config"], dict), f"{path}: config", saved["config"], "a JSON object")
+    return saved
+
+
+def load(run_dir: Path, given_options: dict | None = None) -> RunSpec:
+    """The spec saved in ``run_dir/config.json`` (its own options, with ``given_options`` on top);
+    a file that is empty, hand-edited to an unknown field or a bad value is one ConfigError."""
+    saved = read_record(run_dir)
+    where = f"{Path(run_dir) / 'config.json'}: "
+    try:
+        algo = algorithms.get(saved["algorithm"])
+        config = config_from_dict(algo.Config, saved["config"])
+        settings = []
+        for values in saved.get("hparams_settings", [saved.get("hparams")]):
+            require(isinstance(values, dict), "hparams", values, "a JSON object of hyperparameters")
+            settings.append(algo.Hparams(**values))
+            validate_hparams(settings[-1])
+        base = saved.get("options") if isinstance(saved.get("options"), dict) else None
+        run_options = options(given_options or {}, base)
+    except TypeError as error:  # an unknown field in a dataclass constructor
+        raise ConfigError(f"{where}{error} (fields: see pgjax train ALGO --help)") from None
+    except ValueError as error:
+        raise ConfigError(f"{where}{error}") from None
+    return RunSpec(algo.NAME, config, tuple(settings), tuple(saved["seeds"]), run_options)
+
+
+def resumed(run_dir: Path, *, algorithm: str | None = None, env: str | None = None,
+            total_steps: int | None = None, assignments: list[str] = (), sweeps: list[str] = (),
+            seed_count: int | None = None, seed_offset: int | None = None,
+            given_options: dict | None = None) -> RunSpec:
+    """The saved spec of ``run_dir`` with its options updated by ``given_options``; anything else
+    given must agree with the saved run, or the resume is refused naming every differing field."""
+    saved = load(run_dir, given_options)
+    if algorithm is not None:
+        algorithms.get(algorithm)  # an unknown name fails here, naming the known ones
+    if sweeps:
+        raise ConfigError(f"cannot resume {run_dir} with --sweep: a resumed run keeps its saved "
+                          "hyperparameter settings")
+    requested_config = saved.config if env is None else dataclasses.replace(saved.config, env_id=env)
+    steps = [f"total_steps={total_steps}"] if total_steps is not None else []
+    settings = tuple(apply_overrides(requested_config, hp, steps + list(assignments))[1]
+                     for hp in saved.settings)
+    requested_config = apply_overrides(requested_config, settings[0], steps + list(assignments))[0]
+    offset = saved.seeds[0] if seed_offset is None else seed_offset
+    count = len(saved.seeds) if seed_count is None else seed_count
+    requested = RunSpec(algorithm or saved.algorithm, requested_config, settings,
+                        seeds(count, offset) if (seed_count, seed_offset) != (None, None) else saved.seeds,
+                        saved.options)
+    check_resumable(saved, requested, run_dir)
+    return saved
+
+
+def check_resumable(saved: RunSpec, requested: RunSpec, run_dir: Path) -> None:
+    found = saved.differences(requested)
+    if found:
+        raise ConfigError(f"cannot resume {run_dir}: the requested configuration differs in "
+                          + "; ".join(found))
