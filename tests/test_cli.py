@@ -82,6 +82,11 @@ def test_tiny_run_writes_config_metrics_and_summary(tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert len(summary["eval_return_per_seed"]) == 2
     assert summary["eval_return_mean"] == pytest.approx(sum(summary["eval_return_per_seed"]) / 2)
+    # compile time split into the training program and the evaluation program (compiled while
+    # training runs), and whether the training program came from the persistent cache
+    assert summary["compile_seconds_train"] == summary["compile_seconds"] > 0
+    assert summary["compile_seconds_eval"] > 0
+    assert summary["compile_cache_hit"] in (True, False, None)
 
 
 def test_total_steps_flag_is_checked_after_overrides():

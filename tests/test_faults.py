@@ -76,11 +76,8 @@ def paused_chunk(*args):
     compiled = compile_chunk(*args)
     return lambda *xs: (pause("mid_chunk"), compiled(*xs))[1]
 chunks.compile_chunk = paused_chunk
-make_eval_fn = runner.make_eval_fn
-def paused_eval(*args):
-    evaluate = make_eval_fn(*args)
-    return lambda *xs: (pause("evaluation"), evaluate(*xs))[1]
-runner.make_eval_fn = paused_eval
+evaluate = runner.EvalProgram.__call__
+runner.EvalProgram.__call__ = lambda self, *xs: (pause("evaluation"), evaluate(self, *xs))[1]
 finalize = atomicity.AtomicRenameTemporaryPath.finalize
 async def paused_finalize(self, *a, **k):
     final = Path(str(self.get_final()))

@@ -50,3 +50,18 @@ def enable(directory: Path | None = None) -> Path | None:
     except (ImportError, AttributeError):  # pragma: no cover - a JAX without this private hook
         pass
     return path
+
+
+def directory() -> str | None:
+    """The persistent cache directory JAX uses now (None when off)."""
+    import jax
+    return jax.config.jax_compilation_cache_dir or None
+
+
+def entries() -> int | None:
+    """How many programs the cache holds now (None when off): a compilation that adds none was a
+    cache hit."""
+    path = directory()
+    if path is None or not os.path.isdir(path):
+        return None
+    return sum(1 for entry in os.scandir(path) if not entry.name.startswith("."))
