@@ -256,5 +256,19 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = shown
 
 
+def entry(argv: list[str] | None = None) -> None:
+    """The ``pgjax`` command: :func:`main`, then exit. A run stopped by a signal during set-up
+    leaves its compilation thread inside XLA; letting the interpreter finalise around it can abort
+    the process, so then the process ends at once (outputs flushed, files closed)."""
+    import os
+    import threading
+    code = main(argv)
+    if any(t.name.startswith("pgjax-") and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -86,8 +86,8 @@ async def paused_finalize(self, *a, **k):
     return await finalize(self, *a, **k)
 atomicity.AtomicRenameTemporaryPath.finalize = paused_finalize
 
-from pgjax.cli import main
-sys.exit(main(sys.argv[4:]))
+from pgjax.cli import entry
+entry(sys.argv[4:])
 """
 
 

@@ -200,6 +200,11 @@ class EvalProgram:
         self._thread = threading.Thread(target=build, name="pgjax-eval-compile", daemon=True)
         self._thread.start()
 
+    def wait(self) -> None:
+        """Let the compilation finish (a thread left inside XLA when the interpreter exits can
+        abort the process)."""
+        self._thread.join()
+
     def __call__(self, params, env_state):
         self._thread.join()
         if "error" in self._outcome:
@@ -596,6 +601,7 @@ class _Loop:
             status, message = self._train(sinks)
         finally:
             sinks.close()
+            self.eval_fn.wait()
         self.r.eval_compile_seconds = self.eval_fn.seconds
         return self.r.finish(status, message, self.final_eval, self.done, self.train_seconds,
                              self.compile_seconds, time.perf_counter() - self.t0, self.metrics_np,
