@@ -3,6 +3,10 @@
 This package never imports ``pgjax``.
 """
 
+from envs import _gymnax
+
+_gymnax.load()  # first, so that no module here imports gymnax with its plotting stack
+
 from envs.registry import check_env_id, make, register, registered_ids
 from envs.wrappers import (ClipAction, EpisodeStatistics, NormalizeObservation, NormalizeReward,
                            RunningMeanStd, VecEnv, base_env_state, make_vec_env,

@@ -12,8 +12,11 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
-import gymnax
 import jax
+
+from envs._gymnax import load as _load_gymnax
+
+gymnax = _load_gymnax()
 
 _OWN: dict[str, Callable[[], Any]] = {}
 

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from gymnax.environments import spaces
 
-from envs import make_vec_env
+from envs import make_vec_env  # before gymnax: envs imports it without its plotting stack
+from gymnax.environments import spaces  # noqa: E402,I001
 from pgjax import diagnostics, estimators, losses
 from pgjax.networks import ActorCritic
 from pgjax.rollout import Trajectory, episode_metrics, rollout

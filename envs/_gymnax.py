@@ -1,0 +1,44 @@
+"""gymnax, imported without its plotting stack.
+
+gymnax 1.0.1 imports ``matplotlib.pyplot`` and ``seaborn`` at module level in five environments
+(Pong, Rooms, PointRobot, MetaMaze, Catch) for their ``render`` functions only; with scipy.stats
+and pandas behind them that is about 2 s of every process start (half of ``import pgjax.cli``).
+:func:`load` imports gymnax while those two names resolve to stand-ins that import the real module
+on first attribute access (so gymnax's renderers still work), then removes the stand-ins from
+``sys.modules``: every later ``import seaborn`` or ``import matplotlib.pyplot`` is the real one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+_DEFERRED = ("seaborn", "matplotlib.pyplot")
+
+
+class _Deferred(types.ModuleType):
+    """Imports the module it stands for on first attribute access and delegates to it."""
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):  # the import system's probes (__path__, …): not a package
+            raise AttributeError(attr)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def load():
+    """The ``gymnax`` module, imported once with its plotting imports deferred."""
+    if "gymnax" in sys.modules:
+        return sys.modules["gymnax"]
+    placed = [name for name in _DEFERRED if name not in sys.modules]
+    for name in placed:
+        sys.modules[name] = _Deferred(name)
+    try:
+        import gymnax
+    finally:
+        for name in placed:
+            if isinstance(sys.modules.get(name), _Deferred):
+                del sys.modules[name]
+    return gymnax
