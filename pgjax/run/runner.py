@@ -179,37 +179,59 @@ def make_eval_fn(config, num_episodes: int, greedy: bool, cache_episodes: int):
         record=cache_episodes)))
 
 
+class _Background:
+    """``fn(*args)`` in a daemon thread named ``name``; :meth:`result` waits and returns it (or
+    raises what it raised)."""
+
+    def __init__(self, name: str, fn, *args):
+        self._outcome: dict = {}
+
+        def work():
+            try:
+                self._outcome["value"] = fn(*args)
+            except BaseException as error:  # handed to the caller of result()
+                self._outcome["error"] = error
+
+        self._thread = threading.Thread(target=work, name=name, daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds; whether ``fn`` has finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def result(self):
+        self._thread.join()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["value"]
+
+
 class EvalProgram:
     """The evaluation program of a run, compiled in a background thread while the first chunks
     train (so evaluation adds nothing to the time before training starts); the first call waits
     for it. ``seconds`` is its compile time."""
 
     def __init__(self, config, options, state):
-        self.seconds: float | None = None
-        self._outcome: dict = {}
         fn = make_eval_fn(config, options.eval_episodes, options.greedy_eval, options.cache_episodes)
+        self.seconds: float | None = None
 
         def build():
             start = time.perf_counter()
             try:
-                self._outcome["compiled"] = fn.lower(state.params, state.env_state).compile()
-            except BaseException as error:  # handed to the first call
-                self._outcome["error"] = error
-            self.seconds = time.perf_counter() - start
+                return fn.lower(state.params, state.env_state).compile()
+            finally:
+                self.seconds = time.perf_counter() - start
 
-        self._thread = threading.Thread(target=build, name="pgjax-eval-compile", daemon=True)
-        self._thread.start()
+        self._compiling = _Background("pgjax-eval-compile", build)
 
     def wait(self) -> None:
         """Let the compilation finish (a thread left inside XLA when the interpreter exits can
         abort the process)."""
-        self._thread.join()
+        self._compiling.wait()
 
     def __call__(self, params, env_state):
-        self._thread.join()
-        if "error" in self._outcome:
-            raise self._outcome["error"]
-        return self._outcome["compiled"](params, env_state)
+        return self._compiling.result()(params, env_state)
 
 
 def eval_rows(result: dict, labels: list[dict], update: int, env_steps: int, greedy: bool,
@@ -290,23 +312,11 @@ def _while_listening(stop: _StopSignals, fn, *args):
     once instead of after the compiler returns; raises :class:`_StoppedBeforeTraining`."""
     if not stop.installed:
         return fn(*args)
-    outcome = {}
-
-    def work():
-        try:
-            outcome["value"] = fn(*args)
-        except BaseException as error:  # handed to the main thread
-            outcome["error"] = error
-
-    worker = threading.Thread(target=work, name="pgjax-compile", daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.05)
+    work = _Background("pgjax-compile", fn, *args)
+    while not work.wait(0.05):
         if stop.received is not None:
             raise _StoppedBeforeTraining(stop.received)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return work.result()
 
 
 def warn_unusual(config, settings) -> None:
@@ -402,12 +412,17 @@ class _Run:
         """(state, meta, compiled chunk): restored from the latest checkpoint when resuming (a run
         stopped before its first checkpoint starts again at step 0), else initialised."""
         meta = {"update": 0, "train_seconds": 0.0, "last_eval": None, "diverged": {}}
+        abstract = jax.eval_shape(self._init_state)
+        # the training program compiles from the state's shapes while init (or a restore) runs:
+        # two programs compiling at once on two cores
+        compiling = _Background("pgjax-chunk-compile", chunks.compile_chunk, self.config, abstract,
+                                self.max_chunk)
         if resume and checkpoints.steps():
-            state, saved = checkpoints.restore(jax.eval_shape(self._init_state))
+            state, saved = checkpoints.restore(abstract)
             meta.update(saved)
         else:
             state = self._init_state()
-        return state, meta, chunks.compile_chunk(self.config, state, self.max_chunk)
+        return state, meta, compiling.result()
 
     # ---------------------------------------------------------------- main loop
     def execute(self, resume: bool) -> RunResult:
