@@ -168,25 +168,66 @@ SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143),
 CASES = [(phase, name) for phase in PHASES for name in SIGNALS]
 
 
+def _second_process_while_running(folder, env):
+    """A child paused mid-chunk holds the lock; ``pgjax train --resume`` from a second process."""
+    process, release = _child(folder, env, "mid_chunk")
+    _wait_for_phase(process, "mid_chunk")
+    try:
+        second = subprocess.run([sys.executable, "-m", "pgjax.cli", "train", "--resume",
+                                 str(folder / "run")], env=env, capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        release.touch()
+        process.communicate(timeout=120)
+    return second.returncode, second.stderr, process.pid, process.returncode
+
+
+def _huge_budget_sigterm(folder, env):
+    """--total-steps 3e9, --chunk-seconds 2: SIGTERM while the fourth chunk runs; seconds to exit."""
+    release = folder / "release"
+    argv = [sys.executable, "-c", CHILD, "mid_chunk", "4", str(release), *ARGV,
+            "--set=total_steps=3000000000", "--chunk-seconds", "2", "--checkpoint-every",
+            "1000000000", "--runs-dir", str(folder), "--name", "huge"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                               text=True)
+    _wait_for_phase(process, "mid_chunk")  # the fourth chunk: sized from measured update times
+    process.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    release.touch()
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err, time.monotonic() - start, folder / "huge"
+
+
 @pytest.fixture(scope="module")
-def interrupted(tmp_path_factory, cache_env):
-    """Every (phase, signal) case run in a subprocess, three at a time, after one child that fills
-    the compilation cache. Returns {(phase, signal): (run_dir, exit status, stderr)}."""
+def interrupted(tmp_path_factory, cache_env, reference):
+    """Every subprocess of this module, four at a time, once the in-process ``reference`` run has
+    filled the compilation cache they share: each (phase, signal) case -> (run_dir, exit status,
+    stderr); "ctrl-c twice", "second process" and "huge budget" -> their own results."""
     root = tmp_path_factory.mktemp("faults")
-    warm = subprocess.run([sys.executable, "-m", "pgjax.cli", *ARGV, "--runs-dir", str(root),
-                           "--name", "warm"], env=cache_env, capture_output=True, text=True,
-                          timeout=300)
-    assert warm.returncode == 0, warm.stderr
 
-    def one(case):
-        phase, name = case
-        folder = root / f"{phase}-{name}"
-        folder.mkdir()
-        code, err = _interrupt(folder, cache_env, phase, SIGNALS[name][0])
-        return case, (folder / "run", code, err)
+    def folder(name):
+        path = root / name
+        path.mkdir()
+        return path
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        return dict(pool.map(one, CASES))
+    def case(key):
+        phase, name = key
+        where = folder(f"{phase}-{name}")
+        return (where / "run", *_interrupt(where, cache_env, phase, SIGNALS[name][0]))
+
+    def twice():
+        where = folder("twice")
+        return (where / "run", *_interrupt(where, cache_env, "checkpoint_write", signal.SIGINT,
+                                           presses=2))
+
+    jobs = {key: (case, key) for key in CASES}
+    jobs["ctrl-c twice"] = (twice,)
+    jobs["second process"] = (_second_process_while_running, folder("lock"), cache_env)
+    jobs["huge budget"] = (_huge_budget_sigterm, folder("huge"), cache_env)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {key: pool.submit(*job) for key, job in jobs.items()}
+        return {key: future.result() for key, future in futures.items()}
 
 
 @pytest.mark.parametrize("phase, name", CASES)
@@ -210,55 +251,32 @@ def test_interrupt_then_resume_is_bit_identical(phase, name, interrupted, refere
     assert not list(run_dir.glob("checkpoints/*/*tmp*")), "a temporary checkpoint folder was left"
 
 
-def test_ctrl_c_twice_during_a_checkpoint_write(tmp_path, cache_env, reference):
+def test_ctrl_c_twice_during_a_checkpoint_write(interrupted, reference):
     """The second Ctrl-C arrives while the checkpoint is being written: it is answered with one
     line, the save completes, the run exits 130 and resumes to the reference."""
-    code, err = _interrupt(tmp_path, cache_env, "checkpoint_write", signal.SIGINT, presses=2)
+    run_dir, code, err = interrupted["ctrl-c twice"]
     assert code == 130, err
     assert "Traceback" not in err and "already stopping" in err, err
-    _assert_resumes_to_reference(tmp_path / "run", reference)
+    _assert_resumes_to_reference(run_dir, reference)
 
 
-def test_a_second_process_is_refused_while_the_run_is_running(tmp_path, cache_env):
+def test_a_second_process_is_refused_while_the_run_is_running(interrupted):
     """A run paused mid-chunk holds the folder's lock: ``pgjax train --resume`` from another
-    process is refused before compiling, naming the holder's pid; after the holder exits the
-    folder resumes."""
-    process, release = _child(tmp_path, cache_env, "mid_chunk")
-    _wait_for_phase(process, "mid_chunk")
-    try:
-        second = subprocess.run([sys.executable, "-m", "pgjax.cli", "train", "--resume",
-                                 str(tmp_path / "run")], env=cache_env, capture_output=True,
-                                text=True, timeout=120)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        release.touch()
-        process.communicate(timeout=120)
-    assert second.returncode == 2, second.stderr
-    assert f"in use by process {process.pid}" in second.stderr, second.stderr
-    assert second.stderr.count("\n") == 1
-    assert process.returncode == 143
+    process is refused before compiling, in one line naming the holder's pid."""
+    code, err, holder, holder_code = interrupted["second process"]
+    assert code == 2, err
+    assert f"in use by process {holder}" in err, err
+    assert err.count("\n") == 1
+    assert holder_code == 143
 
 
-def test_a_huge_budget_answers_sigterm_within_seconds(tmp_path, cache_env):
+def test_a_huge_budget_answers_sigterm_within_seconds(interrupted):
     """With --total-steps 3e9 a chunk is sized by wall time (--chunk-seconds 2), not as a
     twentieth of the run: SIGTERM sent while a chunk runs is answered well within the 30 s a
     cluster scheduler waits before SIGKILL, with a checkpoint that restores."""
-    release = tmp_path / "release"
-    argv = [sys.executable, "-c", CHILD, "mid_chunk", "4", str(release), *ARGV,
-            "--set=total_steps=3000000000", "--chunk-seconds", "2", "--checkpoint-every",
-            "1000000000", "--runs-dir", str(tmp_path),
-            "--name", "huge"]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=cache_env, text=True)
-    _wait_for_phase(process, "mid_chunk")  # the fourth chunk: sized from measured update times
-    process.send_signal(signal.SIGTERM)
-    start = time.monotonic()
-    release.touch()
-    _, err = process.communicate(timeout=120)
-    answered = time.monotonic() - start
-    assert process.returncode == 143, err
+    code, err, answered, run_dir = interrupted["huge budget"]
+    assert code == 143, err
     assert answered < 30, f"SIGTERM took {answered:.1f}s"
-    run_dir = tmp_path / "huge"
     checkpoints = Checkpoints(run_dir)
     config = ppo.Config(env_id="CartPole-v1", num_envs=4, rollout_length=16,
                         total_steps=3_000_000_000, epochs=1, minibatches=2, hidden_sizes=(8,))
