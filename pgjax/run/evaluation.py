@@ -50,17 +50,14 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     and ``states``: the unwrapped environment state before each step, for rendering, plus
     ``final_states [K, ...]``: the state each episode ends in, where the env reports it).
     """
-    from envs import base_env_state, obs_stats_of
+    from envs import base_env_state
     num_recorded = num_episodes if record is True else min(int(record), num_episodes)
     # one env program whether recording or not, so every evaluation of the same parameters agrees
     venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False,
                                        keep_final_state=True)
     policy_fn, _ = common.policy_and_value_fns(common.make_network(config), greedy=greedy)
     reset_key, run_key = jax.random.split(key)
-    obs, env_state = venv.reset(reset_key, env_params)
-    stats = obs_stats_of(env_state_for_stats) if env_state_for_stats is not None else None
-    if config.normalize_obs and stats is not None:
-        obs, env_state = venv.with_obs_stats(env_state, stats)
+    obs, env_state = _reset(config, venv, env_params, reset_key, env_state_for_stats)
 
     def step(carry, step_key):
         env_state, obs, active, ep_return, ep_length, final_states = carry
@@ -71,10 +68,7 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
             env_key, env_state, action, env_params)
         if "final_state" in info:  # the state each recorded episode ends in, kept once
             ends = (active & (terminated | truncated))[:num_recorded]
-            final_states = jax.tree.map(
-                lambda kept, new: jnp.where(ends.reshape(ends.shape + (1,) * (new.ndim - 1)),
-                                            new[:num_recorded], kept),
-                final_states, info["final_state"])
+            final_states = _keep_where(ends, info["final_state"], final_states, num_recorded)
         ep_return = ep_return + jnp.where(active, reward, 0.0)
         ep_length = ep_length + active.astype(jnp.int32)
         step_record = ()
@@ -99,3 +93,20 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
             result["final_states"] = final_states
     return result
 
+
+
+def _reset(config, venv, env_params, key, env_state_for_stats):
+    """(obs, env_state) of fresh evaluation environments, normalised with the trained agent's
+    frozen observation statistics when the config normalises observations."""
+    from envs import obs_stats_of
+    obs, env_state = venv.reset(key, env_params)
+    stats = obs_stats_of(env_state_for_stats) if env_state_for_stats is not None else None
+    if config.normalize_obs and stats is not None:
+        obs, env_state = venv.with_obs_stats(env_state, stats)
+    return obs, env_state
+
+
+def _keep_where(ends, new_states, kept_states, count: int):
+    """``new_states[:count]`` where ``ends`` [count] is true, else ``kept_states``, leaf by leaf."""
+    return jax.tree.map(lambda kept, new: jnp.where(ends.reshape(ends.shape + (1,) * (new.ndim - 1)),
+                                                    new[:count], kept), kept_states, new_states)
