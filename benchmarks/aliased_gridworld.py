@@ -48,8 +48,8 @@ import jax.numpy as jnp  # noqa: E402
 
 import envs  # noqa: E402
 from envs import aliased_gridworld as ag  # noqa: E402
+import pgjax  # noqa: E402
 from pgjax.algorithms import common, reinforce  # noqa: E402
-from pgjax.config import hparams_as_arrays  # noqa: E402
 from pgjax.networks import ActorCritic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,18 +158,12 @@ def policy_probs(config, params):
 
 
 def make_pg_train(config):
-    """``pgjax.make_train(config)``'s program (``reinforce.init`` then ``lax.scan`` of
-    ``reinforce.update`` over the budget), also returning the policy's probabilities at the four
-    distinct observations after every update, so the exact J(π) can be drawn over training."""
-    def train(key, hparams):
-        state = reinforce.init(config, hparams_as_arrays(hparams), key)
-
-        def one(state, _):
-            state, metrics = reinforce.update(config, state)
-            return state, (metrics["episode_return"], policy_probs(config, state.params))
-
-        return jax.lax.scan(one, state, None, length=config.num_updates)[1]
-    return train
+    """``pgjax.make_train(config)`` recording, after every update, the mean finished return and the
+    policy's probabilities at the four distinct observations (so the exact J(π) can be drawn over
+    training). ``train(key, hparams) -> (returns [U], probs [U, 4, 4])``."""
+    record = lambda state, metrics: (metrics["episode_return"], policy_probs(config, state.params))
+    train = pgjax.make_train(config, record=record)
+    return lambda key, hparams: train(key, hparams)[1]
 
 
 # --------------------------------------------------------------------------- reporting

@@ -15,13 +15,12 @@ context; 100 rounds per episode, the opponent's memory wiped at each reset.
 Agent. pgjax's ``reinforce`` with a learned baseline and a softmax policy linear in the
 observation (``torso="random_projection"`` with 16 features: a fixed random P of rank 9, so the
 logits Kᵀ(Pφ) + b can take any value in each of the 10 contexts: a tabular softmax policy,
-Sutton & Barto 2018, §13.1). The run is ``pgjax.make_train``'s program (``reinforce.init``, then
-``lax.scan`` of ``reinforce.update``) with three additions that make_train has no hook for: the
-policy head's bias starts at (2, 0, 0), a *predictable* player who favours rock
+Sutton & Barto 2018, §13.1). The run is ``pgjax.make_train`` with its two hooks and one config switch: the
+policy head's bias starts at (2, 0, 0) (``start=``), a *predictable* player who favours rock
 (π ≈ (0.79, 0.11, 0.11) in every context, exploitability 0.68); the actor's step size is
-annealed linearly to 0 (Adam's steps do not shrink with the gradient, so with a constant step
+annealed linearly to 0 (``anneal_lr=True``; Adam's steps do not shrink with the gradient, so with a constant step
 the policy keeps jittering around uniform); and the policy in every context is recorded after
-each update. Seeds are vmapped; about 20 s on 2 CPU cores.
+each update (``record=``). Seeds are vmapped; about 20 s on 2 CPU cores.
 
 Measures. ``exploitability`` (:func:`envs.iterated_rps.exploitability`) is the payoff per round,
 win rate minus loss rate, of an opponent that best-responds to a mixed strategy. We report its
@@ -48,6 +47,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from envs import iterated_rps as rps  # noqa: E402
+import pgjax  # noqa: E402
 from pgjax.algorithms import common, reinforce  # noqa: E402
 from pgjax.config import hparams_as_arrays  # noqa: E402
 from pgjax.networks import ActorCritic  # noqa: E402
@@ -76,7 +76,7 @@ def context_weights() -> np.ndarray:
 def make_config(total_steps: int) -> reinforce.Config:
     return reinforce.Config(env_id=ENV_ID, baseline="learned", torso="random_projection",
                             feature_args=(("num_features", 16), ("seed", 0)), num_envs=NUM_ENVS,
-                            rollout_length=ROUNDS, total_steps=total_steps)
+                            rollout_length=ROUNDS, total_steps=total_steps, anneal_lr=ANNEAL)
 
 
 def policy_probs(config, params):
@@ -94,21 +94,17 @@ def with_predictable_start(params):
 
 def make_train(config):
     """``train(key, hparams) -> (per-update reward per round [U], π(·|c) after each update
-    [U + 1, 10, 3])``."""
-    def train(key, hparams):
-        state = reinforce.init(config, hparams_as_arrays(hparams), key)
-        state = state.replace(params=with_predictable_start(state.params))
+    [U + 1, 10, 3])``: ``pgjax.make_train`` started from the predictable player and recording the
+    policy in every context after each update."""
+    start = lambda state: state.replace(params=with_predictable_start(state.params))
+    record = lambda state, metrics: (metrics["reward_per_step"], policy_probs(config, state.params))
+    train = pgjax.make_train(config, start=start, record=record)
 
-        def one(state, _):
-            if ANNEAL:  # actor step size α_k = α_0·(1 − k/K); reinforce has no anneal_lr switch
-                lr = common.linear_annealing(config, state.hparams, state.update_step)
-                state = state.replace(opt_state=common.set_learning_rate(state.opt_state, lr))
-            state, metrics = reinforce.update(config, state)
-            return state, (metrics["reward_per_step"], policy_probs(config, state.params))
-
-        _, (rewards, probs) = jax.lax.scan(one, state, None, length=config.num_updates)
-        return rewards, jnp.concatenate([policy_probs(config, state.params)[None], probs])
-    return train
+    def run(key, hparams):
+        initial = start(reinforce.init(config, hparams_as_arrays(hparams), key))
+        _, (rewards, probs) = train(key, hparams)
+        return rewards, jnp.concatenate([policy_probs(config, initial.params)[None], probs])
+    return run
 
 
 def plot(path: Path, steps_per_update: int, probs: np.ndarray, rewards: np.ndarray):

@@ -85,7 +85,7 @@ def __dir__():
     return sorted(set(globals()) | _LAZY_SUBMODULES)
 
 
-def make_train(config):
+def make_train(config, **hooks):
     """See :func:`pgjax.train.make_train` (imported lazily so the math layer stays light)."""
     from pgjax.train import make_train as _make_train
-    return _make_train(config)
+    return _make_train(config, **hooks)

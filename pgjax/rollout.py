@@ -42,6 +42,32 @@ PolicyFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax
 ValueFn = Callable[[Any, jax.Array], jax.Array]
 
 
+class Step(NamedTuple):
+    """One step of every environment under the policy (all ``[N, ...]``)."""
+    actions: jax.Array
+    log_probs: jax.Array
+    values: jax.Array
+    next_obs: jax.Array        # what the policy sees next (the reset observation after an end)
+    env_state: Any
+    rewards: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    info: dict                 # final_observation, episode_done/return/length, ...
+
+
+def policy_step(venv, env_params, policy_fn: PolicyFn, params, env_state, obs,
+                step_key: jax.Array) -> Step:
+    """Act with ``policy_fn`` in every environment and step them once: ``step_key`` is split into
+    an action key and an environment key. Shared by :func:`rollout` (training) and
+    :func:`pgjax.run.evaluation.evaluate`, so both see the environments the same way."""
+    act_key, env_key = jax.random.split(step_key)
+    actions, log_probs, values = policy_fn(params, obs, act_key)
+    next_obs, env_state, rewards, terminated, truncated, info = venv.step(
+        env_key, env_state, actions, env_params)
+    return Step(actions, log_probs, values, next_obs, env_state, rewards, terminated, truncated,
+                info)
+
+
 def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, env_state, obs,
             key: jax.Array, num_steps: int, on_step=None, learner_state=None):
     """Run ``num_steps`` steps of ``venv`` under ``policy_fn``.
@@ -66,17 +92,15 @@ def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, en
 
     def step(carry, step_key):
         env_state, obs, params, learner_state = carry
-        act_key, env_key = jax.random.split(step_key)
-        actions, log_probs, values = policy_fn(params, obs, act_key)
-        next_obs, env_state, rewards, terminated, truncated, info = venv.step(
-            env_key, env_state, actions, env_params)
-        transition = (obs, actions, rewards, terminated, truncated, log_probs, values,
+        s = policy_step(venv, env_params, policy_fn, params, env_state, obs, step_key)
+        info = s.info
+        transition = (obs, s.actions, s.rewards, s.terminated, s.truncated, s.log_probs, s.values,
                       info["final_observation"], info["episode_done"], info["episode_return"],
                       info["episode_length"])
         if on_step is not None:
-            single = Trajectory(*transition[:8], jnp.zeros_like(rewards), *transition[8:])
+            single = Trajectory(*transition[:8], jnp.zeros_like(s.rewards), *transition[8:])
             params, learner_state = on_step(params, learner_state, single)
-        return (env_state, next_obs, params, learner_state), transition
+        return (s.env_state, s.next_obs, params, learner_state), transition
 
     (env_state, obs, final_params, learner_state), transitions = jax.lax.scan(
         step, (env_state, obs, params, learner_state), jax.random.split(key, num_steps))

@@ -15,14 +15,29 @@ from pgjax import algorithms
 from pgjax.config import hparams_as_arrays
 
 
-def make_train(config):
-    """Return ``train(key, hparams) -> (final_state, metrics)`` scanning ``update`` over the whole
-    budget of ``config.total_steps`` environment steps."""
+def make_train(config, *, start=None, record=None):
+    """Return ``train(key, hparams) -> (final_state, recorded)`` scanning ``update`` over the whole
+    budget of ``config.total_steps`` environment steps.
+
+    Two optional hooks let a study change or watch a run without copying this loop:
+      start: ``state -> state``, applied once after initialisation (e.g. a chosen starting policy).
+      record: ``(state, metrics) -> pytree``, what is kept of each update (default: the metrics),
+        stacked ``[num_updates, ...]``; e.g. the policy's probabilities in a few states.
+    """
     algo = algorithms.for_config(config)
 
     def train(key, hparams):
         state = algo.init(config, hparams_as_arrays(hparams), key)
-        return scan_updates(config, state, config.num_updates)
+        if start is not None:
+            state = start(state)
+        if record is None:
+            return scan_updates(config, state, config.num_updates)
+
+        def one(state, _):
+            state, metrics = algo.update(config, state)
+            return state, record(state, metrics)
+
+        return jax.lax.scan(one, state, None, length=config.num_updates)
 
     return train
 

@@ -100,40 +100,36 @@ def critic_labels(params):
     return jax.tree_util.tree_map_with_path(label, params)
 
 
-def make_optimizer(config, hparams) -> optax.GradientTransformation:
-    """Global-norm clipping then the chosen optimiser. Learning rate(s) and clip norm are injected
-    hyperparameters (arrays in the optimiser state), so they can be vmapped and annealed. When the
-    hyperparameters have a ``critic_learning_rate`` the critic gets its own step size α^w and the
-    actor α^θ = ``learning_rate`` (Sutton & Barto 2018, §13.4–13.5)."""
+def make_optimizer(config, hparams, learning_rate=None) -> optax.GradientTransformation:
+    """Global-norm clipping then the chosen optimiser, built from the hyperparameters of this
+    update: step sizes and clip norm live only in ``hparams`` (traced arrays in the train state,
+    so they can be vmapped), never in the optimiser state, which holds only the optimiser's
+    moments and counts. ``learning_rate`` (default ``hparams.learning_rate``) is this update's
+    actor step size, e.g. annealed by :func:`current_learning_rate`. When the hyperparameters
+    have a ``critic_learning_rate`` the critic gets its own step size α^w and the actor α^θ
+    (Sutton & Barto 2018, §13.4–13.5)."""
+    learning_rate = hparams.learning_rate if learning_rate is None else learning_rate
+    step = _base_optimizer(config.optimizer, learning_rate)
     if hasattr(hparams, "critic_learning_rate"):
-        def factory(learning_rate, max_grad_norm, critic_learning_rate):
-            split = optax.multi_transform(
-                {"actor": _base_optimizer(config.optimizer, learning_rate),
-                 "critic": _base_optimizer(config.optimizer, critic_learning_rate)}, critic_labels)
-            return optax.chain(optax.clip_by_global_norm(max_grad_norm), split)
-
-        return optax.inject_hyperparams(factory)(
-            learning_rate=hparams.learning_rate, max_grad_norm=hparams.max_grad_norm,
-            critic_learning_rate=hparams.critic_learning_rate)
-
-    def factory(learning_rate, max_grad_norm):
-        return optax.chain(optax.clip_by_global_norm(max_grad_norm),
-                           _base_optimizer(config.optimizer, learning_rate))
-
-    return optax.inject_hyperparams(factory)(learning_rate=hparams.learning_rate,
-                                             max_grad_norm=hparams.max_grad_norm)
-
-
-def set_learning_rate(opt_state, learning_rate):
-    hyper = dict(opt_state.hyperparams)
-    hyper["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
-    return opt_state._replace(hyperparams=hyper)
+        step = optax.multi_transform(
+            {"actor": step,
+             "critic": _base_optimizer(config.optimizer, hparams.critic_learning_rate)},
+            critic_labels)
+    return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), step)
 
 
 def linear_annealing(config, hparams, update_step):
     """lr_k = lr_0·(1 − k/K) over the K updates of the run (Schulman et al. 2017, Table 3's
     "α linearly annealed from 1 to 0")."""
     return hparams.learning_rate * (1.0 - update_step.astype(jnp.float32) / config.num_updates)
+
+
+def current_learning_rate(config, hparams, update_step):
+    """The actor step size of update ``update_step``: :func:`linear_annealing` when the config
+    has ``anneal_lr`` set, else ``hparams.learning_rate``."""
+    if getattr(config, "anneal_lr", False):
+        return linear_annealing(config, hparams, update_step)
+    return hparams.learning_rate
 
 
 def init_train_state(config, hparams, key, extra=None) -> TrainState:
@@ -165,9 +161,8 @@ def collect(config, state: TrainState, params=None):
 
 def apply_gradients(config, state: TrainState, grads, learning_rate=None):
     """One optimiser step; returns (params, opt_state, grad global norm before clipping)."""
-    optimizer = make_optimizer(config, state.hparams)
-    opt_state = state.opt_state if learning_rate is None else set_learning_rate(state.opt_state, learning_rate)
-    updates, opt_state = optimizer.update(grads, opt_state, state.params)
+    optimizer = make_optimizer(config, state.hparams, learning_rate)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return optax.apply_updates(state.params, updates), opt_state, optax.tree.norm(grads)
 
 
@@ -279,10 +274,9 @@ def common_metrics(state: TrainState, traj: Trajectory, value_targets) -> dict:
     """Episode statistics, value/TD statistics, explained variance, learning rate (env steps and
     fps are added by the runner, which counts them on the host)."""
     hp = state.hparams
-    lr = state.opt_state.hyperparams["learning_rate"] if hasattr(state.opt_state, "hyperparams") else hp.learning_rate
     return {**episode_metrics(traj), **value_metrics(traj, hp.gamma),
             "explained_variance": estimators.explained_variance(traj.values, value_targets),
-            "learning_rate": lr}
+            "learning_rate": hp.learning_rate}
 
 
 def complete_episode_mask(dones):

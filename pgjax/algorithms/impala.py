@@ -247,8 +247,7 @@ def update(config: Config, state: common.TrainState):
     mu_params, mu_version = behaviour_params(config, state)
     state, fresh = common.collect(config, state, params=mu_params)
     extra = _enqueue(config, state.extra, fresh, mu_version)
-    learning_rate = (common.linear_annealing(config, hp, step) if config.anneal_lr
-                     else hp.learning_rate)
+    learning_rate = common.current_learning_rate(config, hp, step)
 
     newest = (extra.queue_head - 1) % config.queue_size
     slots = (newest - jnp.asarray(config.replay_ages, jnp.int32)) % config.queue_size

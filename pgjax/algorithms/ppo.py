@@ -100,8 +100,7 @@ def update(config: Config, state: common.TrainState):
     targets = advantages + traj.values
     batch = common.flatten_time_batch(
         (traj.obs, traj.actions, traj.log_probs, traj.values, advantages, targets))
-    learning_rate = (common.linear_annealing(config, hp, state.update_step) if config.anneal_lr
-                     else hp.learning_rate)
+    learning_rate = common.current_learning_rate(config, hp, state.update_step)
     grad_fn = jax.grad(_loss, has_aux=True)
 
     def minibatch_step(carry, minibatch):

@@ -59,6 +59,7 @@ class Config(CommonConfig):
     total_steps: int = 1_000_000
     normalize_psi: bool = False  # divide G − b by its batch std (a common variance trick; off = textbook)
     loss_reduction: str = "mean"  # "sum": Σ over valid steps (S&B's per-episode sum), see module doc
+    anneal_lr: bool = False  # decay the policy's step size α linearly to 0 over the run
 
     def __post_init__(self):
         super().__post_init__()
@@ -92,6 +93,7 @@ def returns_and_mask(config: Config, traj, gamma):
 
 def update(config: Config, state: common.TrainState):
     hp = state.hparams
+    learning_rate = common.current_learning_rate(config, hp, state.update_step)
     state, traj = common.collect(config, state)
     returns, mask = returns_and_mask(config, traj, hp.gamma)
     running = state.extra["running_baseline"]
@@ -109,15 +111,16 @@ def update(config: Config, state: common.TrainState):
         n = jnp.sum(mask)
         summed = hp.replace(vf_coef=hp.vf_coef * n, ent_coef=hp.ent_coef * n)
         state, learn = common.score_function_update(config, state.replace(hparams=summed), traj,
-                                                    psi * n, returns, mask)
+                                                    psi * n, returns, mask, learning_rate)
         state = state.replace(hparams=hp)
     else:
-        state, learn = common.score_function_update(config, state, traj, psi, returns, mask)
+        state, learn = common.score_function_update(config, state, traj, psi, returns, mask,
+                                                    learning_rate)
     mean_return = common.masked_mean(returns, mask)
     has_data = jnp.sum(mask) > 0
     running = jnp.where(has_data, running + hp.baseline_decay * (mean_return - running), running)
     state = state.replace(extra={"running_baseline": running})
     metrics = {**learn, **common.common_metrics(state, traj, returns),
                "baseline_mean": common.masked_mean(baseline, mask), "return_mean": mean_return,
-               "valid_fraction": jnp.mean(mask)}
+               "valid_fraction": jnp.mean(mask), "learning_rate": learning_rate}
     return state, metrics

@@ -99,6 +99,18 @@ def _read_json(path: Path) -> dict:
     return payload if isinstance(payload, dict) else {}
 
 
+def _read_record(run_dir: Path) -> dict:
+    """The run's ``config.json`` through :func:`pgjax.run.spec.read_record` (the one reader that
+    ``--resume``, ``pgjax eval`` and ``pgjax episodes`` use too), or ``{}`` when the folder has
+    none or it is unreadable: a report still shows what a broken run logged."""
+    from pgjax.config import ConfigError
+    from pgjax.run.spec import read_record
+    try:
+        return read_record(run_dir)
+    except ConfigError:
+        return {}
+
+
 def _read_jsonl(path: Path) -> tuple[list[dict], int]:
     """Rows of a JSON-lines file (``[]`` if missing) and how many lines could not be parsed."""
     try:
@@ -197,7 +209,7 @@ def load_run(run_dir) -> RunData:
     path = Path(run_dir)
     if not path.is_dir():
         raise ValueError(f"run directory {str(path)!r} does not exist")
-    config = _read_json(path / "config.json")
+    config = _read_record(path)
     summary = _read_json(path / "summary.json")
     train_rows, skipped_train = _read_jsonl(path / "metrics.jsonl")
     eval_rows, skipped_eval = _read_jsonl(path / "eval.jsonl")

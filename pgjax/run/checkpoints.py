@@ -64,6 +64,22 @@ def abstract_of(tree):
                         jax.eval_shape(to_savable, tree))
 
 
+def with_injected_hyperparams(like_state):
+    """``like_state`` in the layout of checkpoints written before 2026-12-01, when the optimiser
+    was wrapped in ``optax.inject_hyperparams``: its state held an update count and a copy of the
+    step sizes and clip norm beside the inner state (which is today's optimiser state, unchanged).
+    Restoring a run folder of that version goes through this layout and keeps the inner state."""
+    import optax
+    counter = jax.ShapeDtypeStruct(like_state.update_step.shape, jnp.int32)
+    scalar = jax.ShapeDtypeStruct(like_state.update_step.shape, jnp.float32)
+    names = ["learning_rate", "max_grad_norm"]
+    if hasattr(like_state.hparams, "critic_learning_rate"):
+        names.append("critic_learning_rate")
+    return like_state.replace(opt_state=optax.InjectStatefulHyperparamsState(
+        count=counter, hyperparams={name: scalar for name in names}, hyperparams_states={},
+        inner_state=like_state.opt_state))
+
+
 class Checkpoints:
     """The latest ``keep`` checkpoints plus the best one by evaluation return."""
 
@@ -112,6 +128,18 @@ class Checkpoints:
             step = steps[-1]
         if step not in steps:
             raise ValueError(f"step={step} is not allowed: the {which} checkpoints hold steps {steps}")
+        try:
+            return self._restore(manager, step, like_state)
+        except ValueError as error:
+            mismatch = error
+        try:  # saved before the learning rate moved out of the optimiser state?
+            state, meta = self._restore(manager, step, with_injected_hyperparams(like_state))
+        except ValueError:
+            raise mismatch from None
+        return state.replace(opt_state=state.opt_state.inner_state), meta
+
+    @staticmethod
+    def _restore(manager, step: int, like_state):
         restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_of(like_state)), meta=ocp.args.JsonRestore()))
         return from_saved(restored["state"], like_state), dict(restored["meta"])

@@ -10,11 +10,13 @@ are the trained agent's and stay frozen. Rewards are the raw environment rewards
 from __future__ import annotations
 
 import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from pgjax.algorithms import common
+from pgjax.rollout import policy_step
 
 EVAL_SEED = 1_000_003  # fixed: every evaluation of every run uses the same episode keys
 
@@ -50,7 +52,6 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     and ``states``: the unwrapped environment state before each step, for rendering, plus
     ``final_states [K, ...]``: the state each episode ends in, where the env reports it).
     """
-    from envs import base_env_state
     num_recorded = num_episodes if record is True else min(int(record), num_episodes)
     # one env program whether recording or not, so every evaluation of the same parameters agrees
     venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False,
@@ -58,41 +59,55 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     policy_fn, _ = common.policy_and_value_fns(common.make_network(config), greedy=greedy)
     reset_key, run_key = jax.random.split(key)
     obs, env_state = _reset(config, venv, env_params, reset_key, env_state_for_stats)
-
-    def step(carry, step_key):
-        env_state, obs, active, ep_return, ep_length, final_states = carry
-        state_before = base_env_state(env_state)
-        act_key, env_key = jax.random.split(step_key)
-        action, _, _ = policy_fn(params, obs, act_key)
-        next_obs, env_state, reward, terminated, truncated, info = venv.step(
-            env_key, env_state, action, env_params)
-        if "final_state" in info:  # the state each recorded episode ends in, kept once
-            ends = (active & (terminated | truncated))[:num_recorded]
-            final_states = _keep_where(ends, info["final_state"], final_states, num_recorded)
-        ep_return = ep_return + jnp.where(active, reward, 0.0)
-        ep_length = ep_length + active.astype(jnp.int32)
-        step_record = ()
-        if num_recorded:
-            first = lambda x: x[:num_recorded]  # noqa: E731
-            step_record = jax.tree.map(first, (obs, action, reward, terminated, truncated, active,
-                                               state_before))
-        active = active & ~(terminated | truncated)
-        return (env_state, next_obs, active, ep_return, ep_length, final_states), step_record
-
-    active = jnp.ones((num_episodes,), bool)
-    final_states = jax.tree.map(lambda x: x[:num_recorded], base_env_state(env_state))
-    init = (env_state, obs, active, jnp.zeros((num_episodes,)), jnp.zeros((num_episodes,), jnp.int32),
-            final_states)
-    (_, _, _, returns, lengths, final_states), records = jax.lax.scan(
-        step, init, jax.random.split(run_key, max_episode_steps(config)))
-    result = {"returns": returns, "lengths": lengths}
+    step = functools.partial(_step, venv, env_params, policy_fn, params, num_recorded)
+    episodes, records = jax.lax.scan(step, _Episodes.start(env_state, obs, num_recorded),
+                                     jax.random.split(run_key, max_episode_steps(config)))
+    result = {"returns": episodes.returns, "lengths": episodes.lengths}
     if num_recorded:
         names = ("obs", "actions", "rewards", "terminated", "truncated", "valid", "states")
         result.update(dict(zip(names, records)))
         if venv.keep_final_state:  # the VecEnv's (wrappers forward attributes); DeepSea: False
-            result["final_states"] = final_states
+            result["final_states"] = episodes.final_states
     return result
 
+
+class _Episodes(NamedTuple):
+    """The scan carry of :func:`evaluate`: one episode per environment, counted while active."""
+    env_state: Any
+    obs: jax.Array
+    active: jax.Array        # [E] bool: the environment's first episode has not ended
+    returns: jax.Array       # [E] undiscounted return so far
+    lengths: jax.Array       # [E] steps so far
+    final_states: Any        # [K, ...] the state each recorded episode ended in
+
+    @classmethod
+    def start(cls, env_state, obs, num_recorded: int) -> "_Episodes":
+        from envs import base_env_state
+        num_episodes = obs.shape[0]
+        return cls(env_state, obs, jnp.ones((num_episodes,), bool), jnp.zeros((num_episodes,)),
+                   jnp.zeros((num_episodes,), jnp.int32),
+                   jax.tree.map(lambda x: x[:num_recorded], base_env_state(env_state)))
+
+
+def _step(venv, env_params, policy_fn, params, num_recorded: int, episodes: _Episodes, step_key):
+    """One step of every evaluation environment through the rollout engine's
+    :func:`pgjax.rollout.policy_step`; rewards and steps count only until each first episode
+    ends. Returns (episodes, what is recorded of the first ``num_recorded``)."""
+    from envs import base_env_state
+    state_before = base_env_state(episodes.env_state)
+    s = policy_step(venv, env_params, policy_fn, params, episodes.env_state, episodes.obs, step_key)
+    active, ended = episodes.active, s.terminated | s.truncated
+    final_states = episodes.final_states
+    if "final_state" in s.info:  # the state each recorded episode ends in, kept once
+        final_states = _keep_where((active & ended)[:num_recorded], s.info["final_state"],
+                                   final_states, num_recorded)
+    record = ()
+    if num_recorded:
+        record = jax.tree.map(lambda x: x[:num_recorded], (
+            episodes.obs, s.actions, s.rewards, s.terminated, s.truncated, active, state_before))
+    return _Episodes(s.env_state, s.next_obs, active & ~ended,
+                     episodes.returns + jnp.where(active, s.rewards, 0.0),
+                     episodes.lengths + active.astype(jnp.int32), final_states), record
 
 
 def _reset(config, venv, env_params, key, env_state_for_stats):
