@@ -48,8 +48,8 @@ def test_bad_input_is_one_clear_error(argv, message, capsys, tmp_path, monkeypat
 
 
 def test_wandb_without_the_package_is_refused(capsys, monkeypatch):
-    import pgjax.run.runner as runner
-    monkeypatch.setattr(runner, "wandb_available", lambda: False)
+    import pgjax.run.options as run_options
+    monkeypatch.setattr(run_options, "wandb_available", lambda: False)
     assert cli.main(["train", "ppo", "--wandb", "my-project"]) == 2
     assert "Weights & Biases is not installed" in capsys.readouterr().err
 

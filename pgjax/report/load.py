@@ -101,14 +101,15 @@ def _read_json(path: Path) -> dict:
 
 def _read_record(run_dir: Path) -> dict:
     """The run's ``config.json`` through :func:`pgjax.run.spec.read_record` (the one reader that
-    ``--resume``, ``pgjax eval`` and ``pgjax episodes`` use too), or ``{}`` when the folder has
-    none or it is unreadable: a report still shows what a broken run logged."""
+    ``--resume``, ``pgjax eval`` and ``pgjax episodes`` use too). A record that reader refuses
+    (missing, cut short, lacking fields) is read leniently instead, ``{}`` at worst: a report
+    still shows what a broken run logged."""
     from pgjax.config import ConfigError
     from pgjax.run.spec import read_record
     try:
         return read_record(run_dir)
     except ConfigError:
-        return {}
+        return _read_json(Path(run_dir) / "config.json")
 
 
 def _read_jsonl(path: Path) -> tuple[list[dict], int]:

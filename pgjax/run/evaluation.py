@@ -10,13 +10,16 @@ are the trained agent's and stay frozen. Rewards are the raw environment rewards
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pgjax.algorithms import common
 from pgjax.rollout import policy_step
+from pgjax.run.background import Background
 
 EVAL_SEED = 1_000_003  # fixed: every evaluation of every run uses the same episode keys
 
@@ -125,3 +128,54 @@ def _keep_where(ends, new_states, kept_states, count: int):
     """``new_states[:count]`` where ``ends`` [count] is true, else ``kept_states``, leaf by leaf."""
     return jax.tree.map(lambda kept, new: jnp.where(ends.reshape(ends.shape + (1,) * (new.ndim - 1)),
                                                     new[:count], kept), kept_states, new_states)
+
+
+# --------------------------------------------------------------------------- host side
+
+@functools.lru_cache(maxsize=16)
+def make_eval_fn(config, num_episodes: int, greedy: bool, cache_episodes: int):
+    """Evaluation of every member with the fixed evaluation key, recording ``cache_episodes``."""
+    return jax.jit(jax.vmap(lambda params, env_state: evaluate(
+        config, params, env_state, eval_key(), num_episodes=num_episodes, greedy=greedy,
+        record=cache_episodes)))
+
+
+class EvalProgram:
+    """The evaluation program of a run, compiled in a background thread while the first chunks
+    train (so evaluation adds nothing to the time before training starts); the first call waits
+    for it. ``seconds`` is its compile time."""
+
+    def __init__(self, config, options, state):
+        fn = make_eval_fn(config, options.eval_episodes, options.greedy_eval, options.cache_episodes)
+        self.seconds: float | None = None
+
+        def build():
+            start = time.perf_counter()
+            try:
+                return fn.lower(state.params, state.env_state).compile()
+            finally:
+                self.seconds = time.perf_counter() - start
+
+        self._compiling = Background("pgjax-eval-compile", build)
+
+    def wait(self) -> None:
+        """Let the compilation finish (a thread left inside XLA when the interpreter exits can
+        abort the process)."""
+        self._compiling.wait()
+
+    def __call__(self, params, env_state):
+        return self._compiling.result()(params, env_state)
+
+
+def eval_rows(result: dict, labels: list[dict], update: int, env_steps: int, greedy: bool,
+              diverged=()) -> list[dict]:
+    returns, lengths = np.asarray(result["returns"]), np.asarray(result["lengths"])
+    rows = [{**label, "update": update, "env_steps": env_steps, "greedy": greedy,
+             "eval_episodes": returns.shape[1], "eval_return_mean": float(returns[m].mean()),
+             "eval_return_std": float(returns[m].std()),
+             "eval_return_median": float(np.median(returns[m])),
+             "eval_length_mean": float(lengths[m].mean())}
+            for m, label in enumerate(labels)]
+    for m in diverged:  # evaluated at the last finite state it was frozen at
+        rows[m]["diverged"] = True
+    return rows

@@ -36,10 +36,8 @@ import json
 import math
 import signal
 import sys
-import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
@@ -47,120 +45,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax import algorithms
-from pgjax.run import chunks, compilation_cache, episodes, evaluation, folder as run_folder
+from pgjax.config import require, validate_hparams
+from pgjax.run import chunks, compilation_cache, episodes, folder as run_folder
 from pgjax.run import spec as run_specs
-from pgjax.run.spec import RunSpec
+from pgjax.run.background import Background, StopSignals, StoppedBeforeTraining, while_listening
 from pgjax.run.checkpoints import Checkpoints
-from pgjax.config import ConfigError, hparams_as_arrays, hparams_to_dict, require, validate_hparams
+from pgjax.run.divergence import divergence_message, divergences, live_rows
+from pgjax.run.evaluation import EvalProgram, eval_rows, make_eval_fn
 from pgjax.run.loggers import (ChunkRecord, EvalFile, FanOut, JsonlFile, MetricsFile, Progress,
-                               ProgressDisplay, TensorBoard, Wandb, truncate_jsonl, wandb_available,
+                               ProgressDisplay, TensorBoard, Wandb, truncate_jsonl,
                                write_json_atomic)
+from pgjax.run.options import RunOptions
+from pgjax.run.population import Population
+from pgjax.run.schedule import Events
+from pgjax.run.spec import RunSpec
+from pgjax.run.summary import RunResult, summary_record, summary_table
 
 COMPLETED, INTERRUPTED, NON_FINITE = run_folder.COMPLETED, run_folder.INTERRUPTED, run_folder.DIVERGED
-ON_NONFINITE = ("freeze", "stop")
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Host-side choices; none of them changes the compiled update."""
-    eval_episodes: int = 200
-    num_evals: int = 5                   # evaluations spread over the run, the last at the end
-    eval_every: int | None = None        # env steps per member between evaluations (overrides num_evals)
-    greedy_eval: bool = True
-    cache_episodes: int = 20             # episodes per member kept step by step in eval/ (0: returns only)
-    checkpoint_every: int | None = None  # env steps per member (default: at every evaluation)
-    checkpoint_minutes: float = 10.0
-    keep_checkpoints: int = 3
-    chunk_seconds: float = 3.0           # wall time a chunk of updates aims at (signals wait ≤ this)
-    chunk_updates: int | None = None     # fixed updates per chunk instead (deterministic boundaries)
-    on_nonfinite: str = "freeze"         # "freeze" the diverged member, or "stop" the whole run
-    tensorboard: bool = True
-    wandb_project: str | None = None
-    plots: bool = True
-    compile_cache: bool = True           # JAX's persistent compilation cache (pgjax.run.compilation_cache)
-
-    def validate(self) -> None:
-        for name in ("eval_episodes", "num_evals", "keep_checkpoints"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
-        for name in ("eval_every", "checkpoint_every"):
-            value = getattr(self, name)
-            require(value is None or (isinstance(value, int) and value > 0), name, value,
-                    "must be a positive number of env steps")
-        require(self.chunk_updates is None or (isinstance(self.chunk_updates, int)
-                                               and self.chunk_updates > 0),
-                "chunk_updates", self.chunk_updates, "a positive number of updates, or None")
-        require(isinstance(self.cache_episodes, int) and 0 <= self.cache_episodes, "cache_episodes",
-                self.cache_episodes, "must be an integer ≥ 0")
-        for name in ("checkpoint_minutes", "chunk_seconds"):
-            value = getattr(self, name)
-            require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, name,
-                    value, "must be a positive number")
-        require(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite,
-                f"one of {list(ON_NONFINITE)}")
-        if self.wandb_project is not None and not wandb_available():
-            raise ConfigError(f"wandb={self.wandb_project!r} is not allowed: Weights & Biases is not "
-                              "installed (pip install 'pgjax[wandb]')")
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    status: str                      # completed | interrupted | diverged
-    eval_returns: np.ndarray         # [num_members] mean final evaluation return (NaN if none)
-    steps_per_second: float
-    compile_seconds: float
-    wall_seconds: float
-    message: str = ""
-    metrics_last: dict = field(default_factory=dict)
-    final_state: object = None
-    diverged: dict = field(default_factory=dict)  # member -> {"update", "metric"}
-
-
-@dataclass(frozen=True)
-class Population:
-    """Members = hyperparameter settings × seeds, in that order (setting-major)."""
-    seeds: tuple[int, ...]
-    settings: tuple  # Hparams, one per setting
-
-    @property
-    def size(self) -> int:
-        return len(self.seeds) * len(self.settings)
-
-    def labels(self) -> list[dict]:
-        swept = _swept_fields(self.settings)
-        return [{"seed": seed, "member": i, **{f"hp_{k}": hparams_to_dict(hp)[k] for k in swept}}
-                for i, (hp, seed) in enumerate((hp, s) for hp in self.settings for s in self.seeds)]
-
-    def names(self) -> list[str]:
-        return ["_".join(f"{k[3:]}={v:g}" if k.startswith("hp_") else f"{k}{v}"
-                         for k, v in label.items() if k != "member") for label in self.labels()]
-
-    def keys(self):
-        seeds = jnp.asarray([s for _ in self.settings for s in self.seeds], jnp.uint32)
-        return jax.vmap(jax.random.key)(seeds)
-
-    def hparams(self):
-        """The member-stacked hyperparameter pytree (leaves ``[M]``)."""
-        per_member = [hparams_as_arrays(hp) for hp in self.settings for _ in self.seeds]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *per_member)
-
-
-def _swept_fields(settings) -> list[str]:
-    if len(settings) < 2:
-        return []
-    dicts = [hparams_to_dict(hp) for hp in settings]
-    return [k for k in dicts[0] if any(d[k] != dicts[0][k] for d in dicts[1:])]
-
-
-def schedule(num_updates: int, steps_per_update: int, every_steps: int | None, count: int) -> list[int]:
-    """Update counts after which an event (evaluation, checkpoint) is due, ending at the last update."""
-    if every_steps is not None:
-        every = max(1, math.ceil(every_steps / steps_per_update))
-        points = list(range(every, num_updates, every))
-    else:
-        points = [round(num_updates * i / count) for i in range(1, count)]
-    return sorted({p for p in points if 0 < p < num_updates} | {num_updates})
+__all__ = ["COMPLETED", "INTERRUPTED", "NON_FINITE", "EvalProgram", "Population", "RunOptions",
+           "RunResult", "init_program", "reevaluate", "run", "run_spec", "warn_unusual"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -169,154 +72,6 @@ def init_program(config):
     resumes or re-evaluates the same config reuses it)."""
     algo = algorithms.for_config(config)
     return jax.jit(jax.vmap(lambda key, hparams: algo.init(config, hparams, key)))
-
-
-@functools.lru_cache(maxsize=16)
-def make_eval_fn(config, num_episodes: int, greedy: bool, cache_episodes: int):
-    """Evaluation of every member with the fixed evaluation key, recording ``cache_episodes``."""
-    return jax.jit(jax.vmap(lambda params, env_state: evaluation.evaluate(
-        config, params, env_state, evaluation.eval_key(), num_episodes=num_episodes, greedy=greedy,
-        record=cache_episodes)))
-
-
-class _Background:
-    """``fn(*args)`` in a daemon thread named ``name``; :meth:`result` waits and returns it (or
-    raises what it raised)."""
-
-    def __init__(self, name: str, fn, *args):
-        self._outcome: dict = {}
-
-        def work():
-            try:
-                self._outcome["value"] = fn(*args)
-            except BaseException as error:  # handed to the caller of result()
-                self._outcome["error"] = error
-
-        self._thread = threading.Thread(target=work, name=name, daemon=True)
-        self._thread.start()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` seconds; whether ``fn`` has finished."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def result(self):
-        self._thread.join()
-        if "error" in self._outcome:
-            raise self._outcome["error"]
-        return self._outcome["value"]
-
-
-class EvalProgram:
-    """The evaluation program of a run, compiled in a background thread while the first chunks
-    train (so evaluation adds nothing to the time before training starts); the first call waits
-    for it. ``seconds`` is its compile time."""
-
-    def __init__(self, config, options, state):
-        fn = make_eval_fn(config, options.eval_episodes, options.greedy_eval, options.cache_episodes)
-        self.seconds: float | None = None
-
-        def build():
-            start = time.perf_counter()
-            try:
-                return fn.lower(state.params, state.env_state).compile()
-            finally:
-                self.seconds = time.perf_counter() - start
-
-        self._compiling = _Background("pgjax-eval-compile", build)
-
-    def wait(self) -> None:
-        """Let the compilation finish (a thread left inside XLA when the interpreter exits can
-        abort the process)."""
-        self._compiling.wait()
-
-    def __call__(self, params, env_state):
-        return self._compiling.result()(params, env_state)
-
-
-def eval_rows(result: dict, labels: list[dict], update: int, env_steps: int, greedy: bool,
-              diverged=()) -> list[dict]:
-    returns, lengths = np.asarray(result["returns"]), np.asarray(result["lengths"])
-    rows = [{**label, "update": update, "env_steps": env_steps, "greedy": greedy,
-             "eval_episodes": returns.shape[1], "eval_return_mean": float(returns[m].mean()),
-             "eval_return_std": float(returns[m].std()),
-             "eval_return_median": float(np.median(returns[m])),
-             "eval_length_mean": float(lengths[m].mean())}
-            for m, label in enumerate(labels)]
-    for m in diverged:  # evaluated at the last finite state it was frozen at
-        rows[m]["diverged"] = True
-    return rows
-
-
-def divergences(metrics: dict[str, np.ndarray], healthy: np.ndarray, frozen: np.ndarray) -> dict:
-    """{member: (chunk index, metric)} of the members that went non-finite in this chunk:
-    ``healthy`` is the program's ``[M, n]`` flags, ``frozen`` the members frozen before it. The
-    metric is the first watched one that is non-finite there, or "parameters"."""
-    found = {}
-    for member in np.nonzero(~healthy.all(axis=1) & ~frozen)[0]:
-        k = int(np.argmin(healthy[member]))
-        bad = [name for name in sorted(metrics) if chunks.is_watched(name)
-               and not np.isfinite(np.asarray(metrics[name][member, k], np.float64))]
-        found[int(member)] = (k, bad[0] if bad else "parameters")
-    return found
-
-
-def live_rows(healthy: np.ndarray, frozen: np.ndarray, found: dict) -> np.ndarray:
-    """``[M, n]``: which rows of a chunk are real updates of a member — all of an unfrozen member's,
-    up to and including the one it diverged at, none of an already frozen one's."""
-    live = np.broadcast_to(~frozen[:, None], healthy.shape).copy()
-    for member, (k, _) in found.items():
-        live[member, k + 1:] = False
-    return live
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM set a flag the loop checks; a repeated signal only says what is happening.
-    Installed only in the main thread (signal handlers cannot be set elsewhere)."""
-
-    def __init__(self, out):
-        self.received: int | None = None
-        self._previous = {}
-        self._err = out
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    @property
-    def installed(self) -> bool:
-        return bool(self._previous)
-
-    def _handle(self, signum, frame):
-        if self.received is None:
-            self.received = signum
-            return
-        print(f"pgjax: {signal.Signals(signum).name} again: already stopping (finishing the current "
-              "step, then saving a checkpoint); SIGKILL aborts without saving", file=sys.stderr,
-              flush=True)
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-class _StoppedBeforeTraining(Exception):
-    def __init__(self, signum: int):
-        self.signum = signum
-
-
-def _while_listening(stop: _StopSignals, fn, *args):
-    """``fn(*args)`` (set-up, compilation) in a worker thread so that a signal stops the run at
-    once instead of after the compiler returns; raises :class:`_StoppedBeforeTraining`."""
-    if not stop.installed:
-        return fn(*args)
-    work = _Background("pgjax-compile", fn, *args)
-    while not work.wait(0.05):
-        if stop.received is not None:
-            raise _StoppedBeforeTraining(stop.received)
-    return work.result()
 
 
 def warn_unusual(config, settings) -> None:
@@ -381,10 +136,7 @@ class _Run:
         self.num_updates = config.num_updates
         self.max_chunk = (min(options.chunk_updates, self.num_updates) if options.chunk_updates
                           else chunks.default_max_updates(self.num_updates, population.size))
-        self.eval_points = schedule(self.num_updates, config.steps_per_update, options.eval_every,
-                                    options.num_evals)
-        self.ckpt_points = (self.eval_points if options.checkpoint_every is None else schedule(
-            self.num_updates, config.steps_per_update, options.checkpoint_every, 1))
+        self.events = Events.for_run(self.num_updates, config.steps_per_update, options)
         self.diverged: dict[int, dict] = {}  # member -> {"update", "metric"}
         self.cache_hit: bool | None = None    # the train program came from the persistent cache
         self.eval_compile_seconds: float | None = None
@@ -415,7 +167,7 @@ class _Run:
         abstract = jax.eval_shape(self._init_state)
         # the training program compiles from the state's shapes while init (or a restore) runs:
         # two programs compiling at once on two cores
-        compiling = _Background("pgjax-chunk-compile", chunks.compile_chunk, self.config, abstract,
+        compiling = Background("pgjax-chunk-compile", chunks.compile_chunk, self.config, abstract,
                                 self.max_chunk)
         if resume and checkpoints.steps():
             state, saved = checkpoints.restore(abstract)
@@ -434,22 +186,22 @@ class _Run:
         self._status(run_folder.RUNNING, 0)
         checkpoints = Checkpoints(self.run_dir, keep=self.options.keep_checkpoints)
         try:
-            with _StopSignals(self.out) as stop:
+            with StopSignals(self.out) as stop:
                 return self._execute(checkpoints, resume, stop)
         except BaseException as error:
-            if not isinstance(error, _StoppedBeforeTraining):
+            if not isinstance(error, StoppedBeforeTraining):
                 self._status("failed", 0, f"{type(error).__name__}: {error}")
             raise
         finally:
             checkpoints.close()
 
-    def _execute(self, checkpoints: Checkpoints, resume: bool, stop: _StopSignals) -> RunResult:
+    def _execute(self, checkpoints: Checkpoints, resume: bool, stop: StopSignals) -> RunResult:
         run_dir, config = self.run_dir, self.config
         t0 = time.perf_counter()
         cached_before = compilation_cache.entries()
         try:
-            state, meta, compiled = _while_listening(stop, self._startup, checkpoints, resume)
-        except _StoppedBeforeTraining as stopped:
+            state, meta, compiled = while_listening(stop, self._startup, checkpoints, resume)
+        except StoppedBeforeTraining as stopped:
             return self._stopped_before_training(stopped.signum, checkpoints, t0)
         compile_seconds = time.perf_counter() - t0
         cached_after = compilation_cache.entries()
@@ -484,11 +236,6 @@ class _Run:
                          math.nan, time.perf_counter() - t0, message)
 
     # ---------------------------------------------------------------- pieces
-    @staticmethod
-    def _next(points: list[int], after: int) -> int:
-        """The first scheduled update count strictly after ``after``."""
-        return next((p for p in points if p > after), points[-1])
-
     def meta(self, done, train_seconds, last_eval) -> dict:
         return {"update": int(done), "train_seconds": float(train_seconds), "last_eval": last_eval,
                 "diverged": {str(m): info for m, info in self.diverged.items()}}
@@ -513,15 +260,6 @@ class _Run:
                       self.options.greedy_eval)
         return result
 
-    def divergence_message(self, found: dict, done: int) -> str:
-        parts = []
-        for member, (k, metric) in sorted(found.items()):
-            label = self.labels[member]
-            setting = ", ".join(f"{key[3:]}={value:g}" for key, value in label.items() if key.startswith("hp_"))
-            parts.append(f"member {member} (seed {label['seed']}{', ' + setting if setting else ''}) "
-                         f"went non-finite ({metric}) at update {done + k + 1}")
-        return "; ".join(parts)
-
     def finish(self, status, message, final_eval, done, train_seconds, compile_seconds, wall,
                metrics_np, state, meta) -> RunResult:
         config = self.config
@@ -539,20 +277,15 @@ class _Run:
                            last, state, dict(self.diverged))
         if status != COMPLETED:
             return result
-        summary = {
-            "algorithm": self.algo_name, "env_id": config.env_id, "status": status,
-            "seeds": list(self.population.seeds), "members": self.labels,
-            "eval_episodes": self.options.eval_episodes, "eval_greedy": self.options.greedy_eval,
-            "eval_return_per_seed": eval_returns,
-            "eval_episode_returns": final_eval["returns"] if final_eval is not None else None,
-            "eval_return_mean": float(eval_returns.mean()),
-            "eval_return_std": float(eval_returns.std()), "steps_per_second": sps,
-            "compile_seconds": compile_seconds, "wall_seconds": wall, "device": self.device,
-            "compile_seconds_train": compile_seconds, "compile_seconds_eval": self.eval_compile_seconds,
-            "compile_cache_dir": compilation_cache.directory(), "compile_cache_hit": self.cache_hit,
-            "env_steps_per_seed": self.num_updates * config.steps_per_update,
-            "diverged": self._diverged_list(),
-        }
+        summary = summary_record(
+            {"algorithm": self.algo_name, "env_id": config.env_id, "status": status,
+             "seeds": list(self.population.seeds), "members": self.labels,
+             "eval_episodes": self.options.eval_episodes, "eval_greedy": self.options.greedy_eval,
+             "device": self.device, "env_steps_per_seed": self.num_updates * config.steps_per_update,
+             "compile_cache_dir": compilation_cache.directory(), "compile_cache_hit": self.cache_hit,
+             "diverged": self._diverged_list()},
+            final_eval, steps_per_second=sps, compile_seconds=compile_seconds,
+            compile_seconds_eval=self.eval_compile_seconds, wall_seconds=wall)
         write_json_atomic(self.run_dir / "summary.json", summary)
         self._print(summary_table(summary))
         if self.options.plots:
@@ -641,8 +374,7 @@ class _Loop:
         scheduled event), log it and handle members that diverged in it. Returns the message when
         the run must stop (every member diverged, or ``on_nonfinite="stop"``), else None."""
         r, done = self.r, self.done
-        until = min(r._next(r.eval_points, done), r._next(r.ckpt_points, done)) - done
-        n = self.planner.next_size(until)
+        n = self.planner.next_size(r.events.updates_to_next(done))
         (state, frozen, metrics, healthy), seconds = chunks.timed(
             self.compiled, self.state, jnp.asarray(self.frozen), jnp.asarray(n, jnp.int32))
         self.planner.observe(n, seconds)
@@ -665,7 +397,7 @@ class _Loop:
         before the chunk) when every member has, or with ``on_nonfinite="stop"``."""
         r, done = self.r, self.done
         before = r.meta(done, self.train_seconds - chunk_seconds, self.last_eval)
-        text = r.divergence_message(found, done)
+        text = divergence_message(r.labels, found, done)
         for member, (k, metric) in found.items():
             r.diverged[member] = {"update": done + k + 1, "metric": metric}
         everyone = bool(np.asarray(frozen_after).all())
@@ -687,7 +419,7 @@ class _Loop:
         steps = done * steps_per_update
         sps = (done - self.meta["update"]) * steps_per_update * r.population.size \
             / max(self.train_seconds - self.meta["train_seconds"], 1e-9)
-        if done >= r._next(r.eval_points, done - n):
+        if r.events.evaluation_due(done, n):
             self.final_eval = r.evaluate(self.eval_fn, self.state, done, sinks)
             member_returns = self.final_eval["returns"].mean(axis=1)
             healthy = member_returns[~self.frozen] if (~self.frozen).any() else member_returns
@@ -699,10 +431,8 @@ class _Loop:
                                 frozenset(r.diverged)))
         sinks.scalars({"perf/steps_per_second": sps,
                        "perf/wall_seconds": time.perf_counter() - self.t0}, steps)
-        due = (done >= r._next(r.ckpt_points, done - n) or done == r.num_updates
-               or time.monotonic() - self.last_save_time > 60 * r.options.checkpoint_minutes
-               or self.stop.received is not None)
-        if due:
+        if r.events.checkpoint_due(done, n, time.monotonic() - self.last_save_time,
+                                   self.stop.received is not None):
             self.save(done, self.state, r.meta(done, self.train_seconds, self.last_eval))
 
 
@@ -711,32 +441,6 @@ def _update_last_returns(chunk_returns, last_returns) -> None:
         finite = chunk_returns[m][np.isfinite(chunk_returns[m])]
         if finite.size:
             last_returns[m] = finite[-1]
-
-
-def summary_table(summary: dict) -> str:
-    per_seed = ", ".join(f"{r:.1f}" for r in summary["eval_return_per_seed"])
-    rows = [
-        ("algorithm", summary["algorithm"]), ("env", summary["env_id"]),
-        ("seeds", str(summary["seeds"])),
-        (f"eval return ({summary['eval_episodes']} episodes/seed)",
-         f"{summary['eval_return_mean']:.1f} ± {summary['eval_return_std']:.1f}  [{per_seed}]"),
-        ("env steps per seed", f"{summary['env_steps_per_seed']:,d}"),
-        ("steps/s (all seeds, after compile)", f"{summary['steps_per_second']:,.0f}"),
-        ("compile time (train program; evaluation)",
-         f"{summary['compile_seconds']:.1f} s; " + (f"{summary['compile_seconds_eval']:.1f} s"
-                                                    if summary.get("compile_seconds_eval") else "—")
-         + (" (from the compilation cache)" if summary.get("compile_cache_hit") else "")),
-        ("wall time", f"{summary['wall_seconds']:.1f} s"),
-        ("device", summary["device"]),
-    ]
-    if summary.get("diverged"):
-        rows.append(("diverged (frozen at last finite state)", "; ".join(
-            f"member {d['member']} (seed {d['seed']}) at update {d['update']} ({d['metric']})"
-            for d in summary["diverged"])))
-    width = max(len(k) for k, _ in rows)
-    lines = ["", "| " + "metric".ljust(width) + " | value |", "|" + "-" * (width + 2) + "|-------|"]
-    lines += [f"| {k.ljust(width)} | {v} |" for k, v in rows]
-    return "\n".join(lines)
 
 
 def reevaluate(run_dir: Path, algo, config, settings, seeds, *, episodes: int = 200,

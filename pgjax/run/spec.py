@@ -36,7 +36,7 @@ class RunSpec:
     config: Any            # the algorithm's Config: static, shapes and program
     settings: tuple        # the algorithm's Hparams, one per hyperparameter setting
     seeds: tuple[int, ...]
-    options: Any           # pgjax.run.runner.RunOptions
+    options: Any           # pgjax.run.options.RunOptions
 
     @property
     def algo(self):
@@ -68,7 +68,7 @@ class RunSpec:
 def options(given: dict, base: dict | None = None, strict: bool = False):
     """RunOptions from ``given`` (flags: None = not given) over ``base`` (a saved run's or a
     file's options; ``strict`` refuses names RunOptions does not have) over the defaults."""
-    from pgjax.run.runner import RunOptions
+    from pgjax.run.options import RunOptions
     known = {f.name for f in dataclasses.fields(RunOptions)}
     unknown = sorted(set(base or {}) - known)
     if strict and unknown:

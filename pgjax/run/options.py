@@ -1,0 +1,55 @@
+"""Run options: the host-side choices of a run (evaluation, checkpoints, chunks, sinks), none of
+which changes the compiled update. Validated before anything is created or compiled."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pgjax.config import ConfigError, require
+from pgjax.run.loggers import wandb_available
+
+ON_NONFINITE = ("freeze", "stop")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Host-side choices; none of them changes the compiled update."""
+    eval_episodes: int = 200
+    num_evals: int = 5                   # evaluations spread over the run, the last at the end
+    eval_every: int | None = None        # env steps per member between evaluations (overrides num_evals)
+    greedy_eval: bool = True
+    cache_episodes: int = 20             # episodes per member kept step by step in eval/ (0: returns only)
+    checkpoint_every: int | None = None  # env steps per member (default: at every evaluation)
+    checkpoint_minutes: float = 10.0
+    keep_checkpoints: int = 3
+    chunk_seconds: float = 3.0           # wall time a chunk of updates aims at (signals wait ≤ this)
+    chunk_updates: int | None = None     # fixed updates per chunk instead (deterministic boundaries)
+    on_nonfinite: str = "freeze"         # "freeze" the diverged member, or "stop" the whole run
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    plots: bool = True
+    compile_cache: bool = True           # JAX's persistent compilation cache (pgjax.run.compilation_cache)
+
+    def validate(self) -> None:
+        for name in ("eval_episodes", "num_evals", "keep_checkpoints"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
+        for name in ("eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            require(value is None or (isinstance(value, int) and value > 0), name, value,
+                    "must be a positive number of env steps")
+        require(self.chunk_updates is None or (isinstance(self.chunk_updates, int)
+                                               and self.chunk_updates > 0),
+                "chunk_updates", self.chunk_updates, "a positive number of updates, or None")
+        require(isinstance(self.cache_episodes, int) and 0 <= self.cache_episodes, "cache_episodes",
+                self.cache_episodes, "must be an integer ≥ 0")
+        for name in ("checkpoint_minutes", "chunk_seconds"):
+            value = getattr(self, name)
+            require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, name,
+                    value, "must be a positive number")
+        require(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite,
+                f"one of {list(ON_NONFINITE)}")
+        if self.wandb_project is not None and not wandb_available():
+            raise ConfigError(f"wandb={self.wandb_project!r} is not allowed: Weights & Biases is not "
+                              "installed (pip install 'pgjax[wandb]')")

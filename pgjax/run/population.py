@@ -1,0 +1,46 @@
+"""The population of a run: hyperparameter settings × seeds, one vmapped program."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from pgjax.config import hparams_as_arrays, hparams_to_dict
+
+
+@dataclass(frozen=True)
+class Population:
+    """Members = hyperparameter settings × seeds, in that order (setting-major)."""
+    seeds: tuple[int, ...]
+    settings: tuple  # Hparams, one per setting
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds) * len(self.settings)
+
+    def labels(self) -> list[dict]:
+        swept = _swept_fields(self.settings)
+        return [{"seed": seed, "member": i, **{f"hp_{k}": hparams_to_dict(hp)[k] for k in swept}}
+                for i, (hp, seed) in enumerate((hp, s) for hp in self.settings for s in self.seeds)]
+
+    def names(self) -> list[str]:
+        return ["_".join(f"{k[3:]}={v:g}" if k.startswith("hp_") else f"{k}{v}"
+                         for k, v in label.items() if k != "member") for label in self.labels()]
+
+    def keys(self):
+        seeds = jnp.asarray([s for _ in self.settings for s in self.seeds], jnp.uint32)
+        return jax.vmap(jax.random.key)(seeds)
+
+    def hparams(self):
+        """The member-stacked hyperparameter pytree (leaves ``[M]``)."""
+        per_member = [hparams_as_arrays(hp) for hp in self.settings for _ in self.seeds]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *per_member)
+
+
+def _swept_fields(settings) -> list[str]:
+    if len(settings) < 2:
+        return []
+    dicts = [hparams_to_dict(hp) for hp in settings]
+    return [k for k in dicts[0] if any(d[k] != dicts[0][k] for d in dicts[1:])]

@@ -1,0 +1,151 @@
+"""The host loop's small pieces, each on its own: the evaluation/checkpoint schedule and the
+checkpoint policy, divergence bookkeeping, the population's members, the summary, and the
+signal flag. (The chunk program and the sinks are tested through test_runner and test_faults,
+the whole loop through test_all_paths.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from pgjax.algorithms import ppo
+from pgjax.run.background import StopSignals, StoppedBeforeTraining, while_listening
+from pgjax.run.divergence import divergence_message, divergences, live_rows
+from pgjax.run.options import RunOptions
+from pgjax.run.population import Population
+from pgjax.run.schedule import Events, next_point, schedule
+from pgjax.run.summary import summary_record, summary_table
+
+
+# --------------------------------------------------------------------------- schedule
+
+@pytest.mark.parametrize("num_updates, steps, every, count, expected", [
+    (10, 100, None, 5, [2, 4, 6, 8, 10]),         # evenly spread, the last at the end
+    (10, 100, None, 3, [3, 7, 10]),               # round(10/3)=3, round(20/3)=7
+    (10, 100, 250, 1, [3, 6, 9, 10]),             # every ceil(250/100)=3 updates, plus the end
+    (10, 100, 50, 1, list(range(1, 11))),         # finer than an update: every update
+    (5, 100, None, 1, [5]),                       # one event: at the end
+    (3, 100, None, 10, [1, 2, 3]),                # more events than updates: each update once
+])
+def test_schedule_points(num_updates, steps, every, count, expected):
+    assert schedule(num_updates, steps, every, count) == expected
+
+
+def test_next_point_is_strictly_after():
+    assert next_point((3, 6, 10), 0) == 3
+    assert next_point((3, 6, 10), 3) == 6
+    assert next_point((3, 6, 10), 10) == 10  # nothing after the end: the end
+
+
+def test_events_chunks_end_at_the_next_evaluation_or_checkpoint():
+    events = Events.for_run(12, 100, RunOptions(num_evals=3, checkpoint_every=500))
+    assert events.eval_points == (4, 8, 12) and events.checkpoint_points == (5, 10, 12)
+    assert [events.updates_to_next(d) for d in (0, 4, 5, 8, 10)] == [4, 1, 3, 2, 2]
+    assert events.evaluation_due(4, 4) and not events.evaluation_due(3, 3)
+    assert events.evaluation_due(9, 2)  # a chunk 7 -> 9 passed 8
+    # checkpoints: each default to the evaluations
+    default = Events.for_run(12, 100, RunOptions(num_evals=3))
+    assert default.checkpoint_points == default.eval_points
+
+
+def test_checkpoint_policy():
+    events = Events.for_run(12, 100, RunOptions(num_evals=3, checkpoint_minutes=2.0))
+    assert events.checkpoint_seconds == 120.0
+    due = lambda done, chunk, seconds=0.0, stopping=False: events.checkpoint_due(done, chunk, seconds, stopping)
+    assert due(4, 4)                       # scheduled point
+    assert not due(3, 3)                   # nothing due
+    assert due(3, 3, seconds=121.0)        # wall time since the last save
+    assert not due(3, 3, seconds=119.0)
+    assert due(3, 3, stopping=True)        # a signal arrived: save before stopping
+    assert due(12, 1)                      # the end of the run
+
+
+# --------------------------------------------------------------------------- divergence
+
+def test_divergences_and_live_rows():
+    healthy = np.array([[True, True, True], [True, False, False], [True, True, True]])
+    frozen = np.array([False, False, True])
+    metrics = {"loss": np.array([[1., 1., 1.], [1., np.nan, np.nan], [np.nan] * 3]),
+               "grad_norm": np.ones((3, 3)), "episode_return": np.full((3, 3), np.nan)}
+    found = divergences(metrics, healthy, frozen)
+    assert found == {1: (1, "loss")}  # member 2 was frozen before the chunk: not new
+    live = live_rows(healthy, frozen, found)
+    np.testing.assert_array_equal(live, [[1, 1, 1], [1, 1, 0], [0, 0, 0]])
+    # parameters went non-finite while every watched metric stayed finite
+    finite = {"loss": np.ones((3, 3)), "grad_norm": np.ones((3, 3))}
+    assert divergences(finite, healthy, frozen) == {1: (1, "parameters")}
+
+
+def test_divergence_message_names_member_seed_setting_and_update():
+    labels = [{"seed": 0, "member": 0, "hp_learning_rate": 0.1},
+              {"seed": 1, "member": 1, "hp_learning_rate": 10.0}]
+    text = divergence_message(labels, {1: (2, "loss")}, done=40)
+    assert text == "member 1 (seed 1, learning_rate=10) went non-finite (loss) at update 43"
+
+
+# --------------------------------------------------------------------------- population
+
+def test_population_members_are_setting_major():
+    settings = (ppo.Hparams(learning_rate=1e-3), ppo.Hparams(learning_rate=3e-3))
+    population = Population((7, 8), settings)
+    assert population.size == 4
+    assert [(l["hp_learning_rate"], l["seed"]) for l in population.labels()] == [
+        (1e-3, 7), (1e-3, 8), (3e-3, 7), (3e-3, 8)]
+    assert population.names() == ["seed7_learning_rate=0.001", "seed8_learning_rate=0.001",
+                                  "seed7_learning_rate=0.003", "seed8_learning_rate=0.003"]
+    np.testing.assert_allclose(np.asarray(population.hparams().learning_rate), [1e-3, 1e-3, 3e-3, 3e-3])
+    assert Population((0,), settings[:1]).labels() == [{"seed": 0, "member": 0}]  # nothing swept
+
+
+# --------------------------------------------------------------------------- summary
+
+def test_summary_record_and_table():
+    run = {"algorithm": "ppo", "env_id": "CartPole-v1", "status": "completed", "seeds": [0, 1],
+           "members": [{"seed": 0}, {"seed": 1}], "eval_episodes": 3, "eval_greedy": True,
+           "device": "cpu:0", "env_steps_per_seed": 2048, "diverged": []}
+    returns = np.array([[10., 20., 30.], [40., 50., 60.]])
+    summary = summary_record(run, {"returns": returns}, steps_per_second=1234.5,
+                             compile_seconds=2.0, compile_seconds_eval=0.5, wall_seconds=9.0)
+    np.testing.assert_allclose(summary["eval_return_per_seed"], [20.0, 50.0])
+    assert summary["eval_return_mean"] == 35.0 and summary["eval_return_std"] == 15.0
+    table = summary_table(summary)
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table.splitlines()[3:]}
+    assert rows["eval return (3 episodes/seed)"] == "35.0 ± 15.0  [20.0, 50.0]"
+    assert rows["steps/s (all seeds, after compile)"] == "1,234"
+    assert rows["compile time (train program; evaluation)"] == "2.0 s; 0.5 s"
+    assert rows["env steps per seed"] == "2,048" and rows["wall time"] == "9.0 s"
+    nothing = summary_record(run, None, steps_per_second=1.0, compile_seconds=1.0,
+                             compile_seconds_eval=None, wall_seconds=1.0)
+    assert np.isnan(nothing["eval_return_mean"]) and nothing["eval_episode_returns"] is None
+
+
+# --------------------------------------------------------------------------- signals
+
+def test_stop_signals_turn_sigint_into_a_flag_and_restore_the_handler():
+    before = signal.getsignal(signal.SIGINT)
+    with StopSignals(out=None) as stop:
+        assert stop.installed and stop.received is None
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while stop.received is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stop.received == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_while_listening_stops_long_work_at_once():
+    release = threading.Event()
+    with StopSignals(out=None) as stop:
+        threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+        start = time.monotonic()
+        with pytest.raises(StoppedBeforeTraining) as stopped:
+            while_listening(stop, release.wait, 30)
+        assert time.monotonic() - start < 5 and stopped.value.signum == signal.SIGTERM
+    release.set()
+    with StopSignals(out=None) as stop:
+        assert while_listening(stop, lambda x: x + 1, 1) == 2
