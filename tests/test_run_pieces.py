@@ -149,3 +149,70 @@ def test_while_listening_stops_long_work_at_once():
     release.set()
     with StopSignals(out=None) as stop:
         assert while_listening(stop, lambda x: x + 1, 1) == 2
+
+
+# --------------------------------------------------------------------------- sinks
+
+def test_fan_out_hands_every_event_to_each_sink_in_order(tmp_path):
+    from pgjax.run.loggers import FanOut, Sink
+
+    class Recorder(Sink):
+        def __init__(self, name, log):
+            self.name, self.log = name, log
+
+        def chunk(self, record):
+            self.log.append((self.name, "chunk", record))
+
+        def scalars(self, values, env_steps):
+            self.log.append((self.name, "scalars", env_steps))
+
+        def close(self):
+            self.log.append((self.name, "close", None))
+
+    log = []
+    fan = FanOut([Recorder("a", log), Recorder("b", log), Sink()])  # a bare Sink ignores all
+    fan.chunk("R")
+    fan.scalars({"x": 1.0}, 7)
+    fan.evaluation([], 7)
+    fan.close()
+    assert log == [("a", "chunk", "R"), ("b", "chunk", "R"), ("a", "scalars", 7),
+                   ("b", "scalars", 7), ("a", "close", None), ("b", "close", None)]
+
+
+def test_metrics_file_writes_live_rows_update_major_with_marks(tmp_path):
+    import json
+    from pgjax.run.loggers import ChunkRecord, MetricsFile
+    labels = [{"seed": 0, "member": 0}, {"seed": 1, "member": 1}]
+    record = ChunkRecord({"loss": np.array([[1.0, 2.0], [3.0, np.nan]])}, labels, first_update=5,
+                         live=np.array([[True, True], [True, False]]),
+                         marks={(1, 0): {"diverged": True}})
+    sink = MetricsFile(tmp_path / "metrics.jsonl")
+    sink.chunk(record)
+    sink.close()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["member"], r["update"], r["loss"], r.get("diverged")) for r in rows] == [
+        (0, 5, 1.0, None), (1, 5, 3.0, True), (0, 6, 2.0, None)]
+
+
+def test_progress_line_shows_diverged_and_missing_returns():
+    from pgjax.run.loggers import Progress, progress_line
+    line = progress_line(Progress(2048, 10240, np.array([12.5, np.nan, 99.0]), 1500.0, 5.46, 42.0,
+                                  frozenset({2})))
+    assert "2,048/10,240" in line and "[  12.5   nan    div ]" in line
+    assert "1,500 steps/s" in line and "ETA    5.5s" in line and "eval    42.0" in line
+
+
+# --------------------------------------------------------------------------- chunk sizes
+
+def test_chunk_planner_grows_by_wall_time_and_stops_at_events():
+    from pgjax.run.chunks import ChunkPlanner
+    planner = ChunkPlanner(max_updates=100, target_seconds=3.0)
+    assert planner.next_size(until_event=50) == 1            # first chunk: one update
+    planner.observe(1, 0.1)                                   # 0.1 s per update -> 30 wanted
+    assert planner.next_size(until_event=50) == 4             # but at most 4x the last chunk
+    planner.observe(4, 0.4)
+    assert planner.next_size(until_event=50) == 16
+    planner.observe(16, 1.6)
+    assert planner.next_size(until_event=50) == 30            # the wall-time target
+    assert planner.next_size(until_event=7) == 7              # never past the next event
+    assert ChunkPlanner(max_updates=10, fixed=25).next_size(until_event=50) == 10
