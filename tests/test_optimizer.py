@@ -5,6 +5,7 @@ the actor and the critic take their own step sizes, annealing follows lr_0Â·(1 â
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import pgjax
 from pgjax.algorithms import common, reinforce
@@ -13,6 +14,12 @@ from pgjax.config import hparams_as_arrays
 CONFIG = reinforce.Config(baseline="learned", optimizer="sgd", num_envs=2, rollout_length=64,
                           total_steps=6 * 128, hidden_sizes=(8,))
 HPARAMS = reinforce.Hparams(learning_rate=0.1, critic_learning_rate=0.003, max_grad_norm=1e6)
+
+
+@pytest.fixture(scope="module")
+def plain_run():
+    """A plain ``make_train`` run of CONFIG (constant step size), key 1: metrics per update."""
+    return jax.jit(pgjax.make_train(CONFIG))(jax.random.key(1), HPARAMS)[1]
 
 
 def test_optimizer_state_holds_no_step_size():
@@ -38,10 +45,10 @@ def test_actor_and_critic_take_their_own_step_sizes():
                                rtol=1e-6)
 
 
-def test_anneal_lr_follows_the_linear_schedule_and_changes_training():
+def test_anneal_lr_follows_the_linear_schedule_and_changes_training(plain_run):
     annealed = CONFIG.__class__(**{**CONFIG.__dict__, "anneal_lr": True})
     _, m_annealed = jax.jit(pgjax.make_train(annealed))(jax.random.key(1), HPARAMS)
-    _, m_constant = jax.jit(pgjax.make_train(CONFIG))(jax.random.key(1), HPARAMS)
+    m_constant = plain_run
     k, total = np.arange(annealed.num_updates), annealed.num_updates
     np.testing.assert_allclose(np.asarray(m_annealed["learning_rate"]), 0.1 * (1 - k / total), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(m_constant["learning_rate"]), 0.1, rtol=1e-6)
@@ -50,12 +57,12 @@ def test_anneal_lr_follows_the_linear_schedule_and_changes_training():
     assert not np.allclose(m_annealed["policy_loss"][2:], m_constant["policy_loss"][2:])
 
 
-def test_make_train_hooks_start_and_record():
+def test_make_train_hooks_start_and_record(plain_run):
     """``record`` sees each update's metrics (the same as a plain run's); ``start`` changes the
     initial state: a zeroed policy head is uniform, so the first rollout's entropy is log 2."""
-    _, plain = jax.jit(pgjax.make_train(CONFIG))(jax.random.key(2), HPARAMS)
+    plain = plain_run
     record = lambda state, metrics: (metrics["entropy"], state.update_step)
-    _, (entropy, steps) = jax.jit(pgjax.make_train(CONFIG, record=record))(jax.random.key(2), HPARAMS)
+    _, (entropy, steps) = jax.jit(pgjax.make_train(CONFIG, record=record))(jax.random.key(1), HPARAMS)
     np.testing.assert_array_equal(np.asarray(entropy), np.asarray(plain["entropy"]))
     np.testing.assert_array_equal(np.asarray(steps), np.arange(1, CONFIG.num_updates + 1))
 
@@ -64,7 +71,7 @@ def test_make_train_hooks_start_and_record():
         head = jax.tree.map(jnp.zeros_like, p["policy_head"])
         return state.replace(params={"params": {**p, "policy_head": head}})
 
-    _, started = jax.jit(pgjax.make_train(CONFIG, start=uniform_start))(jax.random.key(2), HPARAMS)
+    _, started = jax.jit(pgjax.make_train(CONFIG, start=uniform_start))(jax.random.key(1), HPARAMS)
     np.testing.assert_allclose(float(started["entropy"][0]), np.log(2.0), rtol=1e-6)
     assert abs(float(plain["entropy"][0]) - np.log(2.0)) > 1e-6
 

@@ -275,7 +275,8 @@ def test_a_diverging_member_is_frozen_and_the_others_finish(reference, tmp_path,
     healthy = jax.tree.map(lambda x: x[0], result.final_state.params)
     for x, y in zip(jax.tree.leaves(healthy), jax.tree.leaves(jax.tree.map(lambda x: x[0], reference.final_state.params))):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-    initial = jax.vmap(lambda k: ppo.init(CONFIG, HPARAMS, k))(jax.vmap(jax.random.key)(np.zeros(1, np.uint32)))
+    one = runner.Population((0,), (HPARAMS,))  # the runner's own (jitted) initialisation
+    initial = runner.init_program(CONFIG)(one.keys(), one.hparams())
     for x, y in zip(jax.tree.leaves(jax.tree.map(lambda x: x[1], result.final_state.params)),
                     jax.tree.leaves(jax.tree.map(lambda x: x[0], initial.params))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
