@@ -10,7 +10,10 @@ jitted program, compiled once and timed apart from its compilation; the framewor
 turn, ``--rounds`` times, in one process, and each keeps its best time. Ratios (pgjax's steps/s
 over the peer's) are the headline: the box is shared and absolute numbers drift between runs.
 
-Where the work per step differs (said again in the table's notes):
+``pgjax-hash`` is pgjax with ``shuffle="hash"``: minibatch orders from a sort-free keyed
+permutation (:mod:`pgjax.shuffle`) instead of ``jax.random.permutation``, which sorts.
+
+Where the work per step differs:
 - rejax's PPO keeps separate actor and critic optimisers and clips gradients element-wise
   (``optax.clip``) rather than by global norm; it has no learning-rate annealing, so pgjax's is
   turned off here too. Its training loop evaluates every ``eval_freq`` steps; we time its own
@@ -59,12 +62,13 @@ def timed_program(fn, *args):
     return compile_seconds, run
 
 
-def pgjax_ppo(num_envs: int, rollout: int, total_steps: int):
-    """pgjax's ``make_train`` at the matched configuration: (compile s, run, env steps)."""
+def pgjax_ppo(num_envs: int, rollout: int, total_steps: int, shuffle: str = "sort"):
+    """pgjax's ``make_train`` at the matched configuration: (compile s, run, env steps).
+    ``shuffle="hash"``: minibatch orders from :func:`pgjax.shuffle.hashed_permutation`."""
     config = ppo.Config(env_id="CartPole-v1", num_envs=num_envs, rollout_length=rollout,
                         total_steps=total_steps, epochs=MATCHED["epochs"],
                         minibatches=MATCHED["minibatches"], hidden_sizes=MATCHED["hidden"],
-                        activation="tanh", anneal_lr=False)
+                        activation="tanh", anneal_lr=False, shuffle=shuffle)
     hparams = ppo.Hparams(**{k: MATCHED[k] for k in ("learning_rate", "gamma", "gae_lambda",
                                                       "clip_eps", "ent_coef", "vf_coef",
                                                       "max_grad_norm")})
@@ -134,7 +138,9 @@ def sb3_ppo(num_envs: int, rollout: int, total_steps: int):
     return 0.0, run, total_steps
 
 
-FRAMEWORKS = {"pgjax": (pgjax_ppo, None), "rejax": (rejax_ppo, "rejax"),
+FRAMEWORKS = {"pgjax": (pgjax_ppo, None),
+              "pgjax-hash": (lambda *shape: pgjax_ppo(*shape, shuffle="hash"), None),
+              "rejax": (rejax_ppo, "rejax"),
               "sb3": (sb3_ppo, "stable_baselines3")}
 
 
@@ -147,7 +153,8 @@ def available(name: str) -> str | None:
 
 
 def version(name: str) -> str:
-    package = {"pgjax": "pgjax", "rejax": "rejax", "sb3": "stable_baselines3"}[name]
+    package = {"pgjax": "pgjax", "pgjax-hash": "pgjax", "rejax": "rejax",
+               "sb3": "stable_baselines3"}[name]
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -174,9 +181,10 @@ def markdown(rows: list[dict], missing: dict, machine: str, rounds: int) -> str:
              "| num_envs × rollout | framework | version | env steps | compile s | steps/s | pgjax ÷ peer |",
              "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        ours = next(x for x in rows if x["framework"] == "pgjax" and x["num_envs"] == r["num_envs"]
-                    and x["rollout"] == r["rollout"])
-        ratio = "—" if r["framework"] == "pgjax" else f"{ours['steps_per_s'] / r['steps_per_s']:.2f}×"
+        same_shape = [x for x in rows if (x["num_envs"], x["rollout"]) == (r["num_envs"], r["rollout"])]
+        ours = [x for x in same_shape if x["framework"].startswith("pgjax")]
+        ratio = "—" if r["framework"].startswith("pgjax") else " / ".join(
+            f"{x['steps_per_s'] / r['steps_per_s']:.2f}× ({x['framework']})" for x in ours)
         lines.append(f"| {r['num_envs']} × {r['rollout']} | {r['framework']} | {r['version']} | "
                      f"{r['env_steps']:,} | {r['compile_s']:.1f} | {r['steps_per_s']:,.0f} | {ratio} |")
     for name, why in missing.items():
@@ -189,7 +197,7 @@ def main(argv=None):
     parser.add_argument("--shapes", default="4x128,64x128,2048x32")
     parser.add_argument("--total-steps", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--frameworks", default="pgjax,rejax,sb3")
+    parser.add_argument("--frameworks", default="pgjax,pgjax-hash,rejax,sb3")
     args = parser.parse_args(argv)
     wanted = [n for n in args.frameworks.split(",") if n]
     missing = {n: available(n) for n in wanted if available(n)}
@@ -199,7 +207,8 @@ def main(argv=None):
         num_envs, rollout = (int(x) for x in shape.split("x"))
         total = max(args.total_steps, num_envs * rollout)
         rows += measure_shape(names, num_envs, rollout, total, args.rounds)
-        print(markdown(rows, missing, "", args.rounds).splitlines()[-1], flush=True)
+        for r in rows[-len(names):]:
+            print(f"{num_envs} × {rollout} {r['framework']}: {r['steps_per_s']:,.0f} steps/s", flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}"
     save_results(RESULTS, "peers", {"machine": machine, "rows": rows, "missing": missing},
                  markdown(rows, missing, machine, args.rounds))

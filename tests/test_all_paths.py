@@ -33,7 +33,7 @@ PATHS = [
     ("ppo", "CartPole-v1", 8, ["epochs=1", "minibatches=2"]),
     ("ppo", "Pendulum-v1", 8, ["epochs=1", "minibatches=2", "normalize_obs=true",
                                "normalize_reward=true", "shared_torso=true"]),
-    ("ppo", "CartPole-v1", 8, ["epochs=1", "minibatches=2", "log_grad_variance=true"]),
+    ("ppo", "CartPole-v1", 8, ["epochs=1", "minibatches=2", "log_grad_variance=true", "shuffle=hash"]),
     ("ppo", "Breakout-MinAtar", 4, ["epochs=1", "minibatches=1", "torso=cnn"]),
     ("reinforce", "CartPole-v1", 8, ["baseline=none"]),
     ("reinforce", "CartPole-v1", 8, ["baseline=running_average"]),

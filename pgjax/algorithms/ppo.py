@@ -23,6 +23,7 @@ from pgjax import estimators, losses
 from pgjax.algorithms import common
 from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
 from pgjax.rollout import episode_metrics
+from pgjax.shuffle import SHUFFLES, permutation
 
 NAME = "ppo"
 
@@ -34,9 +35,11 @@ class Config(CommonConfig):
     normalize_advantages: bool = True  # normalise advantages per minibatch
     clip_value: bool = True  # clip the value loss around the old values (value_clip_eps)
     anneal_lr: bool = True  # decay the learning rate linearly to 0 over the run
+    shuffle: str = "sort"  # minibatch order: "sort" (jax.random.permutation) or "hash" (sort-free, pgjax.shuffle)
 
     def __post_init__(self):
         super().__post_init__()
+        require(self.shuffle in SHUFFLES, "shuffle", self.shuffle, f"one of {list(SHUFFLES)}")
         require_positive_int("epochs", self.epochs)
         require_positive_int("minibatches", self.minibatches)
         require(self.steps_per_update % self.minibatches == 0, "minibatches", self.minibatches,
@@ -80,7 +83,7 @@ def _loss(params, network, batch, hparams, clip_value: bool, normalize_advantage
 def shuffled_minibatches(config: Config, batch, key):
     """One epoch's minibatches: ``batch`` (leaves ``[B, ...]``) in a random order ``key`` draws,
     cut into ``[minibatches, B/minibatches, ...]``."""
-    order = jax.random.permutation(key, config.steps_per_update)
+    order = permutation(key, config.steps_per_update, config.shuffle)
     size = config.steps_per_update // config.minibatches
     return jax.tree.map(lambda x: x[order].reshape((config.minibatches, size) + x.shape[1:]), batch)
 

@@ -1,0 +1,53 @@
+"""Random orders for minibatches: ``jax.random.permutation`` (sorts random keys) or a keyed
+bijection of ``range(n)`` that needs no sort.
+
+``jax.random.permutation(key, n)`` sorts n random keys, twice for n ≥ 2^11 or so (its rounds keep
+ties from biasing the order). On XLA:CPU a sort of 32,768 keys takes about 8 ms, so at large
+batches the shuffles of PPO's epochs cost more than its gradient steps (measured in
+``benchmarks/ppo_profile.py``). :func:`hashed_permutation` maps every index through a composition
+of bijections of ``b``-bit integers (n = 2^b): xor with a random key, multiplication by a random
+odd number mod 2^b, and xor-shifts ``x ^ (x >> s)``, several rounds. Each step is invertible, so
+the map is a permutation; it is O(n), fully vectorised, and its statistics (where an element
+lands, which elements share a minibatch) are checked against the uniform permutation in
+``tests/test_shuffle.py``. It is a pseudo-random permutation from a keyed family, not a uniform
+draw over all n! orders.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+SHUFFLES = ("sort", "hash")
+_ROUNDS = 6
+
+
+def is_power_of_two(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def hashed_permutation(key: jax.Array, n: int) -> jax.Array:
+    """A keyed pseudo-random permutation of ``range(n)`` (int32 ``[n]``) for ``n`` a power of two,
+    without sorting: ``_ROUNDS`` rounds of x ← x ⊕ k, x ← x·m mod n (m odd), x ← x ⊕ (x ≫ s)."""
+    if not is_power_of_two(n):
+        raise ValueError(f"n={n} is not allowed: hashed_permutation needs a power of two")
+    bits = n.bit_length() - 1
+    if bits == 0:
+        return jnp.zeros((1,), jnp.int32)
+    mask = jnp.uint32(n - 1)
+    shift = max(1, bits // 2)
+    xors, multipliers = jax.random.bits(key, (2, _ROUNDS), jnp.uint32)
+    x = jnp.arange(n, dtype=jnp.uint32)
+    for r in range(_ROUNDS):
+        x = (x ^ xors[r]) & mask
+        x = (x * (multipliers[r] | jnp.uint32(1))) & mask
+        x = x ^ (x >> shift)
+    return x.astype(jnp.int32)
+
+
+def permutation(key: jax.Array, n: int, method: str = "sort") -> jax.Array:
+    """A random order of ``range(n)``: ``"sort"`` is ``jax.random.permutation`` (uniform);
+    ``"hash"`` is :func:`hashed_permutation` when ``n`` is a power of two, else the sort."""
+    if method == "hash" and is_power_of_two(n):
+        return hashed_permutation(key, n)
+    return jax.random.permutation(key, n)

@@ -1,0 +1,63 @@
+"""pgjax.shuffle: the sort-free permutation is a permutation, and its statistics match a uniform
+random permutation's where minibatch SGD can feel them (which elements share a minibatch, where
+an element lands, no trend between an index and its slot)."""
+
+import jax
+import numpy as np
+import pytest
+
+from pgjax.algorithms import ppo
+from pgjax.config import ConfigError
+from pgjax.shuffle import hashed_permutation, permutation
+
+N, DRAWS, MINIBATCH = 512, 6000, 128
+
+
+@pytest.fixture(scope="module")
+def slots():
+    """``[DRAWS, N]``: the slot each index lands in, one row per key."""
+    orders = jax.jit(jax.vmap(lambda k: hashed_permutation(k, N)))(
+        jax.random.split(jax.random.key(0), DRAWS))
+    return np.argsort(np.asarray(orders), axis=1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 8, 512, 65536])
+def test_is_a_permutation(n):
+    order = np.asarray(hashed_permutation(jax.random.key(n), n))
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+
+
+def test_different_keys_give_different_orders():
+    a, b = (np.asarray(hashed_permutation(jax.random.key(k), N)) for k in (1, 2))
+    assert (a != b).mean() > 0.9
+
+
+def test_pairs_share_a_minibatch_as_often_as_under_a_uniform_permutation(slots):
+    """P(i and j in the same minibatch of 128 out of 512) = 127/511 for a uniform permutation,
+    whatever i and j; checked for neighbours in time-major order (same env, next step: i, i+4),
+    neighbours in index (i, i+1) and distant pairs, within 4.5 standard errors."""
+    expected = (MINIBATCH - 1) / (N - 1)
+    tolerance = 4.5 * np.sqrt(expected * (1 - expected) / DRAWS)
+    batch = slots // MINIBATCH
+    for i, j in [(0, 1), (5, 6), (0, 4), (100, 104), (0, 128), (0, 256), (3, 259), (0, 511)]:
+        together = np.mean(batch[:, i] == batch[:, j])
+        assert abs(together - expected) < tolerance, (i, j, together, expected)
+
+
+def test_an_element_lands_anywhere_and_the_slot_has_no_trend(slots):
+    for element in (0, 1, 255, 511):
+        counts = np.bincount(slots[:, element] // 32, minlength=16)
+        chi2 = ((counts - DRAWS / 16) ** 2 / (DRAWS / 16)).sum()
+        assert chi2 < 40.0, (element, chi2)  # 15 degrees of freedom: P(chi2 > 40) ≈ 5e-4
+    correlations = [np.corrcoef(np.arange(N), s)[0, 1] for s in slots[:400]]
+    assert abs(np.mean(correlations)) < 4 * np.sqrt(1 / (N - 1)) / np.sqrt(400)
+
+
+def test_sort_is_jax_random_permutation_and_hash_falls_back_off_powers_of_two():
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(permutation(key, 512, "sort"), jax.random.permutation(key, 512))
+    np.testing.assert_array_equal(permutation(key, 384, "hash"), jax.random.permutation(key, 384))
+    with pytest.raises(ValueError, match="n=384 is not allowed"):
+        hashed_permutation(key, 384)
+    with pytest.raises(ConfigError, match="shuffle"):
+        ppo.Config(shuffle="random")
