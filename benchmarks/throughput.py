@@ -54,7 +54,8 @@ def measure(algo_name: str, num_envs: int, rollout: int, seeds: int, total_steps
         jax.block_until_ready(compiled(*args))
         best = min(best, time.perf_counter() - t0)
     steps = config.num_updates * steps_per_update * seeds
-    return {"algorithm": algo_name, "num_envs": num_envs, "rollout": rollout, "seeds": seeds,
+    stats = jax.devices()[0].memory_stats() or {}  # GPU/TPU: the allocator's peak; CPU: none
+    return {"peak_device_bytes": stats.get("peak_bytes_in_use"), "algorithm": algo_name, "num_envs": num_envs, "rollout": rollout, "seeds": seeds,
             "env_steps": steps, "compile_s": compile_s, "run_s": best, "steps_per_s": steps / best,
             "concurrency_scheduler": concurrent}
 
@@ -64,6 +65,8 @@ def main(argv=None):
     parser.add_argument("--algos", default=",".join(sorted(algorithms.ALGORITHMS)))
     parser.add_argument("--total-steps", type=int, default=500_000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--shapes", default=None,
+                        help="ENVSxROLLOUTxSEEDS,... (default: 4x128x1,64x128x1,2048x32x1,4x128x8)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "throughput.json"))
     args = parser.parse_args(argv)
     machine = f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}, jax {jax.__version__}"
@@ -71,7 +74,9 @@ def main(argv=None):
     print(f"| algorithm | num_envs × rollout | seeds | env steps | compile s | steps/s |  ({machine})")
     print("|---|---|---|---|---|---|")
     for algo_name in args.algos.split(","):
-        for num_envs, rollout, seeds in SHAPES:
+        shapes = SHAPES if args.shapes is None else [
+            tuple(int(v) for v in shape.split("x")) for shape in args.shapes.split(",")]
+        for num_envs, rollout, seeds in shapes:
             row = measure(algo_name, num_envs, rollout, seeds, args.total_steps, args.repeats)
             rows.append(row)
             print(f"| {algo_name} | {num_envs} × {rollout} | {seeds} | {row['env_steps']:,} | "
