@@ -79,7 +79,7 @@ class Config(CommonConfig):
 
 @struct.dataclass
 class Hparams(CommonHparams):
-    learning_rate: Any = 1e-3          # α^θ
+    learning_rate: Any = 3e-4          # α^θ, below α^w: the critic on the faster timescale (Konda & Tsitsiklis 2000)
     critic_learning_rate: Any = 1e-3   # α^w
     gae_lambda: Any = 0.95  # advantage_estimator=gae: λ
     lambda_actor: Any = 0.9            # λ^θ (td_lambda)
