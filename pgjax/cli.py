@@ -101,6 +101,9 @@ def _run_flags(train) -> None:
     train.add_argument("--chunk-seconds", type=float, default=None,
                        help="wall time of one chunk of updates between host-side checks (default 3): "
                             "signals, progress and wall-time checkpoints wait at most this long")
+    train.add_argument("--devices", type=int, default=None,
+                       help="split the population (seeds × settings) over this many local devices "
+                            "(default: as many as divide it; it must divide the population)")
     train.add_argument("--no-compile-cache", action="store_true", default=None,
                        help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
 
@@ -135,7 +138,7 @@ def _given_options(args) -> dict:
             "tensorboard": None if args.no_tensorboard is None else not args.no_tensorboard,
             "plots": None if args.no_plots is None else not args.no_plots,
             "wandb_project": args.wandb, "on_nonfinite": args.on_nonfinite,
-            "chunk_seconds": args.chunk_seconds,
+            "chunk_seconds": args.chunk_seconds, "devices": args.devices,
             "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache}
 
 

@@ -87,7 +87,7 @@ def compile_chunk(config, states, max_updates: int):
     (:mod:`pgjax.run.compilation_cache`) does the same across processes. An update chunk has no
     blocking custom calls, so on CPU it gets XLA's faster scheduler (:func:`pgjax.compile_program`)."""
     from pgjax import compile_program
-    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype)), states)
+    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype), str(getattr(x, "sharding", None))), states)
     key = (config, max_updates, jax.tree.structure(states), tuple(jax.tree.leaves(shapes)))
     if key not in _COMPILED:
         members = jax.tree.leaves(states)[0].shape[0]

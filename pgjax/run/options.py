@@ -29,6 +29,7 @@ class RunOptions:
     tensorboard: bool = True
     wandb_project: str | None = None
     plots: bool = True
+    devices: int | None = None           # devices the population is split over (None: as many local ones as divide it)
     compile_cache: bool = True           # JAX's persistent compilation cache (pgjax.run.compilation_cache)
 
     def validate(self) -> None:
@@ -48,6 +49,8 @@ class RunOptions:
             value = getattr(self, name)
             require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, name,
                     value, "must be a positive number")
+        require(self.devices is None or (isinstance(self.devices, int) and self.devices > 0),
+                "devices", self.devices, "a positive number of devices, or None")
         require(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite,
                 f"one of {list(ON_NONFINITE)}")
         if self.wandb_project is not None and not wandb_available():

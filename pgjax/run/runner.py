@@ -46,7 +46,8 @@ import numpy as np
 
 from pgjax import algorithms
 from pgjax.config import require, validate_hparams
-from pgjax.run import chunks, compilation_cache, episodes, folder as run_folder
+from pgjax.run import chunks, compilation_cache, devices as run_devices, episodes
+from pgjax.run import folder as run_folder
 from pgjax.run import spec as run_specs
 from pgjax.run.background import Background, StopSignals, StoppedBeforeTraining, while_listening
 from pgjax.run.checkpoints import Checkpoints
@@ -109,6 +110,7 @@ def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) ->
         validate_hparams(hp)
     require(len(spec.seeds) > 0 and all(isinstance(s, int) and 0 <= s < 2 ** 32 for s in spec.seeds),
             "seeds", list(spec.seeds), "non-empty, each an integer in [0, 2^32)")
+    run_devices.device_count(spec.options.devices, len(spec.seeds) * len(spec.settings))
     run_dir = Path(run_dir)
     run_folder.check_writable_dir(run_dir, "run_dir")
     if resume:
@@ -134,6 +136,10 @@ class _Run:
         self.labels = [{**label, "algorithm": spec.algorithm} for label in population.labels()]
         self.device = str(jax.devices()[0])
         self.num_updates = config.num_updates
+        self.num_devices = run_devices.device_count(options.devices, population.size)
+        self.sharding = run_devices.member_sharding(self.num_devices)
+        if self.num_devices > 1:
+            self.device = f"{self.num_devices} × {self.device}"
         self.max_chunk = (min(options.chunk_updates, self.num_updates) if options.chunk_updates
                           else chunks.default_max_updates(self.num_updates, population.size))
         self.events = Events.for_run(self.num_updates, config.steps_per_update, options)
@@ -164,16 +170,17 @@ class _Run:
         """(state, meta, compiled chunk): restored from the latest checkpoint when resuming (a run
         stopped before its first checkpoint starts again at step 0), else initialised."""
         meta = {"update": 0, "train_seconds": 0.0, "last_eval": None, "diverged": {}}
-        abstract = jax.eval_shape(self._init_state)
+        abstract = run_devices.abstract(jax.eval_shape(self._init_state), self.sharding)
         # the training program compiles from the state's shapes while init (or a restore) runs:
         # two programs compiling at once on two cores
         compiling = Background("pgjax-chunk-compile", chunks.compile_chunk, self.config, abstract,
                                 self.max_chunk)
         if resume and checkpoints.steps():
             state, saved = checkpoints.restore(abstract)
+            state = run_devices.place(state, self.sharding)
             meta.update(saved)
         else:
-            state = self._init_state()
+            state = run_devices.place(self._init_state(), self.sharding)
         return state, meta, compiling.result()
 
     # ---------------------------------------------------------------- main loop
