@@ -31,7 +31,6 @@ import argparse
 import importlib.metadata
 import importlib.util
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pgjax  # noqa: E402
-from benchmarks.results_table import save_results  # noqa: E402
+from benchmarks.results_table import machine_description, save_results  # noqa: E402
 from pgjax.algorithms import ppo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -209,7 +208,7 @@ def main(argv=None):
         rows += measure_shape(names, num_envs, rollout, total, args.rounds)
         for r in rows[-len(names):]:
             print(f"{num_envs} × {rollout} {r['framework']}: {r['steps_per_s']:,.0f} steps/s", flush=True)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}"
+    machine = machine_description()
     save_results(RESULTS, "peers", {"machine": machine, "rows": rows, "missing": missing},
                  markdown(rows, missing, machine, args.rounds))
 

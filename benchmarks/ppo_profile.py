@@ -18,8 +18,6 @@ method, :mod:`pgjax.shuffle`).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import save_results  # noqa: E402
+from benchmarks.results_table import machine_description, save_results  # noqa: E402
 from pgjax import compile_program, estimators  # noqa: E402
 from pgjax.algorithms import common, ppo  # noqa: E402
 from pgjax.config import hparams_as_arrays  # noqa: E402
@@ -186,7 +184,7 @@ def main(argv=None):
     for name, ms in pieces:
         print(f"{name:65s} {ms:8.3f} ms/update", flush=True)
     rows = curve([int(n) for n in args.envs.split(",")], args.rollout, args.updates)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}"
+    machine = machine_description()
     save_results(RESULTS, f"ppo_profile_{args.shuffle}",
                  {"machine": machine, "shuffle": args.shuffle, "pieces": pieces, "curve": rows},
                  markdown(pieces, rows, machine, args.shuffle))

@@ -32,6 +32,15 @@ def throughput_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def machine_description() -> str:
+    """This machine in one line for a results table: architecture, cores, JAX device kind."""
+    import os
+    import platform
+
+    import jax
+    return f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}"
+
+
 def save_results(results_dir: Path, name: str, result: dict, markdown: str, indent: int = 2) -> None:
     """Write a study's ``<name>.json`` and its markdown fragment ``<name>.md`` (the table pasted
     into RESULTS.md) to ``results_dir``, and print the fragment."""

@@ -51,3 +51,12 @@ def permutation(key: jax.Array, n: int, method: str = "sort") -> jax.Array:
     if method == "hash" and is_power_of_two(n):
         return hashed_permutation(key, n)
     return jax.random.permutation(key, n)
+
+
+def shuffled_minibatches(batch, key: jax.Array, num_minibatches: int, method: str = "sort"):
+    """One epoch's minibatches: every leaf of ``batch`` (``[B, ...]``) put in the random order of
+    :func:`permutation` and cut into ``[num_minibatches, B / num_minibatches, ...]``."""
+    size = jax.tree.leaves(batch)[0].shape[0]
+    order = permutation(key, size, method)
+    return jax.tree.map(
+        lambda x: x[order].reshape((num_minibatches, size // num_minibatches) + x.shape[1:]), batch)

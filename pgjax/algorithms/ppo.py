@@ -23,7 +23,8 @@ from pgjax import estimators, losses
 from pgjax.algorithms import common
 from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
 from pgjax.rollout import episode_metrics
-from pgjax.shuffle import SHUFFLES, permutation
+from pgjax import shuffle
+from pgjax.shuffle import SHUFFLES
 
 NAME = "ppo"
 
@@ -83,9 +84,7 @@ def _loss(params, network, batch, hparams, clip_value: bool, normalize_advantage
 def shuffled_minibatches(config: Config, batch, key):
     """One epoch's minibatches: ``batch`` (leaves ``[B, ...]``) in a random order ``key`` draws,
     cut into ``[minibatches, B/minibatches, ...]``."""
-    order = permutation(key, config.steps_per_update, config.shuffle)
-    size = config.steps_per_update // config.minibatches
-    return jax.tree.map(lambda x: x[order].reshape((config.minibatches, size) + x.shape[1:]), batch)
+    return shuffle.shuffled_minibatches(batch, key, config.minibatches, config.shuffle)
 
 
 def update(config: Config, state: common.TrainState):

@@ -29,6 +29,7 @@ from pgjax import estimators, losses, trust_region
 from pgjax.algorithms import common
 from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
 from pgjax.networks import ActorCritic
+from pgjax.shuffle import shuffled_minibatches
 
 NAME = "trpo"
 
@@ -121,7 +122,6 @@ def critic_step(config: Config, state: common.TrainState, traj, targets):
     """Step 5: minibatch regression of V_φ on the targets; the policy leaves get no update."""
     network = common.make_network(config)
     batch = common.flatten_time_batch((traj.obs, targets))
-    size = config.steps_per_update // config.critic_minibatches
     actor_mask = _split(state.params)
 
     def value_loss(params, minibatch):
@@ -136,9 +136,8 @@ def critic_step(config: Config, state: common.TrainState, traj, targets):
         return (params, opt_state), loss
 
     def epoch(carry, key):
-        order = jax.random.permutation(key, config.steps_per_update)
-        shuffled = jax.tree.map(lambda x: x[order].reshape((config.critic_minibatches, size) + x.shape[1:]), batch)
-        return jax.lax.scan(minibatch_step, carry, shuffled)
+        return jax.lax.scan(minibatch_step, carry,
+                            shuffled_minibatches(batch, key, config.critic_minibatches))
 
     key, epoch_key = jax.random.split(state.key)
     (params, opt_state), value_losses = jax.lax.scan(
