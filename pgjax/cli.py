@@ -104,6 +104,25 @@ def _run_flags(train) -> None:
     train.add_argument("--devices", type=int, default=None,
                        help="split the population (seeds × settings) over this many local devices "
                             "(default: as many as divide it; it must divide the population)")
+    train.add_argument("--log-every-seconds", type=float, default=None, metavar="S",
+                       help="each metrics row is the mean over about S seconds of updates (default "
+                            "1; 0 writes a row per update: full detail)")
+    train.add_argument("--log-members", type=int, default=None, metavar="K",
+                       help="a population larger than K writes member rows less often and "
+                            "TensorBoard per setting, so logs grow like K members' (default 16); "
+                            "metrics_settings.jsonl always has every setting's seed statistics")
+    train.add_argument("--shard", default=None, choices=["members", "envs"],
+                       help="what --devices splits: the population (members, default) or each "
+                            "member's environment batch (envs: data parallelism, gradients and "
+                            "batch statistics over the global batch)")
+    train.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="multi-process run (jax.distributed): process 0's address; also "
+                            "PGJAX_COORDINATOR, or detected inside a SLURM job step")
+    train.add_argument("--num-processes", type=int, default=None, metavar="P",
+                       help="multi-process run: how many processes (also PGJAX_NUM_PROCESSES)")
+    train.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="multi-process run: this process's index, 0 … P-1; process 0 writes "
+                            "the run folder (also PGJAX_PROCESS_ID)")
     train.add_argument("--no-compile-cache", action="store_true", default=None,
                        help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
 
@@ -138,7 +157,8 @@ def _given_options(args) -> dict:
             "tensorboard": None if args.no_tensorboard is None else not args.no_tensorboard,
             "plots": None if args.no_plots is None else not args.no_plots,
             "wandb_project": args.wandb, "on_nonfinite": args.on_nonfinite,
-            "chunk_seconds": args.chunk_seconds, "devices": args.devices,
+            "chunk_seconds": args.chunk_seconds, "devices": args.devices, "shard": args.shard,
+            "log_every_seconds": args.log_every_seconds, "log_members": args.log_members,
             "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache}
 
 
@@ -161,7 +181,12 @@ def resolve(args):
 
 
 def _train(args) -> int:
+    import jax
     try:
+        if jax.process_count() > 1:
+            require(args.name is not None or args.resume is not None, "--name", None,
+                    "a multi-process run needs --name (or --resume): every process must write "
+                    "the same folder")
         run, run_dir = resolve(args)
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
@@ -247,8 +272,27 @@ def _algorithm_asking_for_help(argv: list[str]) -> str | None:
     return next((a for a in argv[1:] if not a.startswith("-")), None)
 
 
+def _join_processes(argv: list[str]) -> bool:
+    """``jax.distributed.initialize`` from the multi-process flags of ``pgjax train`` (or the
+    environment; :mod:`pgjax.run.distributed`); False for a single-process run."""
+    from pgjax.run import distributed
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--coordinator", default=None)
+    early.add_argument("--num-processes", type=int, default=None)
+    early.add_argument("--process-id", type=int, default=None)
+    flags, _ = early.parse_known_args(argv)
+    return distributed.initialize(coordinator=flags.coordinator, num_processes=flags.num_processes,
+                                  process_id=flags.process_id)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        try:  # before anything touches a device (building the parser does): join the processes
+            _join_processes(argv)
+        except ConfigError as error:
+            print(f"pgjax: error: {error}", file=sys.stderr)
+            return 2
     args = _parser(_algorithm_asking_for_help(argv)).parse_args(argv)
     commands = {"train": _train, "eval": _eval, "episodes": _episodes, "report": _report}
     shown = warnings.showwarning

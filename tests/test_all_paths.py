@@ -58,7 +58,8 @@ PATHS = [
 ]
 UPDATES, SEEDS = 4, [0, 1]
 OPTIONS = runner.RunOptions(eval_episodes=2, cache_episodes=1, num_evals=1, chunk_updates=2,
-                            checkpoint_every=None, tensorboard=False, plots=False)
+                            checkpoint_every=None, tensorboard=False, plots=False,
+                            log_every_seconds=0)
 
 
 def _case_id(path):

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 
 from pgjax import cli
@@ -76,9 +78,23 @@ def test_tiny_run_writes_config_metrics_and_summary(tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["num_envs"] == 8 and config["seeds"] == [0, 1]
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(lines) == 2 * (2048 // (8 * 32))  # one line per update and per seed
+    # by default a row is the mean over ~1 s of updates: per seed the rows' spans cover the 8
+    # updates once, the last row ends at update 8
+    for seed in (0, 1):
+        rows = [line for line in lines if line["seed"] == seed]
+        assert sum(row.get("span", 1) for row in rows) == 2048 // (8 * 32)
+        assert rows[-1]["update"] == 8 and [r["update"] for r in rows] == sorted({r["update"] for r in rows})
+    # the per-setting statistics over the two seeds are those of the member rows
+    settings = [json.loads(l) for l in (run / "metrics_settings.jsonl").read_text().splitlines()]
+    assert [row["update"] for row in settings] == [row["update"] for row in lines if row["seed"] == 0]
+    for row in settings:
+        members = [line["entropy"] for line in lines if line["update"] == row["update"]]
+        assert row["members"] == 2
+        np.testing.assert_allclose([row["entropy/mean"], row["entropy/min"], row["entropy/max"]],
+                                   [np.mean(members), min(members), max(members)], rtol=1e-6)
     assert DESIGN_METRICS <= set(lines[0]), DESIGN_METRICS - set(lines[0])
-    assert [l["env_steps"] for l in lines if l["seed"] == 0] == [256 * (k + 1) for k in range(8)]
+    assert [l["env_steps"] for l in lines if l["seed"] == 0] == [256 * l["update"] for l in lines
+                                                                 if l["seed"] == 0]
     summary = json.loads((run / "summary.json").read_text())
     assert len(summary["eval_return_per_seed"]) == 2
     assert summary["eval_return_mean"] == pytest.approx(sum(summary["eval_return_per_seed"]) / 2)

@@ -37,10 +37,10 @@ SEEDS = [0, 1]
 # 8 updates in chunks of 2, a checkpoint after every chunk, evaluations after updates 4 and 8
 OPTIONS = runner.RunOptions(eval_episodes=4, cache_episodes=1, num_evals=2, chunk_updates=2,
                             checkpoint_every=2 * CONFIG.steps_per_update, tensorboard=False,
-                            plots=False)
+                            plots=False, log_every_seconds=0)
 ARGV = ["train", "ppo", "--seeds", "2", "--eval-episodes", "4", "--cache-episodes", "1",
         "--num-evals", "2", "--checkpoint-every", str(2 * CONFIG.steps_per_update),
-        "--no-tensorboard", "--no-plots",
+        "--no-tensorboard", "--no-plots", "--log-every-seconds", "0",
         *[f"--set={k}={v}" for k, v in (("num_envs", 4), ("rollout_length", 16),
                                         ("total_steps", 8 * 64), ("epochs", 1), ("minibatches", 2),
                                         ("hidden_sizes", 8), ("learning_rate", 0.003))]]

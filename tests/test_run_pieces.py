@@ -183,7 +183,7 @@ def test_metrics_file_writes_live_rows_update_major_with_marks(tmp_path):
     import json
     from pgjax.run.loggers import ChunkRecord, MetricsFile
     labels = [{"seed": 0, "member": 0}, {"seed": 1, "member": 1}]
-    record = ChunkRecord({"loss": np.array([[1.0, 2.0], [3.0, np.nan]])}, labels, first_update=5,
+    record = ChunkRecord({"loss": np.array([[1.0, 2.0], [3.0, np.nan]])}, labels, updates=np.array([5, 6]),
                          live=np.array([[True, True], [True, False]]),
                          marks={(1, 0): {"diverged": True}})
     sink = MetricsFile(tmp_path / "metrics.jsonl")
@@ -216,3 +216,82 @@ def test_chunk_planner_grows_by_wall_time_and_stops_at_events():
     assert planner.next_size(until_event=50) == 30            # the wall-time target
     assert planner.next_size(until_event=7) == 7              # never past the next event
     assert ChunkPlanner(max_updates=10, fixed=25).next_size(until_event=50) == 10
+
+
+# ---------------------------------------------------------------- bounded logging (issue 15 §1)
+def _record(first, n, members=2, seed=0):
+    from pgjax.run.loggers import ChunkRecord
+    rng = np.random.default_rng(seed + first)
+    returns = rng.normal(size=(members, n))
+    returns[rng.random((members, n)) < 0.4] = np.nan   # updates where no episode ended
+    updates = np.arange(first, first + n)
+    metrics = {"loss": rng.normal(size=(members, n)), "episode_return": returns,
+               "env_steps": np.broadcast_to(updates * 10, (members, n)).copy()}
+    return ChunkRecord(metrics, [{"seed": m, "member": m} for m in range(members)], updates,
+                       np.ones((members, n), bool))
+
+
+def test_thinner_rows_are_window_means_that_cover_every_update_once():
+    from pgjax.run.thinning import Thinner
+    # chunks of 7, 5 and 9 updates taking 1 s, 0.5 s and 3 s: rows of ~0.5 s are 4, 5 and 2 updates
+    chunks = [_record(1, 7), _record(8, 5), _record(13, 9)]
+    thinner, rows = Thinner(0.5), []
+    for record, seconds in zip(chunks, (1.0, 0.5, 3.0)):
+        out = thinner.rows(record, seconds)
+        rows += [] if out is None else [out]
+    rows += [row for row in [thinner.flush()] if row is not None]
+    updates = np.concatenate([r.updates for r in rows])
+    spans = np.concatenate([r.spans() for r in rows])
+    assert spans.sum() == 21 and updates[-1] == 21 and np.all(np.diff(updates) > 0)
+    assert list(updates) == list(np.cumsum(spans))   # consecutive windows, no update twice
+    full = {name: np.concatenate([c.metrics[name] for c in chunks], axis=1) for name in ("loss", "episode_return")}
+    loss = np.concatenate([r.metrics["loss"] for r in rows], axis=1)
+    ret = np.concatenate([r.metrics["episode_return"] for r in rows], axis=1)
+    env_steps = np.concatenate([r.metrics["env_steps"] for r in rows], axis=1)
+    start = 0
+    for k, (end, span) in enumerate(zip(updates, spans)):
+        window = slice(start, start + span)
+        np.testing.assert_allclose(loss[:, k], full["loss"][:, window].mean(axis=1))
+        for m in range(2):  # the mean over the updates where an episode ended (NaN if none did)
+            finite = full["episode_return"][m, window][np.isfinite(full["episode_return"][m, window])]
+            expected = finite.mean() if finite.size else np.nan
+            np.testing.assert_allclose(ret[m, k], expected)
+        assert np.all(env_steps[:, k] == end * 10)
+        start += span
+
+
+def test_thinner_without_an_interval_passes_every_update_through():
+    from pgjax.run.thinning import Thinner
+    record = _record(1, 6)
+    assert Thinner(0).rows(record, 10.0) is record
+
+
+def test_a_diverging_member_keeps_its_mark_and_only_its_live_updates_in_a_row():
+    from pgjax.run.thinning import summarise
+    record = _record(1, 4)
+    record.live[1, 2:] = False
+    record.marks[(1, 1)] = {"diverged": True}
+    row = summarise(record)
+    np.testing.assert_allclose(row.metrics["loss"][1, 0], record.metrics["loss"][1, :2].mean())
+    assert row.marks == {(1, 0): {"diverged": True}} and row.live[:, 0].all()
+
+
+def test_large_populations_write_member_rows_less_often_and_settings_every_row(tmp_path):
+    import json
+    from pgjax.run.loggers import MetricsFile, SettingsFile
+    from pgjax.run.thinning import member_stride
+    assert member_stride(3, 16) == 1 and member_stride(2048, 16) == 128
+    record = _record(1, 8, members=6)
+    members, settings = MetricsFile(tmp_path / "m.jsonl", stride=4), SettingsFile(
+        tmp_path / "s.jsonl", [[0, 1, 2], [3, 4, 5]], [{"setting": 0}, {"setting": 1}])
+    for sink in (members, settings):
+        sink.chunk(record)
+        sink.close()
+    member_rows = [json.loads(l) for l in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert sorted({r["update"] for r in member_rows}) == [4, 8] and len(member_rows) == 12
+    setting_rows = [json.loads(l) for l in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert len(setting_rows) == 16
+    row = next(r for r in setting_rows if r["setting"] == 1 and r["update"] == 3)
+    values = record.metrics["loss"][3:, 2]
+    np.testing.assert_allclose([row["loss/mean"], row["loss/min"], row["loss/median"], row["loss/max"]],
+                               [values.mean(), values.min(), np.median(values), values.max()])

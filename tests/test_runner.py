@@ -29,7 +29,7 @@ CONFIG = ppo.Config(env_id="CartPole-v1", num_envs=4, rollout_length=16, total_s
 HPARAMS = ppo.Hparams(learning_rate=3e-3)
 SEEDS = [0, 1]
 OPTIONS = runner.RunOptions(eval_episodes=6, cache_episodes=3, num_evals=2, chunk_updates=2,
-                            plots=False)  # 8 updates in chunks of 2; evaluations after 4 and 8
+                            plots=False, log_every_seconds=0)  # 8 updates in chunks of 2; evaluations after 4 and 8
 
 
 def _train(run_dir, out=None, resume=False, options=OPTIONS):
@@ -96,8 +96,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     compile_chunk = chunks.compile_chunk
     calls = []
 
-    def poisoned(config, state, max_updates):
-        compiled = compile_chunk(config, state, max_updates)
+    def poisoned(config, state, max_updates, shardings=None):
+        compiled = compile_chunk(config, state, max_updates, shardings)
 
         def call(state, frozen, n):
             calls.append(1)
@@ -109,7 +109,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     monkeypatch.setattr(chunks, "compile_chunk", poisoned)
     options = runner.RunOptions(eval_episodes=4, cache_episodes=0, num_evals=1, chunk_updates=2,
                                 plots=False, checkpoint_every=5 * CONFIG.steps_per_update,
-                                on_nonfinite="stop")
+                                on_nonfinite="stop", log_every_seconds=0)
     result = _train(tmp_path / "nan", options=options)
     assert result.status == runner.NON_FINITE
     assert "at update 5" in result.message

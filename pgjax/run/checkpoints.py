@@ -59,9 +59,15 @@ def _with_empty_slots(saved, like):
 
 
 def abstract_of(tree):
-    """ShapeDtypeStructs of the savable form of ``tree`` (a state or ``jax.eval_shape`` of one)."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                        jax.eval_shape(to_savable, tree))
+    """ShapeDtypeStructs of the savable form of ``tree`` (a state or ``jax.eval_shape`` of one),
+    with each leaf's sharding, or the first local device where it has none: a restore places every
+    process's shards, whatever devices and processes saved it."""
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # for a leaf with none
+    shardings = [getattr(x, "sharding", None) or here for x in jax.tree.leaves(tree) if not _is_empty(x)]
+    saved = jax.tree.leaves(jax.eval_shape(to_savable, tree))
+    treedef = jax.tree.structure(jax.eval_shape(to_savable, tree))
+    return jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+                                        for x, sharding in zip(saved, shardings)])
 
 
 def with_injected_hyperparams(like_state):

@@ -80,19 +80,31 @@ def chunk_fn(config, max_updates: int):
 _COMPILED: dict = {}
 
 
-def compile_chunk(config, states, max_updates: int):
+def compile_chunk(config, states, max_updates: int, shardings=None):
     """AOT-compile :func:`chunk_fn` for these state shapes (compile time is measured apart).
-    Programs are kept per (config, max_updates, state shapes), so runs in one process (a notebook,
-    a test session, a resumed run) reuse them; JAX's persistent compilation cache
+    Programs are kept per (config, max_updates, state shapes and shardings), so runs in one process
+    (a notebook, a test session, a resumed run) reuse them; JAX's persistent compilation cache
     (:mod:`pgjax.run.compilation_cache`) does the same across processes. An update chunk has no
-    blocking custom calls, so on CPU it gets XLA's faster scheduler (:func:`pgjax.compile_program`)."""
+    blocking custom calls, so on CPU it gets XLA's faster scheduler (:func:`pgjax.compile_program`).
+
+    ``shardings`` = (state, frozen, host) places the program on a mesh
+    (:class:`pgjax.run.devices.Layout`): the state keeps its sharding from call to call, and the
+    metrics and health flags the host reads come back with the ``host`` sharding."""
     from pgjax import compile_program
     shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype), str(getattr(x, "sharding", None))), states)
-    key = (config, max_updates, jax.tree.structure(states), tuple(jax.tree.leaves(shapes)))
+    key = (config, max_updates, jax.tree.structure(states), tuple(jax.tree.leaves(shapes)),
+           None if shardings is None else str(shardings[1:]))
     if key not in _COMPILED:
         members = jax.tree.leaves(states)[0].shape[0]
-        _COMPILED[key] = compile_program(jax.jit(chunk_fn(config, max_updates)).lower(
-            states, jnp.zeros((members,), bool), jnp.asarray(0, jnp.int32)))
+        placement = {}
+        frozen = jax.ShapeDtypeStruct((members,), bool)
+        if shardings is not None:
+            state_sharding, frozen_sharding, host_sharding = shardings
+            placement = dict(in_shardings=(state_sharding, frozen_sharding, host_sharding),
+                             out_shardings=(state_sharding, frozen_sharding, host_sharding,
+                                            host_sharding))
+        _COMPILED[key] = compile_program(jax.jit(chunk_fn(config, max_updates), **placement).lower(
+            states, frozen, jax.ShapeDtypeStruct((), jnp.int32)))
     return _COMPILED[key]
 
 

@@ -45,14 +45,22 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 @dataclass
 class ChunkRecord:
-    """The metrics of one chunk: ``metrics[name]`` is ``[members, n]`` (``env_steps`` and ``fps``
-    included); ``live[m, k]`` says whether row (m, k) is a real update of member m (a diverged
-    member's rows stop after the update it diverged at); ``marks[(m, k)]`` adds fields to a row."""
+    """Metric rows of one chunk: ``metrics[name]`` is ``[members, n]`` (``env_steps`` and ``fps``
+    included); column k is update ``updates[k]`` (1-based) or, once thinned
+    (:mod:`pgjax.run.thinning`), the mean over the ``span[k]`` updates ending there; ``live[m, k]``
+    says whether row (m, k) holds a real update of member m (a diverged member's rows stop after
+    the update it diverged at); ``marks[(m, k)]`` adds fields to a row; ``flushed``: the last row
+    before a checkpoint or the end of the run."""
     metrics: dict[str, np.ndarray]
     labels: list[dict]
-    first_update: int
+    updates: np.ndarray
     live: np.ndarray
     marks: dict = field(default_factory=dict)
+    span: np.ndarray | None = None
+    flushed: bool = False
+
+    def spans(self) -> np.ndarray:
+        return np.ones(len(self.updates), np.int64) if self.span is None else np.asarray(self.span)
 
     def hidden(self) -> dict[str, np.ndarray]:
         """The metrics with rows that are not live set to NaN (sinks skip non-finite values)."""
@@ -134,21 +142,60 @@ class JsonlFile(Sink):
 
 
 class MetricsFile(JsonlFile):
-    """``metrics.jsonl``: a line per update and member, update-major, with the member's labels
-    (seed, hyperparameters), ``update`` (1-based) and any marks (``diverged``)."""
+    """``metrics.jsonl``: a line per row and member, row-major, with the member's labels (seed,
+    hyperparameters), ``update`` (1-based, the row's last), ``span`` (updates in the row, when more
+    than one) and any marks (``diverged``). With ``stride`` > 1 only every stride-th row (and the
+    last before a checkpoint) is written (a large population; :mod:`pgjax.run.thinning`)."""
+
+    def __init__(self, path: Path, stride: int = 1):
+        super().__init__(path)
+        self.stride, self.rows_seen = stride, 0
 
     def chunk(self, record: ChunkRecord) -> None:
         names = sorted(record.metrics)
+        spans = record.spans()
         lines = []
         for k in range(record.live.shape[1]):
+            self.rows_seen += 1
+            last = record.flushed and k == record.live.shape[1] - 1
+            if self.rows_seen % self.stride and not last:
+                continue
+            extra = {"span": int(spans[k])} if spans[k] > 1 else {}
             for m, label in enumerate(record.labels):
                 if not record.live[m, k]:
                     continue
-                row = {**label, "update": record.first_update + k, **record.marks.get((m, k), {})}
+                row = {**label, "update": int(record.updates[k]), **extra, **record.marks.get((m, k), {})}
                 row.update({name: record.metrics[name][m, k] for name in names})
                 lines.append(json.dumps(to_jsonable(row), sort_keys=True))
         if lines:
             self._file.write("\n".join(lines) + "\n")
+
+
+class SettingsFile(JsonlFile):
+    """``metrics_settings.jsonl``: a line per row and hyperparameter setting with every metric
+    summarised over the setting's live seeds (``<metric>/mean``, ``/min``, ``/q25``, ``/median``,
+    ``/q75``, ``/max``) and ``members``, how many seeds are live."""
+
+    def __init__(self, path: Path, groups: list[list[int]], setting_labels: list[dict]):
+        super().__init__(path)
+        self.groups, self.setting_labels = groups, setting_labels
+
+    def chunk(self, record: ChunkRecord) -> None:
+        from pgjax.run.thinning import setting_statistics
+        names = sorted(set(record.metrics) - {"env_steps"})
+        hidden = record.hidden()
+        stats = {name: setting_statistics(hidden[name], self.groups) for name in names}
+        env_steps, spans = record.metrics["env_steps"], record.spans()
+        for k in range(record.live.shape[1]):
+            for g, (group, label) in enumerate(zip(self.groups, self.setting_labels)):
+                live = int(record.live[group, k].sum())
+                if not live:
+                    continue
+                row = {**label, "update": int(record.updates[k]), "span": int(spans[k]),
+                       "env_steps": int(env_steps[group[0], k]), "members": live}
+                row.update({f"{name}/{stat}": values[g, k] for name in names
+                            for stat, values in stats[name].items()})
+                self.write(row)
 
 
 class EvalFile(JsonlFile):
@@ -166,15 +213,28 @@ def _eval_scalars(row: dict) -> dict[str, float]:
 
 class TensorBoard(Sink):
     """One TensorBoard event folder per population member (``tb/<member label>``), scalars
-    against environment steps. tensorboardX writes the event files; TensorFlow is not needed."""
+    against environment steps; for a population larger than ``max_writers``, one folder per
+    hyperparameter setting (``tb/setting<k>``) with the mean, min and max over its seeds instead.
+    tensorboardX writes the event files; TensorFlow is not needed."""
 
-    def __init__(self, root: Path, member_names: list[str], purge_step: int | None = None):
+    def __init__(self, root: Path, member_names: list[str], purge_step: int | None = None,
+                 groups: list[list[int]] | None = None, max_writers: int = 64):
         from tensorboardX import SummaryWriter
+        self.groups = groups if groups is not None and len(member_names) > max_writers else None
+        names = member_names if self.groups is None else [f"setting{g}" for g in range(len(self.groups))]
         self.writers = [SummaryWriter(str(Path(root) / name), purge_step=purge_step, flush_secs=30)
-                        for name in member_names]
+                        for name in names]
 
     def chunk(self, record: ChunkRecord) -> None:
-        env_steps, metrics = record.metrics["env_steps"], record.hidden()
+        metrics = record.hidden()
+        env_steps = record.metrics["env_steps"]
+        if self.groups is not None:
+            from pgjax.run.thinning import setting_statistics
+            env_steps = env_steps[[group[0] for group in self.groups]]
+            metrics = {f"{name}/{stat}": stats[stat] for name, values in metrics.items()
+                       if name != "env_steps"
+                       for stats in [setting_statistics(values, self.groups)]
+                       for stat in ("mean", "min", "max")}
         for m, writer in enumerate(self.writers):
             for name, values in metrics.items():
                 for value, step in zip(values[m], env_steps[m]):
@@ -182,6 +242,8 @@ class TensorBoard(Sink):
                         writer.add_scalar(f"train/{name}", value, int(step))
 
     def evaluation(self, rows: list[dict], env_steps: int) -> None:
+        if self.groups is not None:
+            return  # a large population's evaluations are in eval.jsonl
         for writer, row in zip(self.writers, rows):
             self._add(writer, _eval_scalars(row), env_steps)
 

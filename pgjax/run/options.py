@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from pgjax.config import ConfigError, require
+from pgjax.run.devices import SHARD_AXES
 from pgjax.run.loggers import wandb_available
 
 ON_NONFINITE = ("freeze", "stop")
@@ -27,13 +28,17 @@ class RunOptions:
     chunk_updates: int | None = None     # fixed updates per chunk instead (deterministic boundaries)
     on_nonfinite: str = "freeze"         # "freeze" the diverged member, or "stop" the whole run
     tensorboard: bool = True
+    log_every_seconds: float = 1.0       # wall time one metrics row covers (its mean); 0: a row per update
+    log_members: int = 16                # populations larger than this write member rows (and TensorBoard
+                                         # folders) less often / per setting, so logs grow like this many members'
     wandb_project: str | None = None
     plots: bool = True
-    devices: int | None = None           # devices the population is split over (None: as many local ones as divide it)
+    devices: int | None = None           # devices the run is split over (None: as many local ones as divide it)
+    shard: str = "members"               # what is split over them: the population ("members") or each member's env batch ("envs")
     compile_cache: bool = True           # JAX's persistent compilation cache (pgjax.run.compilation_cache)
 
     def validate(self) -> None:
-        for name in ("eval_episodes", "num_evals", "keep_checkpoints"):
+        for name in ("eval_episodes", "num_evals", "keep_checkpoints", "log_members"):
             value = getattr(self, name)
             require(isinstance(value, int) and value > 0, name, value, "must be a positive integer")
         for name in ("eval_every", "checkpoint_every"):
@@ -49,8 +54,13 @@ class RunOptions:
             value = getattr(self, name)
             require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, name,
                     value, "must be a positive number")
+        require(isinstance(self.log_every_seconds, (int, float)) and math.isfinite(self.log_every_seconds)
+                and self.log_every_seconds >= 0, "log_every_seconds", self.log_every_seconds,
+                "must be a number of seconds ≥ 0 (0: a metrics row per update)")
         require(self.devices is None or (isinstance(self.devices, int) and self.devices > 0),
                 "devices", self.devices, "a positive number of devices, or None")
+        require(self.shard in SHARD_AXES, "shard", self.shard,
+                f"one of {list(SHARD_AXES)} (split the population, or each member's env batch)")
         require(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite,
                 f"one of {list(ON_NONFINITE)}")
         if self.wandb_project is not None and not wandb_available():

@@ -29,6 +29,17 @@ class Population:
         return ["_".join(f"{k[3:]}={v:g}" if k.startswith("hp_") else f"{k}{v}"
                          for k, v in label.items() if k != "member") for label in self.labels()]
 
+    def groups(self) -> list[list[int]]:
+        """The member indices of each setting (its seeds)."""
+        seeds = len(self.seeds)
+        return [list(range(g * seeds, (g + 1) * seeds)) for g in range(len(self.settings))]
+
+    def setting_labels(self) -> list[dict]:
+        """Per setting: its index and the swept hyperparameters (``hp_<name>``)."""
+        labels = self.labels()
+        return [{"setting": g, **{k: v for k, v in labels[group[0]].items() if k.startswith("hp_")}}
+                for g, group in enumerate(self.groups())]
+
     def keys(self):
         seeds = jnp.asarray([s for _ in self.settings for s in self.seeds], jnp.uint32)
         return jax.vmap(jax.random.key)(seeds)

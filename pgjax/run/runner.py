@@ -46,7 +46,8 @@ import numpy as np
 
 from pgjax import algorithms
 from pgjax.config import require, validate_hparams
-from pgjax.run import chunks, compilation_cache, devices as run_devices, episodes
+from pgjax.run import chunks, compilation_cache, devices as run_devices, distributed, episodes
+from pgjax.run import thinning
 from pgjax.run import folder as run_folder
 from pgjax.run import spec as run_specs
 from pgjax.run.background import Background, StopSignals, StoppedBeforeTraining, while_listening
@@ -54,7 +55,7 @@ from pgjax.run.checkpoints import Checkpoints
 from pgjax.run.divergence import divergence_message, divergences, live_rows
 from pgjax.run.evaluation import EvalProgram, eval_rows, make_eval_fn
 from pgjax.run.loggers import (ChunkRecord, EvalFile, FanOut, JsonlFile, MetricsFile, Progress,
-                               ProgressDisplay, TensorBoard, Wandb, truncate_jsonl,
+                               ProgressDisplay, SettingsFile, TensorBoard, Wandb, truncate_jsonl,
                                write_json_atomic)
 from pgjax.run.options import RunOptions
 from pgjax.run.population import Population
@@ -110,7 +111,8 @@ def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) ->
         validate_hparams(hp)
     require(len(spec.seeds) > 0 and all(isinstance(s, int) and 0 <= s < 2 ** 32 for s in spec.seeds),
             "seeds", list(spec.seeds), "non-empty, each an integer in [0, 2^32)")
-    run_devices.device_count(spec.options.devices, len(spec.seeds) * len(spec.settings))
+    run_devices.device_count(spec.options.devices, len(spec.seeds) * len(spec.settings),
+                             spec.config.num_envs, spec.options.shard)
     run_dir = Path(run_dir)
     run_folder.check_writable_dir(run_dir, "run_dir")
     if resume:
@@ -118,6 +120,9 @@ def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) ->
     else:
         run_folder.check_fresh_start(run_dir)
     warn_unusual(spec.config, spec.settings)
+    distributed.barrier("pgjax-folder-checked")  # every process checked before process 0 writes
+    if not distributed.is_primary():
+        return _Run(spec, run_dir, out or sys.stdout).execute(resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_folder.RunLock(run_dir):
         if not resume:
@@ -136,10 +141,10 @@ class _Run:
         self.labels = [{**label, "algorithm": spec.algorithm} for label in population.labels()]
         self.device = str(jax.devices()[0])
         self.num_updates = config.num_updates
-        self.num_devices = run_devices.device_count(options.devices, population.size)
-        self.sharding = run_devices.member_sharding(self.num_devices)
-        if self.num_devices > 1:
-            self.device = f"{self.num_devices} × {self.device}"
+        self.primary = distributed.is_primary()
+        self.layout = run_devices.Layout(run_devices.device_count(
+            options.devices, population.size, config.num_envs, options.shard), options.shard)
+        self.device = self.layout.describe(self.device)
         self.max_chunk = (min(options.chunk_updates, self.num_updates) if options.chunk_updates
                           else chunks.default_max_updates(self.num_updates, population.size))
         self.events = Events.for_run(self.num_updates, config.steps_per_update, options)
@@ -157,10 +162,12 @@ class _Run:
         return init_program(self.config)(self.population.keys(), self.population.hparams())
 
     def _print(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        if self.primary:
+            print(text, file=self.out, flush=True)
 
     def _status(self, status: str, update: int, message: str = "") -> None:
-        run_folder.write_status(self.run_dir, status, update, message,
+        if self.primary:
+            run_folder.write_status(self.run_dir, status, update, message,
                                 diverged=self._diverged_list())
 
     def _diverged_list(self) -> list[dict]:
@@ -170,27 +177,42 @@ class _Run:
         """(state, meta, compiled chunk): restored from the latest checkpoint when resuming (a run
         stopped before its first checkpoint starts again at step 0), else initialised."""
         meta = {"update": 0, "train_seconds": 0.0, "last_eval": None, "diverged": {}}
-        abstract = run_devices.abstract(jax.eval_shape(self._init_state), self.sharding)
+        shapes = jax.eval_shape(self._init_state)
+        shardings = self.state_shardings(shapes)
+        abstract = run_devices.abstract(shapes, shardings)
         # the training program compiles from the state's shapes while init (or a restore) runs:
         # two programs compiling at once on two cores
+        placement = None if shardings is None else (shardings, self.layout.members(),
+                                                    self.layout.replicated())
         compiling = Background("pgjax-chunk-compile", chunks.compile_chunk, self.config, abstract,
-                                self.max_chunk)
+                                self.max_chunk, placement)
         if resume and checkpoints.steps():
             state, saved = checkpoints.restore(abstract)
-            state = run_devices.place(state, self.sharding)
             meta.update(saved)
         else:
-            state = run_devices.place(self._init_state(), self.sharding)
-        return state, meta, compiling.result()
+            state = self._init_state()
+        return run_devices.place(state, shardings), meta, compiling.result()
+
+    def state_shardings(self, shapes):
+        """The sharding of every leaf of the train state on this run's mesh (None: one device)."""
+        if self.layout.mesh is None:
+            return None
+        population = self.population
+        env_leaves = run_devices.per_env_leaves(
+            lambda config: jax.eval_shape(init_program(config), population.keys(), population.hparams()),
+            self.config)
+        return self.layout.state(shapes, env_leaves)
 
     # ---------------------------------------------------------------- main loop
     def execute(self, resume: bool) -> RunResult:
         if self.options.compile_cache:
             compilation_cache.enable()
-        if not resume or not (self.run_dir / "config.json").exists():
-            run_folder.clear_outputs(self.run_dir)
-        write_json_atomic(self.run_dir / "config.json", self._config_record())
-        self._status(run_folder.RUNNING, 0)
+        if self.primary:
+            if not resume or not (self.run_dir / "config.json").exists():
+                run_folder.clear_outputs(self.run_dir)
+            write_json_atomic(self.run_dir / "config.json", self._config_record())
+            self._status(run_folder.RUNNING, 0)
+        distributed.barrier("pgjax-folder-ready")
         checkpoints = Checkpoints(self.run_dir, keep=self.options.keep_checkpoints)
         try:
             with StopSignals(self.out) as stop:
@@ -223,7 +245,7 @@ class _Run:
                             f"({meta['update'] * config.steps_per_update:,d} env steps per member)")
             if meta["update"] >= self.num_updates:
                 return self._already_complete(state)
-            for name in ("metrics.jsonl", "eval.jsonl"):
+            for name in ("metrics.jsonl", "metrics_settings.jsonl", "eval.jsonl") if self.primary else ():
                 truncate_jsonl(run_dir / name, lambda row: row.get("update", 0) <= meta["update"])
         self._print(f"{self.algo_name} on {config.env_id}: {self.population.size} member(s) "
                     f"(seeds {list(self.population.seeds)} × {len(self.population.settings)} setting(s)), "
@@ -255,16 +277,17 @@ class _Run:
         metrics_np["env_steps"] = np.broadcast_to(env_steps, (size, n))
         metrics_np["fps"] = np.full((size, n), n * steps_per_update * size / max(chunk_seconds, 1e-9))
         marks = {(m, k): {"diverged": True} for m, (k, _) in found.items()}
-        return ChunkRecord(metrics_np, self.labels, done + 1, live, marks)
+        return ChunkRecord(metrics_np, self.labels, np.arange(done + 1, done + n + 1), live, marks)
 
     def evaluate(self, eval_fn, state, done, sinks) -> dict:
         """Evaluate every member with the fixed keys, cache the episodes, hand the rows to the sinks."""
         steps = done * self.config.steps_per_update
-        result = jax.tree.map(np.asarray, eval_fn(state.params, state.env_state))
+        result = run_devices.to_host(eval_fn(state.params, state.env_state))
         sinks.evaluation(eval_rows(result, self.labels, done, steps, self.options.greedy_eval,
                                    self.diverged), steps)
-        episodes.save(self.run_dir, steps, result, [label["seed"] for label in self.labels],
-                      self.options.greedy_eval)
+        if self.primary:
+            episodes.save(self.run_dir, steps, result, [label["seed"] for label in self.labels],
+                          self.options.greedy_eval)
         return result
 
     def finish(self, status, message, final_eval, done, train_seconds, compile_seconds, wall,
@@ -282,7 +305,7 @@ class _Run:
         self._status(status, done, message)
         result = RunResult(self.run_dir, status, eval_returns, sps, compile_seconds, wall, message,
                            last, state, dict(self.diverged))
-        if status != COMPLETED:
+        if status != COMPLETED or not self.primary:
             return result
         summary = summary_record(
             {"algorithm": self.algo_name, "env_id": config.env_id, "status": status,
@@ -318,6 +341,7 @@ class _Loop:
 
     def __init__(self, run: _Run, checkpoints, stop, state, meta, compiled, compile_seconds, t0, resume):
         self.r, self.checkpoints, self.stop = run, checkpoints, stop
+        self.stopping = False  # a signal reached this or (multi-process) another process
         self.state, self.meta, self.compile_seconds, self.t0 = state, meta, compile_seconds, t0
         self.compiled, self.resume = compiled, resume
         self.done, self.train_seconds = meta["update"], meta["train_seconds"]
@@ -330,22 +354,41 @@ class _Loop:
         self.planner = chunks.ChunkPlanner(run.max_chunk, run.options.chunk_seconds,
                                            run.options.chunk_updates)
         self.eval_fn = EvalProgram(run.config, run.options, state)
+        self.thinner = thinning.Thinner(run.options.log_every_seconds)
+        self.sinks: FanOut | None = None
+
+    def _flush_rows(self) -> None:
+        """Hand the unfinished metric row to the sinks (before a checkpoint, at the end)."""
+        rows = self.thinner.flush()
+        if rows is not None and self.sinks is not None:
+            rows.flushed = True
+            self.sinks.chunk(rows)
 
     def _open_sinks(self) -> FanOut:
         r, options, done_steps = self.r, self.r.options, self.done * self.r.config.steps_per_update
-        sinks = [MetricsFile(r.run_dir / "metrics.jsonl"), EvalFile(r.run_dir / "eval.jsonl"),
-                 ProgressDisplay(r.out)]
+        if not r.primary:  # process 0 writes the logs of a multi-process run
+            self.sinks = FanOut([])
+            return self.sinks
+        population, groups = r.population, r.population.groups()
+        sinks = [MetricsFile(r.run_dir / "metrics.jsonl",
+                             stride=thinning.member_stride(population.size, options.log_members)),
+                 EvalFile(r.run_dir / "eval.jsonl"), ProgressDisplay(r.out)]
+        if population.size > 1:
+            sinks.append(SettingsFile(r.run_dir / "metrics_settings.jsonl", groups,
+                                      population.setting_labels()))
         if options.tensorboard:
-            sinks.append(TensorBoard(r.run_dir / "tb", r.population.names(),
-                                     purge_step=done_steps + 1 if self.resume else None))
+            sinks.append(TensorBoard(r.run_dir / "tb", population.names(),
+                                     purge_step=done_steps + 1 if self.resume else None,
+                                     groups=groups, max_writers=options.log_members))
         if options.wandb_project:
             sinks.append(Wandb(options.wandb_project, r.run_dir.name, r._config_record(), r.run_dir,
                                r.population.names()))
-        fan_out = FanOut(sinks)
+        fan_out = self.sinks = FanOut(sinks)
         fan_out.scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
         return fan_out
 
     def save(self, update, state, meta) -> None:
+        self._flush_rows()
         self.checkpoints.save(update * self.r.config.steps_per_update, state, meta)
         self.saved_update, self.last_save_time = update, time.monotonic()
         self.r._status(run_folder.RUNNING, update)
@@ -354,6 +397,7 @@ class _Loop:
         sinks = self._open_sinks()
         try:
             status, message = self._train(sinks)
+            self._flush_rows()
         finally:
             sinks.close()
             self.eval_fn.wait()
@@ -369,9 +413,9 @@ class _Loop:
             if stopped is not None:
                 return NON_FINITE, stopped
             self._between_chunks(sinks)
-            if self.stop.received is not None and self.done < r.num_updates:
+            if self.stopping and self.done < r.num_updates:
                 return INTERRUPTED, (
-                    f"received {signal.Signals(self.stop.received).name} at update {self.done}: "
+                    f"received {_signal_name(self.stop.received)} at update {self.done}: "
                     f"checkpoint saved at step {self.done * r.config.steps_per_update:,d}; continue "
                     f"with pgjax train --resume {r.run_dir}")
         return COMPLETED, ""
@@ -381,16 +425,23 @@ class _Loop:
         scheduled event), log it and handle members that diverged in it. Returns the message when
         the run must stop (every member diverged, or ``on_nonfinite="stop"``), else None."""
         r, done = self.r, self.done
-        n = self.planner.next_size(r.events.updates_to_next(done))
+        # every process runs the chunk size process 0 chose from its timing
+        n = int(distributed.agree([self.planner.next_size(r.events.updates_to_next(done))])[0, 0])
+        self.planner.last_size = n
+        layout = r.layout
         (state, frozen, metrics, healthy), seconds = chunks.timed(
-            self.compiled, self.state, jnp.asarray(self.frozen), jnp.asarray(n, jnp.int32))
+            self.compiled, self.state, run_devices.place(jnp.asarray(self.frozen), layout.members()),
+            run_devices.place(jnp.asarray(n, jnp.int32), layout.replicated()))
         self.planner.observe(n, seconds)
-        self.metrics_np = {name: np.asarray(value)[:, :n] for name, value in metrics.items()}
-        healthy = np.asarray(healthy)[:, :n]
+        metrics, healthy, frozen = run_devices.to_host((metrics, healthy, frozen))
+        self.metrics_np = {name: value[:, :n] for name, value in metrics.items()}
+        healthy = healthy[:, :n]
         self.train_seconds += seconds
         found = divergences(self.metrics_np, healthy, self.frozen)
-        sinks.chunk(r.chunk_record(self.metrics_np, done, n, seconds,
-                                   live_rows(healthy, self.frozen, found), found))
+        rows = self.thinner.rows(r.chunk_record(self.metrics_np, done, n, seconds,
+                                                live_rows(healthy, self.frozen, found), found), seconds)
+        if rows is not None:
+            self.sinks.chunk(rows)
         if found:
             stopped = self._diverged(found, seconds, frozen)
             if stopped is not None:
@@ -438,9 +489,16 @@ class _Loop:
                                 frozenset(r.diverged)))
         sinks.scalars({"perf/steps_per_second": sps,
                        "perf/wall_seconds": time.perf_counter() - self.t0}, steps)
-        if r.events.checkpoint_due(done, n, time.monotonic() - self.last_save_time,
-                                   self.stop.received is not None):
+        # stop when a signal reached any process; the wall-time checkpoint follows process 0's clock
+        agreed = distributed.agree([self.stop.received is not None,
+                                    time.monotonic() - self.last_save_time])
+        self.stopping, since_save = bool(agreed[:, 0].any()), float(agreed[0, 1])
+        if r.events.checkpoint_due(done, n, since_save, self.stopping):
             self.save(done, self.state, r.meta(done, self.train_seconds, self.last_eval))
+
+
+def _signal_name(signum) -> str:
+    return signal.Signals(signum).name if signum is not None else "a signal in another process"
 
 
 def _update_last_returns(chunk_returns, last_returns) -> None:
