@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.results_table import machine_description, save_results  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODES = {"bounded (default)": None, "full detail (--log-every-seconds 0)": "0"}
+MODES = {"bounded (default)": None,
+         "full detail (--log-every-seconds 0 --log-members 1000000)": "0"}
 
 
 def folder_bytes(run: Path) -> dict[str, int]:
@@ -47,7 +48,7 @@ def measure(members: int, log_every: str | None, seconds: float, root: Path) -> 
             "--set", "rollout_length=32", "--num-evals", "1000", "--eval-episodes", "8",
             "--cache-episodes", "0", "--runs-dir", str(root), "--name", name, "--no-plots"]
     if log_every is not None:
-        argv += ["--log-every-seconds", log_every]
+        argv += ["--log-every-seconds", log_every, "--log-members", "1000000"]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                env={**os.environ, "JAX_PLATFORMS": "cpu"})
     for line in process.stdout:  # training starts at the line that says it compiled
@@ -60,7 +61,8 @@ def measure(members: int, log_every: str | None, seconds: float, root: Path) -> 
     train_seconds = seconds  # from the "compiled in" line to the signal
     sizes = folder_bytes(run)
     total = sum(sizes.values())
-    updates = max(json.loads(line)["update"] for line in (run / "metrics.jsonl").read_text().splitlines())
+    updates = max(json.loads(line)["update"] for name in ("metrics.jsonl", "metrics_settings.jsonl")
+                  if (run / name).exists() for line in (run / name).read_text().splitlines())
     return {"members": members, "mode": "full" if log_every else "bounded", "seconds": train_seconds,
             "updates": updates, "bytes": sizes, "total_bytes": total,
             "mb_per_hour": total * 3600 / train_seconds / 1e6}

@@ -289,9 +289,38 @@ def test_large_populations_write_member_rows_less_often_and_settings_every_row(t
         sink.close()
     member_rows = [json.loads(l) for l in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert sorted({r["update"] for r in member_rows}) == [4, 8] and len(member_rows) == 12
+    partial = MetricsFile(tmp_path / "p.jsonl", stride=4)   # a flush writes the latest held row
+    partial.chunk(_record(1, 6, members=6))
+    partial.flush()
+    partial.close()
+    assert sorted({json.loads(l)["update"] for l in (tmp_path / "p.jsonl").read_text().splitlines()}) == [4, 6]
     setting_rows = [json.loads(l) for l in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert len(setting_rows) == 16
     row = next(r for r in setting_rows if r["setting"] == 1 and r["update"] == 3)
     values = record.metrics["loss"][3:, 2]
     np.testing.assert_allclose([row["loss/mean"], row["loss/min"], row["loss/median"], row["loss/max"]],
                                [values.mean(), values.min(), np.median(values), values.max()])
+
+
+# ---------------------------------------------------------------- multi-process settings (issue 15 §3)
+def test_multi_process_settings_from_flags_environment_and_slurm():
+    from pgjax.run.distributed import settings
+    assert settings(environ={}) is None                                   # one process
+    assert settings(environ={"SLURM_NTASKS": "1"}) is None                # a one-task job step
+    assert settings(environ={"SLURM_NTASKS": "8"}) == {}                  # jax reads SLURM's layout
+    expected = {"coordinator_address": "10.0.0.1:1234", "num_processes": 2, "process_id": 1}
+    assert settings("10.0.0.1:1234", 2, 1, environ={}) == expected
+    env = {"PGJAX_COORDINATOR": "10.0.0.1:1234", "PGJAX_NUM_PROCESSES": "2", "PGJAX_PROCESS_ID": "0"}
+    assert settings(process_id=1, environ=env) == expected                # a flag beats the variable
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(coordinator="10.0.0.1:1234"), "num_processes, process_id is not set"),
+    (dict(coordinator="10.0.0.1", num_processes=2, process_id=0), "coordinator='10.0.0.1' is not allowed"),
+    (dict(coordinator="h:1", num_processes=2, process_id=2), "0 ≤ process_id < num_processes"),
+])
+def test_bad_multi_process_settings_are_refused_by_name(flags, message):
+    from pgjax.config import ConfigError
+    from pgjax.run.distributed import settings
+    with pytest.raises(ConfigError, match=message):
+        settings(**flags, environ={})

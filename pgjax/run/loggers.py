@@ -49,15 +49,13 @@ class ChunkRecord:
     included); column k is update ``updates[k]`` (1-based) or, once thinned
     (:mod:`pgjax.run.thinning`), the mean over the ``span[k]`` updates ending there; ``live[m, k]``
     says whether row (m, k) holds a real update of member m (a diverged member's rows stop after
-    the update it diverged at); ``marks[(m, k)]`` adds fields to a row; ``flushed``: the last row
-    before a checkpoint or the end of the run."""
+    the update it diverged at); ``marks[(m, k)]`` adds fields to a row."""
     metrics: dict[str, np.ndarray]
     labels: list[dict]
     updates: np.ndarray
     live: np.ndarray
     marks: dict = field(default_factory=dict)
     span: np.ndarray | None = None
-    flushed: bool = False
 
     def spans(self) -> np.ndarray:
         return np.ones(len(self.updates), np.int64) if self.span is None else np.asarray(self.span)
@@ -95,6 +93,9 @@ class Sink:
     def scalars(self, values: dict[str, float], env_steps: int) -> None:
         pass
 
+    def flush(self) -> None:
+        """Write what is held back (before a checkpoint and at the end of the run)."""
+
     def close(self) -> None:
         pass
 
@@ -121,6 +122,10 @@ class FanOut(Sink):
         for sink in self.sinks:
             sink.scalars(values, env_steps)
 
+    def flush(self):
+        for sink in self.sinks:
+            sink.flush()
+
     def close(self):
         for sink in self.sinks:
             sink.close()
@@ -144,12 +149,12 @@ class JsonlFile(Sink):
 class MetricsFile(JsonlFile):
     """``metrics.jsonl``: a line per row and member, row-major, with the member's labels (seed,
     hyperparameters), ``update`` (1-based, the row's last), ``span`` (updates in the row, when more
-    than one) and any marks (``diverged``). With ``stride`` > 1 only every stride-th row (and the
-    last before a checkpoint) is written (a large population; :mod:`pgjax.run.thinning`)."""
+    than one) and any marks (``diverged``). With ``stride`` > 1 only every stride-th row, and the
+    latest one at a flush, is written (a large population; :mod:`pgjax.run.thinning`)."""
 
     def __init__(self, path: Path, stride: int = 1):
         super().__init__(path)
-        self.stride, self.rows_seen = stride, 0
+        self.stride, self.rows_seen, self.held = stride, 0, []
 
     def chunk(self, record: ChunkRecord) -> None:
         names = sorted(record.metrics)
@@ -157,16 +162,23 @@ class MetricsFile(JsonlFile):
         lines = []
         for k in range(record.live.shape[1]):
             self.rows_seen += 1
-            last = record.flushed and k == record.live.shape[1] - 1
-            if self.rows_seen % self.stride and not last:
-                continue
             extra = {"span": int(spans[k])} if spans[k] > 1 else {}
-            for m, label in enumerate(record.labels):
-                if not record.live[m, k]:
-                    continue
-                row = {**label, "update": int(record.updates[k]), **extra, **record.marks.get((m, k), {})}
-                row.update({name: record.metrics[name][m, k] for name in names})
-                lines.append(json.dumps(to_jsonable(row), sort_keys=True))
+            row_lines = [json.dumps(to_jsonable({
+                **label, "update": int(record.updates[k]), **extra, **record.marks.get((m, k), {}),
+                **{name: record.metrics[name][m, k] for name in names}}), sort_keys=True)
+                for m, label in enumerate(record.labels) if record.live[m, k]]
+            if self.rows_seen % self.stride:
+                self.held = row_lines  # written at the next flush unless a later row comes first
+            else:
+                lines += row_lines
+                self.held = []
+        self._write(lines)
+
+    def flush(self) -> None:
+        self._write(self.held)
+        self.held = []
+
+    def _write(self, lines: list[str]) -> None:
         if lines:
             self._file.write("\n".join(lines) + "\n")
 

@@ -5,9 +5,11 @@ The population is seeds × hyperparameter settings, vmapped in one program. A ru
 
     config.json        algorithm, config, hyperparameters (per setting), seeds, members, device
     status.json        running / interrupted / diverged / completed, the update reached, the pid
-    metrics.jsonl      one line per update and per member (every metric of DESIGN.md, plus fps)
+    metrics.jsonl      one line per row (the mean over ~log_every_seconds of updates, or every
+                       update) and per member: every metric of DESIGN.md, plus fps
+    metrics_settings.jsonl  per row and setting: each metric's mean and quantiles over its seeds
     eval.jsonl         one line per evaluation and per member
-    tb/<member>/       TensorBoard event files (tensorboardX)
+    tb/<member>/       TensorBoard event files (tensorboardX; per setting for a large population)
     eval/step_*.npz    the cache of evaluation episodes (:mod:`pgjax.run.episodes`)
     checkpoints/       orbax: the latest N and the best by evaluation return (:mod:`pgjax.run.checkpoints`)
     summary.json       final evaluation, steps/s, compile and wall time, device, diverged members
@@ -22,6 +24,11 @@ host, so they never wrap.
 from its checkpoint, or from step 0); during training they finish the current chunk, save and
 stop; a repeated signal only repeats that message. ``resume=True`` continues from the latest
 checkpoint, so on CPU the result is bit-identical to an uninterrupted run.
+
+**Devices and processes.** The state lives on the mesh of :mod:`pgjax.run.devices` (the
+population or each member's env batch split over it); in a multi-process run
+(:mod:`pgjax.run.distributed`) process 0 alone writes the folder and the processes agree on each
+chunk's size, on stopping and on wall-time checkpoints.
 
 **Divergence.** A member whose loss, gradient norm or parameters go non-finite is frozen at its
 last finite state inside the program and marked ``diverged`` in the logs, the summary and the
@@ -359,10 +366,12 @@ class _Loop:
 
     def _flush_rows(self) -> None:
         """Hand the unfinished metric row to the sinks (before a checkpoint, at the end)."""
+        if self.sinks is None:
+            return
         rows = self.thinner.flush()
-        if rows is not None and self.sinks is not None:
-            rows.flushed = True
+        if rows is not None:
             self.sinks.chunk(rows)
+        self.sinks.flush()
 
     def _open_sinks(self) -> FanOut:
         r, options, done_steps = self.r, self.r.options, self.done * self.r.config.steps_per_update
