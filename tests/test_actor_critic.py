@@ -281,7 +281,8 @@ def test_psi_and_targets_of_q_critic_variants_match_numpy(variant, estimator):
     q = hidden @ c["value_head"]["kernel"] + c["value_head"]["bias"]
     q_taken = np.take_along_axis(q, np.asarray(traj.actions)[..., None], -1)[..., 0]
     r, v, nv, disc, _ = _np(traj, 0.9)
-    expected_psi = q_taken if variant == "q" else q_taken - v
+    # Q actor-critic: Ψ = (1 − γ)·Q(s, a), Q on one step's scale (actor_critic.normalized_q)
+    expected_psi = (1 - 0.9) * q_taken if variant == "q" else q_taken - v
     np.testing.assert_allclose(np.asarray(psi), expected_psi, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(targets), r + disc * nv, rtol=1e-5, atol=1e-5)
 
