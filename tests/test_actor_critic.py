@@ -335,6 +335,26 @@ def test_td_lambda_with_tile_coding_learns_cartpole():
     _assert_learns(_returns(config, hparams, [0, 1]), late_threshold=100)
 
 
+def test_a2c_gae_at_lambda_one_is_the_k_step_advantage_and_at_zero_the_td_error():
+    traj = _random_trajectory(2)
+    # a consistent rollout: inside an episode V(s'_t) is the next step's V(s_{t+1}), which is what
+    # makes Σ_l γ^l δ_{t+l} telescope into the k-step advantage
+    values, next_values, done = (np.array(x) for x in (traj.values, traj.next_values, traj.episode_done))
+    next_values[:-1] = np.where(done[:-1], next_values[:-1], values[1:])
+    traj = traj._replace(next_values=jnp.asarray(next_values))
+    hp = a2c.Hparams(gamma=0.9)
+    k_step, k_targets = a2c.advantages_and_targets(a2c.Config(), traj, hp)
+    gae = a2c.Config(advantage_estimator="gae")
+    one, one_targets = a2c.advantages_and_targets(gae, traj, hp.replace(gae_lambda=1.0))
+    zero, _ = a2c.advantages_and_targets(gae, traj, hp.replace(gae_lambda=0.0))
+    half, _ = a2c.advantages_and_targets(gae, traj, hp.replace(gae_lambda=0.5))
+    np.testing.assert_allclose(np.asarray(one), np.asarray(k_step), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(one_targets), np.asarray(k_targets), rtol=1e-5, atol=1e-5)
+    r, v, nv, disc, _ = _np(traj, 0.9)
+    np.testing.assert_allclose(np.asarray(zero), r + disc * nv - v, rtol=1e-5, atol=1e-5)
+    assert np.abs(np.asarray(half) - np.asarray(k_step)).max() > 0.05
+
+
 def test_a2c_learns_cartpole():
     config = a2c.Config(env_id="CartPole-v1", num_envs=8, rollout_length=8, total_steps=32_768)
     _assert_learns(_returns(config, a2c.Hparams(learning_rate=3e-3), [0, 1]), late_threshold=100)

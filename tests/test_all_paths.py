@@ -49,7 +49,7 @@ PATHS = [
                                            "feature_args=low:-1.2/-0.07,high:0.6/0.07"]),
     ("actor-critic", "Pendulum-v1", 4, ["variant=td_lambda"]),
     ("a2c", "CartPole-v1", 4, []),
-    ("a2c", "Pendulum-v1", 4, []),
+    ("a2c", "Pendulum-v1", 4, ["advantage_estimator=gae", "gae_lambda=0.9"]),
     ("trpo", "CartPole-v1", 8, ["critic_minibatches=2", "critic_epochs=1"]),
     ("trpo", "Pendulum-v1", 8, ["critic_minibatches=2", "critic_epochs=1"]),
     ("impala", "CartPole-v1", 4, []),  # the defaults: policy lag 0, no queue

@@ -12,7 +12,8 @@ view):
 cut at episode ends (a termination contributes 0, a truncation bootstraps from V of the final
 observation). The loss adds the value regression and the entropy regularisation β·H(π(s_t))
 (the seed's β∇H term): L = −E[log π(a|s)·A] + c_v·½E[(V(s) − R)²] − β·E[H]. RMSProp by default,
-as in the paper.
+as in the paper. ``advantage_estimator="gae"`` uses GAE(γ, λ) instead (Schulman et al. 2016;
+``gae_lambda``), which at λ = 1 is the k-step estimate above.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from flax import struct
 
 from pgjax import estimators
 from pgjax.algorithms import common
-from pgjax.config import CommonConfig, CommonHparams
+from pgjax.config import CommonConfig, CommonHparams, require
 
 NAME = "a2c"
+ADVANTAGE_ESTIMATORS = ("k_step", "gae")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,12 @@ class Config(CommonConfig):
     total_steps: int = 1_000_000
     optimizer: str = "rmsprop"
     normalize_advantages: bool = False  # normalise advantages over the batch
+    advantage_estimator: str = "k_step"  # "k_step" (A3C's forward view) or "gae" (GAE(γ, λ), gae_lambda)
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self.advantage_estimator in ADVANTAGE_ESTIMATORS, "advantage_estimator",
+                self.advantage_estimator, f"one of {list(ADVANTAGE_ESTIMATORS)}")
 
 
 @struct.dataclass
@@ -45,6 +53,7 @@ class Hparams(CommonHparams):
     ent_coef: Any = 0.01
     vf_coef: Any = 0.5
     max_grad_norm: Any = 0.5
+    gae_lambda: Any = 0.95  # λ of advantage_estimator="gae" (λ = 1 gives the k-step advantages)
 
 
 def init(config: Config, hparams: Hparams, key) -> common.TrainState:
@@ -56,10 +65,21 @@ def k_step_returns(traj, gamma):
     return estimators.discounted_returns(traj.rewards, traj.next_values, traj.discounts(gamma), traj.dones())
 
 
+def advantages_and_targets(config: Config, traj, hparams):
+    """(advantages, value targets) of the rollout: A3C's k-step estimate, or GAE(γ, λ) (Schulman
+    et al. 2016, eq. 16) with targets A + V; at λ = 1 the two are equal, at λ = 0 GAE is the TD
+    error."""
+    if config.advantage_estimator == "gae":
+        advantages = estimators.gae(traj.rewards, traj.values, traj.next_values,
+                                    traj.discounts(hparams.gamma), traj.dones(), hparams.gae_lambda)
+        return advantages, advantages + traj.values
+    returns = k_step_returns(traj, hparams.gamma)
+    return returns - traj.values, returns
+
+
 def update(config: Config, state: common.TrainState):
     state, traj = common.collect(config, state)
-    returns = k_step_returns(traj, state.hparams.gamma)
-    advantages = returns - traj.values
+    advantages, returns = advantages_and_targets(config, traj, state.hparams)
     if config.normalize_advantages:
         advantages = common.normalize(advantages)
     state, learn = common.score_function_update(config, state, traj, advantages, returns,
