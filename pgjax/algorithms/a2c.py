@@ -70,9 +70,7 @@ def advantages_and_targets(config: Config, traj, hparams):
     et al. 2016, eq. 16) with targets A + V; at λ = 1 the two are equal, at λ = 0 GAE is the TD
     error."""
     if config.advantage_estimator == "gae":
-        advantages = estimators.gae(traj.rewards, traj.values, traj.next_values,
-                                    traj.discounts(hparams.gamma), traj.dones(), hparams.gae_lambda)
-        return advantages, advantages + traj.values
+        return common.gae_and_targets(traj, hparams.gamma, hparams.gae_lambda)
     returns = k_step_returns(traj, hparams.gamma)
     return returns - traj.values, returns
 

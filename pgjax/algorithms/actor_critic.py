@@ -115,9 +115,7 @@ def psi_and_targets(config: Config, params, traj, hparams):
     if config.advantage_estimator == "n_step":
         returns = estimators.n_step_returns(traj.rewards, traj.next_values, discounts, dones, config.n_steps)
         return returns - traj.values, returns
-    advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, discounts, dones,
-                                hparams.gae_lambda)
-    return advantages, advantages + traj.values
+    return common.gae_and_targets(traj, hparams.gamma, hparams.gae_lambda)
 
 
 def normalized_q(q_taken: jax.Array, gamma) -> jax.Array:

@@ -174,6 +174,15 @@ def value_metrics(trajectory: Trajectory, gamma) -> dict[str, jax.Array]:
             "td_error_mean": jnp.mean(deltas), "td_error_abs_mean": jnp.mean(jnp.abs(deltas))}
 
 
+def gae_and_targets(traj: Trajectory, gamma, lambda_):
+    """(GAE(γ, λ) advantages of the rollout, value targets A + V): :func:`pgjax.estimators.gae`
+    on the trajectory's rewards, values, bootstrap values, discounts γ(1 − terminated) and episode
+    ends (Schulman et al. 2016, eq. 16)."""
+    advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, traj.discounts(gamma),
+                                traj.dones(), lambda_)
+    return advantages, advantages + traj.values
+
+
 def normalize(x, eps: float = 1e-8):
     """(x − mean)/std over all elements; a single element (minibatch of size 1) is left centred at 0
     rather than divided by a zero std."""

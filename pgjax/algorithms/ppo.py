@@ -97,9 +97,7 @@ def update(config: Config, state: common.TrainState):
     hp = state.hparams
     network = common.make_network(config)
     state, traj = common.collect(config, state)
-    advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, traj.discounts(hp.gamma),
-                                traj.dones(), hp.gae_lambda)
-    targets = advantages + traj.values
+    advantages, targets = common.gae_and_targets(traj, hp.gamma, hp.gae_lambda)
     batch = common.flatten_time_batch(
         (traj.obs, traj.actions, traj.log_probs, traj.values, advantages, targets))
     learning_rate = common.current_learning_rate(config, hp, state.update_step)

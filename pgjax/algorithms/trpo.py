@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pgjax import estimators, losses, trust_region
+from pgjax import losses, trust_region
 from pgjax.algorithms import common
 from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
 from pgjax.networks import ActorCritic
@@ -148,9 +148,7 @@ def critic_step(config: Config, state: common.TrainState, traj, targets):
 def update(config: Config, state: common.TrainState):
     hp = state.hparams
     state, traj = common.collect(config, state)
-    advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, traj.discounts(hp.gamma),
-                                traj.dones(), hp.gae_lambda)
-    targets = advantages + traj.values
+    advantages, targets = common.gae_and_targets(traj, hp.gamma, hp.gae_lambda)
     params, policy_metrics = policy_step(config, state.params, traj, common.normalize(advantages), hp)
     state, value_loss = critic_step(config, state.replace(params=params), traj, targets)
     state = state.replace(update_step=state.update_step + 1)

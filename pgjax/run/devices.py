@@ -26,6 +26,7 @@ replicated so every process can read it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -82,7 +83,7 @@ class Layout:
     count: int = 1
     shard: str = MEMBERS
 
-    @property
+    @functools.cached_property
     def mesh(self) -> Mesh | None:
         if self.count <= 1:
             return None

@@ -14,6 +14,7 @@ quartiles) for every row, so a 2048-member run writes about as much as a small o
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -65,17 +66,9 @@ def summarise(record: ChunkRecord) -> ChunkRecord:
                        marks, np.asarray([int(record.spans().sum())]))
 
 
-class _quiet_nan_warnings:
+def _quiet_nan_warnings():
     """``nanmean`` of an all-NaN slice (no episode ended in a row) is NaN, without a warning."""
-
-    def __enter__(self):
-        import warnings
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._catch.__exit__(*exc)
+    return warnings.catch_warnings(action="ignore", category=RuntimeWarning)
 
 
 class Thinner:
