@@ -81,10 +81,8 @@ def breakdown(updates: int, num_envs: int = 4, rollout: int = 128) -> list[tuple
     env_only = env_steps(config, updates)
 
     _, traj = common.collect(config, state)
-    advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, traj.discounts(0.99),
-                                traj.dones(), 0.95)
-    batch = common.flatten_time_batch((traj.obs, traj.actions, traj.log_probs, traj.values,
-                                       advantages, advantages + traj.values))
+    advantages, targets = common.gae_and_targets(traj, 0.99, 0.95)
+    batch = ppo.learning_batch(traj, advantages, targets)
     network = common.make_network(config)
 
     def epochs(params, opt_state, key):

@@ -15,6 +15,7 @@ import envs.bandit  # noqa: F401  (registers Bandit-v0)
 import envs.short_corridor  # noqa: F401  (registers ShortCorridor-v0)
 import envs.aliased_gridworld  # noqa: F401  (registers AliasedGridworld-v0)
 import envs.iterated_rps  # noqa: F401  (registers IteratedRPS-v0)
+import envs.partially_observed  # noqa: F401  (registers CartPoleNoVelocity-v1)
 
 __all__ = [
     "make", "register", "registered_ids", "check_env_id", "VecEnv", "ClipAction",

@@ -46,7 +46,7 @@ class CommonConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the MLP torso's hidden layers (also the CNN's dense layers)
     activation: str = "tanh"  # tanh, relu, gelu or elu
     shared_torso: bool = False  # actor and critic share one torso
-    torso: str = "mlp"  # "mlp", "cnn", or linear features: "onehot", "random_projection", "tile"
+    torso: str = "mlp"  # "mlp", "cnn", "gru" (MLP then a GRU memory; ppo, a2c, reinforce), or linear features: "onehot", "random_projection", "tile"
     feature_args: tuple[tuple[str, Any], ...] = ()  # e.g. (("low", (-1., -1.)), ("high", (1., 1.)))
     state_dependent_std: bool = False  # continuous actions: σ from a head of the torso instead of a free parameter
     log_std_init: float = 0.0  # continuous actions: initial log σ
@@ -77,8 +77,10 @@ class CommonConfig:
                 "hidden_sizes", self.hidden_sizes, "must be a non-empty tuple of positive integers")
         require(self.activation in ACTIVATIONS, "activation", self.activation,
                 f"one of {sorted(ACTIVATIONS)}")
-        torsos = ("mlp", "cnn", "onehot", "random_projection", "tile")
+        torsos = ("mlp", "cnn", "gru", "onehot", "random_projection", "tile")
         require(self.torso in torsos, "torso", self.torso, f"one of {list(torsos)}")
+        if self.torso == "gru":
+            self._check_recurrent()
         features = dict(self.feature_args)
         if self.torso == "tile":
             require("low" in features and "high" in features, "feature_args", self.feature_args,
@@ -118,6 +120,16 @@ class CommonConfig:
                 f"(Discrete, or a 1-D Box for continuous); this env has {space!r}")
 
     supported_action_spaces: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
+    supports_recurrent: ClassVar[bool] = False  # whether torso="gru" (a memory) is implemented
+
+    def _check_recurrent(self) -> None:
+        """What a recurrent policy needs: an algorithm that re-runs whole sequences, and
+        no per-environment gradient groups (their memories are not split out)."""
+        require(self.supports_recurrent, "torso", self.torso,
+                f"{type(self).__module__.rsplit('.', 1)[-1]} has no recurrent form; "
+                "torso='gru' works with ppo, a2c and reinforce")
+        require(not self.log_grad_variance, "log_grad_variance", self.log_grad_variance,
+                "not available with torso='gru'")
 
     @property
     def uses_q_critic(self) -> bool:

@@ -234,3 +234,76 @@ class ActorCritic(nn.Module):
 
     def __call__(self, obs):
         return self.policy(obs), self.value(obs)
+
+
+class RecurrentActorCritic(nn.Module):
+    """Policy π_θ(·|h_t) and value V_φ(h_t) of a memory h_t = GRU(h_{t−1}, MLP(o_t)) (Cho et al.
+    2014's gated recurrent unit, ``flax.linen.GRUCell``), for partially observed tasks where the
+    observation o_t alone does not determine the state.
+
+    The memory is a tuple of ``[N, H]`` arrays, H = ``hidden_sizes[-1]``: one GRU for the actor and
+    one for the critic, or one shared by both heads with ``shared_torso``. A zero memory starts
+    every episode (the rollout resets it where an episode ends; :func:`pgjax.recurrent.reset`).
+    Initialisation follows :class:`ActorCritic`; the GRU's recurrent kernels are orthogonal.
+
+    Methods (``memory`` is the state before seeing ``obs``; batch shape ``[N]``):
+      ``__call__(memory, obs) -> (memory', π(·|h'), V(h'))``: one step.
+      ``value(memory, obs) -> V(h')``: the critic only (bootstrap values of final observations).
+      ``initial_memory(num)``: the zero memory of ``num`` episodes.
+    """
+    action_dim: int
+    discrete: bool
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    shared_torso: bool = False
+    state_dependent_std: bool = False
+    log_std_init: float = 0.0
+    obs_ndim: int = 1
+    q_critic: bool = False  # never set: a Q critic has no recurrent form here (kept for the shared API)
+
+    @property
+    def memory_size(self) -> int:
+        return self.hidden_sizes[-1]
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        return ("shared",) if self.shared_torso else ("actor", "critic")
+
+    def initial_memory(self, num: int) -> tuple:
+        return tuple(jnp.zeros((num, self.memory_size), jnp.float32) for _ in self.branches)
+
+    def setup(self):
+        self.encoders = {b: MLPTorso(self.hidden_sizes, self.activation, self.obs_ndim,
+                                     name=f"{b}_encoder") for b in self.branches}
+        self.cells = {b: nn.GRUCell(self.memory_size, recurrent_kernel_init=orthogonal(1.0),
+                                    kernel_init=orthogonal(1.0), name=f"{b}_gru")
+                      for b in self.branches}
+        self.policy_head = _dense(self.action_dim, 0.01)
+        self.value_head = _dense(1, 1.0)
+        if not self.discrete:
+            if self.state_dependent_std:
+                self.log_std_head = nn.Dense(self.action_dim, kernel_init=nn.initializers.zeros,
+                                             bias_init=nn.initializers.constant(self.log_std_init))
+            else:
+                self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init),
+                                          (self.action_dim,))
+
+    def _advance(self, branch: str, memory_of_branch, obs):
+        new_memory, _ = self.cells[branch](memory_of_branch, self.encoders[branch](obs))
+        return new_memory
+
+    def _distribution(self, features):
+        out = self.policy_head(features)
+        if self.discrete:
+            return Categorical(out)
+        log_std = self.log_std_head(features) if self.state_dependent_std else self.log_std
+        return DiagGaussian(out, jnp.broadcast_to(log_std, out.shape))
+
+    def __call__(self, memory, obs):
+        new = tuple(self._advance(b, m, obs) for b, m in zip(self.branches, memory))
+        actor, critic = (new[0], new[0]) if self.shared_torso else new
+        return new, self._distribution(actor), self.value_head(critic)[..., 0]
+
+    def value(self, memory, obs):
+        critic = self._advance(self.branches[-1], memory[-1], obs)
+        return self.value_head(critic)[..., 0]

@@ -4,6 +4,11 @@ Every algorithm collects data here; none writes its own loop. The result is a ti
 :class:`Trajectory` ``[T, N, ...]`` that keeps ``terminated`` and ``truncated`` apart and carries
 ``next_values[t] = V(s'_t)``, the critic at the true successor (the pre-reset final observation at
 an episode end), computed in one batched call after the scan.
+
+A recurrent policy also carries a memory through the scan (:mod:`pgjax.recurrent`): it is reset
+where an episode ends, the trajectory records the memory the rollout started from
+(``memory_start``), and ``V(s'_t)`` is taken under the memory that saw s_t, the one the episode
+would have continued with. Feed-forward policies pass ``memory = None`` through.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from pgjax import recurrent
 
 
 class Trajectory(NamedTuple):
@@ -28,6 +35,7 @@ class Trajectory(NamedTuple):
     episode_done: jax.Array    # [T, N] bool: terminated or truncated
     episode_return: jax.Array  # [T, N] the finished episode's undiscounted return where done, else 0
     episode_length: jax.Array  # [T, N] its length where done, else 0
+    memory_start: Any = None   # [N, ...] a recurrent policy's memory before step 0 (None: feed-forward)
 
     def discounts(self, gamma) -> jax.Array:
         """γ·(1 − terminated_t): a truncation keeps its bootstrap (shared/DESIGN.md)."""
@@ -38,8 +46,8 @@ class Trajectory(NamedTuple):
         return self.episode_done.astype(jnp.float32)
 
 
-PolicyFn = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
-ValueFn = Callable[[Any, jax.Array], jax.Array]
+PolicyFn = Callable[[Any, jax.Array, jax.Array, Any], tuple[jax.Array, jax.Array, jax.Array, Any]]
+ValueFn = Callable[[Any, jax.Array, Any], jax.Array]
 
 
 class Step(NamedTuple):
@@ -53,31 +61,40 @@ class Step(NamedTuple):
     terminated: jax.Array
     truncated: jax.Array
     info: dict                 # final_observation, episode_done/return/length, ...
+    memory: Any                # the policy's memory after seeing obs (not yet reset; None: feed-forward)
+
+    @property
+    def next_memory(self):
+        """The memory the next step starts from: reset where the episode ended."""
+        return recurrent.reset(self.memory, self.terminated | self.truncated)
 
 
 def policy_step(venv, env_params, policy_fn: PolicyFn, params, env_state, obs,
-                step_key: jax.Array) -> Step:
+                step_key: jax.Array, memory=None) -> Step:
     """Act with ``policy_fn`` in every environment and step them once: ``step_key`` is split into
     an action key and an environment key. Shared by :func:`rollout` (training) and
     :func:`pgjax.run.evaluation.evaluate`, so both see the environments the same way."""
     act_key, env_key = jax.random.split(step_key)
-    actions, log_probs, values = policy_fn(params, obs, act_key)
+    actions, log_probs, values, memory = policy_fn(params, obs, act_key, memory)
     next_obs, env_state, rewards, terminated, truncated, info = venv.step(
         env_key, env_state, actions, env_params)
     return Step(actions, log_probs, values, next_obs, env_state, rewards, terminated, truncated,
-                info)
+                info, memory)
 
 
 def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, env_state, obs,
-            key: jax.Array, num_steps: int, on_step=None, learner_state=None):
+            key: jax.Array, num_steps: int, on_step=None, learner_state=None, memory=None):
     """Run ``num_steps`` steps of ``venv`` under ``policy_fn``.
 
     Args:
       venv, env_params: a batched environment from :func:`envs.make_vec_env` and its params.
-      policy_fn: ``(params, obs [N, ...], key) -> (actions, log_probs [N], values [N])``.
-      value_fn: ``(params, obs [..., *obs_shape]) -> values [...]``, used for ``next_values``.
+      policy_fn: ``(params, obs [N, ...], key, memory) -> (actions, log_probs [N], values [N],
+        memory after seeing obs)``.
+      value_fn: ``(params, obs [..., *obs_shape], memory [..., ...]) -> values [...]``, used for
+        ``next_values``.
       params: the behaviour parameters.
       env_state, obs: where the environments stand now.
+      memory: a recurrent policy's memory (``[N, ...]`` leaves), None for a feed-forward one.
       key: consumed; split once per step into an action key and an environment key.
       num_steps: static rollout length T.
       on_step: optional online learner ``(params, learner_state, transition) -> (params,
@@ -86,13 +103,15 @@ def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, en
         parameters it returns.
       learner_state: the online learner's carry (eligibility traces, ...).
 
-    Returns: ``(env_state, obs, trajectory)`` with the environments' state after the last step;
-    with ``on_step``, ``(env_state, obs, trajectory, params, learner_state)``.
+    Returns: ``(env_state, obs, memory, trajectory)`` with the environments' state and the
+    policy's memory after the last step; with ``on_step``, ``(env_state, obs, memory, trajectory,
+    params, learner_state)``.
     """
+    memory_start = memory
 
     def step(carry, step_key):
-        env_state, obs, params, learner_state = carry
-        s = policy_step(venv, env_params, policy_fn, params, env_state, obs, step_key)
+        env_state, obs, memory, params, learner_state = carry
+        s = policy_step(venv, env_params, policy_fn, params, env_state, obs, step_key, memory)
         info = s.info
         transition = (obs, s.actions, s.rewards, s.terminated, s.truncated, s.log_probs, s.values,
                       info["final_observation"], info["episode_done"], info["episode_return"],
@@ -100,18 +119,19 @@ def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, en
         if on_step is not None:
             single = Trajectory(*transition[:8], jnp.zeros_like(s.rewards), *transition[8:])
             params, learner_state = on_step(params, learner_state, single)
-        return (s.env_state, s.next_obs, params, learner_state), transition
+        carry = (s.env_state, s.next_obs, s.next_memory, params, learner_state)
+        return carry, (transition, s.memory)
 
-    (env_state, obs, final_params, learner_state), transitions = jax.lax.scan(
-        step, (env_state, obs, params, learner_state), jax.random.split(key, num_steps))
+    (env_state, obs, memory, final_params, learner_state), (transitions, seen_memory) = jax.lax.scan(
+        step, (env_state, obs, memory, params, learner_state), jax.random.split(key, num_steps))
     (t_obs, actions, rewards, terminated, truncated, log_probs, values, final_obs, done,
      ep_return, ep_length) = transitions
-    next_values = value_fn(params, final_obs)
+    next_values = value_fn(params, final_obs, seen_memory)
     trajectory = Trajectory(t_obs, actions, rewards, terminated, truncated, log_probs, values,
-                            final_obs, next_values, done, ep_return, ep_length)
+                            final_obs, next_values, done, ep_return, ep_length, memory_start)
     if on_step is not None:
-        return env_state, obs, trajectory, final_params, learner_state
-    return env_state, obs, trajectory
+        return env_state, obs, memory, trajectory, final_params, learner_state
+    return env_state, obs, memory, trajectory
 
 
 def episode_metrics(trajectory: Trajectory) -> dict[str, jax.Array]:

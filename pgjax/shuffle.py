@@ -60,3 +60,18 @@ def shuffled_minibatches(batch, key: jax.Array, num_minibatches: int, method: st
     order = permutation(key, size, method)
     return jax.tree.map(
         lambda x: x[order].reshape((num_minibatches, size // num_minibatches) + x.shape[1:]), batch)
+
+
+def shuffled_sequence_minibatches(sequences, per_sequence, key: jax.Array, num_minibatches: int,
+                                  method: str = "sort"):
+    """One epoch's minibatches of whole sequences, for recurrent policies: the N sequences (axis 1
+    of every ``[T, N, ...]`` leaf of ``sequences``, axis 0 of every ``[N, ...]`` leaf of
+    ``per_sequence``, e.g. their start memories) put in the random order of :func:`permutation`
+    and cut into groups. Returns ``([M, T, N/M, ...] leaves, [M, N/M, ...] leaves)``, M =
+    ``num_minibatches``; time order inside each sequence is kept."""
+    size = jax.tree.leaves(sequences)[0].shape[1]
+    order = permutation(key, size, method)
+    group = lambda x: x.reshape((num_minibatches, size // num_minibatches) + x.shape[1:])  # noqa: E731
+    time_major = jax.tree.map(lambda x: jnp.swapaxes(group(jnp.swapaxes(x, 0, 1)[order]), 1, 2),
+                              sequences)
+    return time_major, jax.tree.map(lambda x: group(x[order]), per_sequence)

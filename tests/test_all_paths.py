@@ -35,7 +35,9 @@ PATHS = [
                                "normalize_reward=true", "shared_torso=true"]),
     ("ppo", "CartPole-v1", 8, ["epochs=1", "minibatches=2", "log_grad_variance=true", "shuffle=hash"]),
     ("ppo", "Breakout-MinAtar", 4, ["epochs=1", "minibatches=1", "torso=cnn"]),
+    ("ppo", "CartPoleNoVelocity-v1", 8, ["epochs=1", "minibatches=2", "torso=gru"]),
     ("reinforce", "CartPole-v1", 8, ["baseline=none"]),
+    ("reinforce", "MemoryChain-bsuite", 8, ["baseline=learned", "torso=gru"]),
     ("reinforce", "CartPole-v1", 8, ["baseline=running_average"]),
     ("reinforce", "Pendulum-v1", 8, ["baseline=learned"]),
     ("reinforce", "ShortCorridor-v0", 8, ["baseline=none", "torso=onehot",
@@ -50,6 +52,7 @@ PATHS = [
     ("actor-critic", "Pendulum-v1", 4, ["variant=td_lambda"]),
     ("a2c", "CartPole-v1", 4, []),
     ("a2c", "Pendulum-v1", 4, ["advantage_estimator=gae", "gae_lambda=0.9"]),
+    ("a2c", "Pendulum-v1", 4, ["torso=gru", "shared_torso=true", "normalize_obs=true"]),
     ("trpo", "CartPole-v1", 8, ["critic_minibatches=2", "critic_epochs=1"]),
     ("trpo", "Pendulum-v1", 8, ["critic_minibatches=2", "critic_epochs=1"]),
     ("impala", "CartPole-v1", 4, []),  # the defaults: policy lag 0, no queue
@@ -113,7 +116,8 @@ def test_every_path_trains_checkpoints_and_resumes(path, tmp_path):
             assert row["learning_rate"] == pytest.approx(float(hparams.learning_rate))
     assert len(_rows(run_dir / "eval.jsonl")) == len(SEEDS)
     assert np.isfinite(done.eval_returns).all()
-    if path is next(p for p in PATHS if p[0] == path[0]):  # first case of each algorithm
+    # first case of each algorithm, and the recurrent ones (their memory is state too)
+    if path is next(p for p in PATHS if p[0] == path[0]) or "torso=gru" in path[3]:
         straight = runner.run(algo_name, config, hparams, SEEDS, tmp_path / "straight",
                               options=OPTIONS, out=io.StringIO())
         for x, y in zip(jax.tree.leaves(to_savable(done.final_state)),

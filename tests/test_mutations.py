@@ -395,7 +395,8 @@ def test_ppo_loss_terms_and_gradient_match_numpy_on_fixed_minibatch(loss_minibat
     normalisation) in ``ppo._loss`` / ``losses``."""
     params, batch = loss_minibatch
     hp = hp_floats(PPO_HP)
-    jbatch = tuple(jnp.asarray(x, jnp.float32 if x.dtype.kind == "f" else jnp.int32) for x in batch)
+    jbatch = ppo.Batch(*(jnp.asarray(x, jnp.float32 if x.dtype.kind == "f" else jnp.int32)
+                         for x in batch))
     aux, grads = ppo_loss_and_grad(params, jbatch, PPO_HP)
     p64 = to_numpy(params)
     want = np_ppo_terms(p64, batch, hp)

@@ -19,7 +19,7 @@ as in the paper. ``advantage_estimator="gae"`` uses GAE(γ, λ) instead (Schulma
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 from flax import struct
@@ -34,6 +34,7 @@ ADVANTAGE_ESTIMATORS = ("k_step", "gae")
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
+    supports_recurrent: ClassVar[bool] = True
     num_envs: int = 16
     rollout_length: int = 5
     total_steps: int = 1_000_000

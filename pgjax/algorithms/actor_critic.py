@@ -192,7 +192,7 @@ def _update_td_lambda(config: Config, state: common.TrainState):
         return params, {"traces": traces, "sums": jax.tree.map(jnp.add, learner["sums"], sums)}
 
     key, rollout_key = jax.random.split(state.key)
-    env_state, obs, traj, params, learner = rollout(
+    env_state, obs, _, traj, params, learner = rollout(
         venv, env_params, policy_fn, value_fn, state.params, state.env_state, state.obs, rollout_key,
         config.rollout_length, on_step=on_step, learner_state=_td_lambda_learner(config, state.extra))
     state = state.replace(params=params, env_state=env_state, obs=obs, key=key, extra=learner["traces"],

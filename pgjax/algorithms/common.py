@@ -14,8 +14,8 @@ from flax import struct
 
 from envs import make_vec_env  # before gymnax: envs imports it without its plotting stack
 from gymnax.environments import spaces  # noqa: E402,I001
-from pgjax import diagnostics, estimators, losses
-from pgjax.networks import ActorCritic
+from pgjax import diagnostics, estimators, losses, recurrent
+from pgjax.networks import ActorCritic, RecurrentActorCritic
 from pgjax.rollout import Trajectory, episode_metrics, rollout
 
 
@@ -29,6 +29,7 @@ class TrainState:
     hparams: Any
     update_step: jax.Array  # int32 updates done (configs allow fewer than 2^31 updates)
     extra: Any = None       # algorithm-specific state (running baselines, queues, ...)
+    memory: Any = None      # a recurrent policy's memory [N, H] per branch (None: feed-forward)
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,31 +54,55 @@ def action_spec(venv, env_params) -> tuple[bool, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def make_network(config) -> ActorCritic:
+def make_network(config) -> ActorCritic | RecurrentActorCritic:
+    """The config's network: :class:`ActorCritic`, or :class:`RecurrentActorCritic` for
+    ``torso="gru"``."""
     venv, env_params = make_env(config)
     discrete, action_dim = action_spec(venv, env_params)
     obs_shape = venv.observation_space(env_params).shape
-    return ActorCritic(action_dim=action_dim, discrete=discrete,
-                       hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
-                       shared_torso=config.shared_torso, torso=config.torso,
-                       state_dependent_std=config.state_dependent_std,
-                       log_std_init=config.log_std_init, obs_ndim=len(obs_shape),
-                       q_critic=config.uses_q_critic, feature_args=tuple(config.feature_args))
+    shared = dict(action_dim=action_dim, discrete=discrete,
+                  hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
+                  shared_torso=config.shared_torso, state_dependent_std=config.state_dependent_std,
+                  log_std_init=config.log_std_init, obs_ndim=len(obs_shape))
+    if config.torso == "gru":
+        return RecurrentActorCritic(**shared)
+    return ActorCritic(**shared, torso=config.torso, q_critic=config.uses_q_critic,
+                       feature_args=tuple(config.feature_args))
 
 
-def policy_and_value_fns(network: ActorCritic, greedy: bool = False):
-    """``policy_fn(params, obs, key) -> (action, log_prob, value)`` and ``value_fn(params, obs)``
-    in the form :func:`pgjax.rollout.rollout` takes."""
+def policy_and_value_fns(network, greedy: bool = False):
+    """``policy_fn(params, obs, key, memory) -> (action, log_prob, value, memory)`` and
+    ``value_fn(params, obs, memory)`` in the form :func:`pgjax.rollout.rollout` takes. A
+    feed-forward network ignores the memory (None); a recurrent one advances it by one step."""
+    if recurrent.is_recurrent(network):
+        step = lambda params, obs, memory: network.apply(params, memory, obs)  # noqa: E731
+        value = lambda params, obs, memory: network.apply(params, memory, obs,  # noqa: E731
+                                                          method=RecurrentActorCritic.value)
+    else:
+        step = lambda params, obs, memory: (memory, *network.apply(params, obs))  # noqa: E731
+        value = lambda params, obs, memory: network.apply(params, obs,  # noqa: E731
+                                                          method=ActorCritic.value)
 
-    def policy_fn(params, obs, key):
-        dist, value = network.apply(params, obs)
+    def policy_fn(params, obs, key, memory=None):
+        memory, dist, value = step(params, obs, memory)
         action = dist.mode() if greedy else dist.sample(key)
-        return action, dist.log_prob(action), value
+        return action, dist.log_prob(action), value, memory
 
-    def value_fn(params, obs):
-        return network.apply(params, obs, method=ActorCritic.value)
+    def value_fn(params, obs, memory=None):
+        return value(params, obs, memory)
 
     return policy_fn, value_fn
+
+
+def policy_and_values(network, params, obs, memory_start=None, dones=None):
+    """(π_θ(·|s_t), V_φ(s_t)) for every observation: one batched call for a feed-forward network
+    (any batch shape); for a recurrent one, ``obs`` and ``dones`` are time-major ``[T, N]``
+    sequences re-run from ``memory_start`` with the rollout's resets
+    (:func:`pgjax.recurrent.unroll`)."""
+    if recurrent.is_recurrent(network):
+        dist, values, _ = recurrent.unroll(network, params, memory_start, obs, dones)
+        return dist, values
+    return network.apply(params, obs)
 
 
 def _base_optimizer(name: str, learning_rate):
@@ -88,7 +113,7 @@ def _base_optimizer(name: str, learning_rate):
     return optax.adam(learning_rate, eps=1e-5)
 
 
-CRITIC_MODULES = ("critic_torso", "value_head")
+CRITIC_MODULES = ("critic_torso", "critic_encoder", "critic_gru", "value_head")
 
 
 def critic_labels(params):
@@ -138,10 +163,15 @@ def init_train_state(config, hparams, key, extra=None) -> TrainState:
     network = make_network(config)
     key, init_key, env_key = jax.random.split(key, 3)
     obs, env_state = venv.reset(env_key, env_params)
-    params = network.init(init_key, obs)
+    if recurrent.is_recurrent(network):
+        memory = network.initial_memory(config.num_envs)
+        params = network.init(init_key, memory, obs)
+    else:
+        memory, params = None, network.init(init_key, obs)
     opt_state = make_optimizer(config, hparams).init(params)
     return TrainState(params=params, opt_state=opt_state, env_state=env_state, obs=obs, key=key,
-                      hparams=hparams, update_step=jnp.asarray(0, jnp.int32), extra=extra)
+                      hparams=hparams, update_step=jnp.asarray(0, jnp.int32), extra=extra,
+                      memory=memory)
 
 
 def collect(config, state: TrainState, params=None):
@@ -152,10 +182,10 @@ def collect(config, state: TrainState, params=None):
     venv, env_params = make_env(config)
     policy_fn, value_fn = policy_and_value_fns(make_network(config))
     key, rollout_key = jax.random.split(state.key)
-    env_state, obs, trajectory = rollout(
+    env_state, obs, memory, trajectory = rollout(
         venv, env_params, policy_fn, value_fn, state.params if params is None else params,
-        state.env_state, state.obs, rollout_key, config.rollout_length)
-    state = state.replace(env_state=env_state, obs=obs, key=key)
+        state.env_state, state.obs, rollout_key, config.rollout_length, memory=state.memory)
+    state = state.replace(env_state=env_state, obs=obs, key=key, memory=memory)
     return state, trajectory
 
 
@@ -210,13 +240,14 @@ def score_function_loss(params, network, traj: Trajectory, psi, critic_targets, 
     Q_φ(s, a) with a Q critic), y_t its regression target, and E_m the mean over steps where
     ``mask`` is 1. Ψ and y are constants. Returns (loss, metrics).
     """
-    dist = network.apply(params, traj.obs, method=type(network).policy)
-    log_probs = dist.log_prob(traj.actions)
     if network.q_critic:
-        q = network.apply(params, traj.obs, method=type(network).q_values)
+        dist = network.apply(params, traj.obs, method=ActorCritic.policy)
+        q = network.apply(params, traj.obs, method=ActorCritic.q_values)
         prediction = jnp.take_along_axis(q, traj.actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
     else:
-        prediction = network.apply(params, traj.obs, method=type(network).value)
+        dist, prediction = policy_and_values(network, params, traj.obs, traj.memory_start,
+                                             traj.episode_done)
+    log_probs = dist.log_prob(traj.actions)
     policy_loss = losses.policy_gradient_loss(log_probs, psi, mask=mask)
     value_loss = losses.value_loss(prediction, critic_targets, mask=mask)
     entropy = losses.entropy(dist, mask=mask)

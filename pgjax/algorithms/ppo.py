@@ -13,7 +13,7 @@ error to the GAE targets A + V, and H the entropy. Discrete and continuous actio
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ NAME = "ppo"
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
+    supports_recurrent: ClassVar[bool] = True
     epochs: int = 4  # passes over each rollout
     minibatches: int = 4  # minibatches per epoch (must divide num_envs*rollout_length)
     normalize_advantages: bool = True  # normalise advantages per minibatch
@@ -45,6 +46,9 @@ class Config(CommonConfig):
         require_positive_int("minibatches", self.minibatches)
         require(self.steps_per_update % self.minibatches == 0, "minibatches", self.minibatches,
                 f"must divide the batch num_envs*rollout_length = {self.steps_per_update}")
+        require(self.torso != "gru" or self.num_envs % self.minibatches == 0, "minibatches",
+                self.minibatches, f"must divide num_envs = {self.num_envs} with torso='gru' "
+                "(a recurrent policy's minibatches are whole sequences, one per environment)")
 
     @property
     def grad_variance_groups(self) -> int:
@@ -64,9 +68,23 @@ def init(config: Config, hparams: Hparams, key) -> common.TrainState:
     return common.init_train_state(config, hparams, key)
 
 
-def _loss(params, network, batch, hparams, clip_value: bool, normalize_advantages: bool):
-    obs, actions, old_log_probs, old_values, advantages, targets = batch
-    dist, values = network.apply(params, obs)
+class Batch(NamedTuple):
+    """What a minibatch step learns from: per-step leaves ``[B, ...]`` (feed-forward) or
+    time-major sequences ``[T, n, ...]`` with their start memories ``[n, ...]`` (recurrent)."""
+    obs: jax.Array
+    actions: jax.Array
+    log_probs: jax.Array       # log π_θold(a|s), the behaviour policy's
+    values: jax.Array          # V_old(s)
+    advantages: jax.Array
+    targets: jax.Array         # value targets A + V_old
+    dones: Any = None          # recurrent: episode ended at the step (the memory is reset after it)
+    memory_start: Any = None   # recurrent: the memory before each sequence's first step
+
+
+def _loss(params, network, batch: Batch, hparams, clip_value: bool, normalize_advantages: bool):
+    _, actions, old_log_probs, old_values, advantages, targets, _, _ = batch
+    dist, values = common.policy_and_values(network, params, batch.obs, batch.memory_start,
+                                            batch.dones)
     log_probs = dist.log_prob(actions)
     if normalize_advantages:
         advantages = common.normalize(advantages)
@@ -81,10 +99,25 @@ def _loss(params, network, batch, hparams, clip_value: bool, normalize_advantage
     return total, aux
 
 
-def shuffled_minibatches(config: Config, batch, key):
-    """One epoch's minibatches: ``batch`` (leaves ``[B, ...]``) in a random order ``key`` draws,
-    cut into ``[minibatches, B/minibatches, ...]``."""
-    return shuffle.shuffled_minibatches(batch, key, config.minibatches, config.shuffle)
+def shuffled_minibatches(config: Config, batch: Batch, key):
+    """One epoch's minibatches in a random order ``key`` draws: the steps of a flat ``batch``
+    (leaves ``[B, ...]``) cut into ``[minibatches, B/minibatches, ...]``; for a recurrent policy,
+    whole sequences (one per environment, ``[T, N, ...]``), ``[minibatches, T, N/minibatches, ...]``."""
+    if getattr(batch, "memory_start", None) is None:  # also any tree of [B, ...] leaves
+        return shuffle.shuffled_minibatches(batch, key, config.minibatches, config.shuffle)
+    sequences, memory = shuffle.shuffled_sequence_minibatches(
+        batch._replace(memory_start=None), batch.memory_start, key, config.minibatches,
+        config.shuffle)
+    return sequences._replace(memory_start=memory)
+
+
+def learning_batch(traj, advantages, targets) -> Batch:
+    """The rollout as PPO learns from it: flattened steps, or whole sequences with their start
+    memories for a recurrent policy."""
+    batch = Batch(traj.obs, traj.actions, traj.log_probs, traj.values, advantages, targets)
+    if traj.memory_start is None:
+        return common.flatten_time_batch(batch)
+    return batch._replace(dones=traj.episode_done, memory_start=traj.memory_start)
 
 
 def update(config: Config, state: common.TrainState):
@@ -98,8 +131,7 @@ def update(config: Config, state: common.TrainState):
     network = common.make_network(config)
     state, traj = common.collect(config, state)
     advantages, targets = common.gae_and_targets(traj, hp.gamma, hp.gae_lambda)
-    batch = common.flatten_time_batch(
-        (traj.obs, traj.actions, traj.log_probs, traj.values, advantages, targets))
+    batch = learning_batch(traj, advantages, targets)
     learning_rate = common.current_learning_rate(config, hp, state.update_step)
     grad_fn = jax.grad(_loss, has_aux=True)
 

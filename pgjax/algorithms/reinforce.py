@@ -37,7 +37,7 @@ the complete episodes of the segment. Use it with ``optimizer="sgd"`` to reprodu
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax.numpy as jnp
 from flax import struct
@@ -53,6 +53,7 @@ REDUCTIONS = ("mean", "sum")
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
+    supports_recurrent: ClassVar[bool] = True
     baseline: str = "learned"  # none, running_average or learned (a critic V_φ)
     num_envs: int = 8
     rollout_length: int = 500

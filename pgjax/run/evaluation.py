@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pgjax import recurrent
 from pgjax.algorithms import common
 from pgjax.rollout import policy_step
 from pgjax.run.background import Background
@@ -59,11 +60,13 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     # one env program whether recording or not, so every evaluation of the same parameters agrees
     venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False,
                                        keep_final_state=True)
-    policy_fn, _ = common.policy_and_value_fns(common.make_network(config), greedy=greedy)
+    network = common.make_network(config)
+    policy_fn, _ = common.policy_and_value_fns(network, greedy=greedy)
     reset_key, run_key = jax.random.split(key)
     obs, env_state = _reset(config, venv, env_params, reset_key, env_state_for_stats)
+    memory = network.initial_memory(num_episodes) if recurrent.is_recurrent(network) else None
     step = functools.partial(_step, venv, env_params, policy_fn, params, num_recorded)
-    episodes, records = jax.lax.scan(step, _Episodes.start(env_state, obs, num_recorded),
+    episodes, records = jax.lax.scan(step, _Episodes.start(env_state, obs, num_recorded, memory),
                                      jax.random.split(run_key, max_episode_steps(config)))
     result = {"returns": episodes.returns, "lengths": episodes.lengths}
     if num_recorded:
@@ -82,14 +85,15 @@ class _Episodes(NamedTuple):
     returns: jax.Array       # [E] undiscounted return so far
     lengths: jax.Array       # [E] steps so far
     final_states: Any        # [K, ...] the state each recorded episode ended in
+    memory: Any              # a recurrent policy's memory (None: feed-forward)
 
     @classmethod
-    def start(cls, env_state, obs, num_recorded: int) -> "_Episodes":
+    def start(cls, env_state, obs, num_recorded: int, memory=None) -> "_Episodes":
         from envs import base_env_state
         num_episodes = obs.shape[0]
         return cls(env_state, obs, jnp.ones((num_episodes,), bool), jnp.zeros((num_episodes,)),
                    jnp.zeros((num_episodes,), jnp.int32),
-                   jax.tree.map(lambda x: x[:num_recorded], base_env_state(env_state)))
+                   jax.tree.map(lambda x: x[:num_recorded], base_env_state(env_state)), memory)
 
 
 def _step(venv, env_params, policy_fn, params, num_recorded: int, episodes: _Episodes, step_key):
@@ -98,7 +102,8 @@ def _step(venv, env_params, policy_fn, params, num_recorded: int, episodes: _Epi
     ends. Returns (episodes, what is recorded of the first ``num_recorded``)."""
     from envs import base_env_state
     state_before = base_env_state(episodes.env_state)
-    s = policy_step(venv, env_params, policy_fn, params, episodes.env_state, episodes.obs, step_key)
+    s = policy_step(venv, env_params, policy_fn, params, episodes.env_state, episodes.obs, step_key,
+                    episodes.memory)
     active, ended = episodes.active, s.terminated | s.truncated
     final_states = episodes.final_states
     if "final_state" in s.info:  # the state each recorded episode ends in, kept once
@@ -110,7 +115,8 @@ def _step(venv, env_params, policy_fn, params, num_recorded: int, episodes: _Epi
             episodes.obs, s.actions, s.rewards, s.terminated, s.truncated, active, state_before))
     return _Episodes(s.env_state, s.next_obs, active & ~ended,
                      episodes.returns + jnp.where(active, s.rewards, 0.0),
-                     episodes.lengths + active.astype(jnp.int32), final_states), record
+                     episodes.lengths + active.astype(jnp.int32), final_states,
+                     s.next_memory), record
 
 
 def _reset(config, venv, env_params, key, env_state_for_stats):
