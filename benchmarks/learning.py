@@ -5,7 +5,8 @@
 Each row's settings are a file in ``benchmarks/configs/`` (``pgjax train --config
 benchmarks/configs/ppo-Pendulum-v1.toml`` runs one alone). Targets come from the issues
 (gymnax's published PPO results are the reference). Prints a markdown
-table and writes ``benchmarks/results/learning.json``; run folders go to ``runs/benchmarks/``.
+table and writes ``benchmarks/results/learning.json`` and each row's training-return curve to
+``benchmarks/figures/learning/<row>.png``; run folders go to ``runs/benchmarks/``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pgjax.run import runner  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
+FIGURES = Path(__file__).resolve().parent / "figures" / "learning"  # one learning curve per row
 # row -> target mean evaluation return over the seeds (None: reported only). Each row's settings
 # are the file benchmarks/configs/<row>.toml, which `pgjax train --config` runs as it is.
 TARGETS = {
@@ -38,11 +40,18 @@ TARGETS = {
     # issue 16 §3: the Q-critic variants reach CartPole's threshold
     "actor-critic-qv-CartPole-v1": 475.0, "actor-critic-q-CartPole-v1": 475.0, "a2c-Acrobot-v1": None, "trpo-Acrobot-v1": None,
     # issue 16 §3: A2C and TRPO on Pendulum within 1e6 steps
-    "a2c-Pendulum-v1": -250.0, "trpo-Pendulum-v1": -250.0,
+    "a2c-Pendulum-v1": -250.0, "trpo-Pendulum-v1": -250.0, "a2c-gsde-Pendulum-v1": -250.0,
     # issue 6: IMPALA (V-trace). Breakout: MLP torso on the flattened 10×10×4 frame (on 2 CPU
     # cores 6× faster than torso=cnn and better at 1e6 steps: 5.5 vs 3.8–4.1); no target at this
     # budget (gymnax's PPO reaches 28 at 1e7 steps), reported only.
     "impala-CartPole-v1": 475.0, "impala-Breakout-MinAtar": None,
+    # issue 16 §2: memory. The GRU rows have targets; the same PPO with an MLP is reported beside
+    # them to show a memoryless policy falls short. CartPole without velocities: the solved bar;
+    # MemoryChain: +1 for recalling the context bit, so 0.9 = recalled in 95% of episodes;
+    # AliasedGridworld: above 0.719, the exact value of the best memoryless (stochastic) policy.
+    "ppo-gru-CartPoleNoVelocity-v1": 475.0, "ppo-CartPoleNoVelocity-v1": None,
+    "ppo-gru-MemoryChain-bsuite": 0.9, "ppo-MemoryChain-bsuite": None,
+    "ppo-gru-AliasedGridworld-v0": 0.719, "ppo-AliasedGridworld-v0": None,
 }
 
 
@@ -61,6 +70,10 @@ def run_one(row, seeds, runs_dir):
     shutil.rmtree(run_dir, ignore_errors=True)  # a benchmark run starts afresh
     result = runner.run(algo_name, config, hparams, seed_list, run_dir, out=log)
     returns = result.eval_returns
+    curve = run_dir / "plots" / "episode_return.png"  # mean over seeds, 95% bootstrap band
+    if curve.exists():
+        FIGURES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(curve, FIGURES / f"{row}.png")
     met = None if target is None else bool(returns.mean() >= target)
     return {"algorithm": row.removesuffix(f"-{config.env_id}"), "env_id": config.env_id,
             "total_steps": config.num_updates * config.steps_per_update,

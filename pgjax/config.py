@@ -20,6 +20,9 @@ import jax.numpy as jnp
 from flax import struct
 
 
+OPTIMIZERS = ("adam", "rmsprop", "rmsprop_torch", "sgd")  # built by pgjax.algorithms.common
+
+
 class ConfigError(ValueError):
     """A configuration or hyperparameter value that is not allowed."""
 
@@ -50,10 +53,11 @@ class CommonConfig:
     feature_args: tuple[tuple[str, Any], ...] = ()  # e.g. (("low", (-1., -1.)), ("high", (1., 1.)))
     state_dependent_std: bool = False  # continuous actions: σ from a head of the torso instead of a free parameter
     log_std_init: float = 0.0  # continuous actions: initial log σ
+    gsde: bool = False  # continuous actions: generalized state-dependent exploration (Raffin et al. 2022), noise drawn once per rollout
     normalize_obs: bool = False  # running mean/std normalisation of observations (batch statistics)
     normalize_reward: bool = False  # scale rewards by a running std of the discounted return
     reward_scale: float = 1.0  # multiply training rewards by this (evaluation reports raw rewards)
-    optimizer: str = "adam"  # adam, rmsprop or sgd, after global-norm clipping
+    optimizer: str = "adam"  # adam, rmsprop (A3C's ε in the root), rmsprop_torch (ε outside it) or sgd, after global-norm clipping
     log_grad_variance: bool = False  # add grad_variance / grad_mean_sq_norm / grad_snr (pgjax.diagnostics)
 
     def __post_init__(self):
@@ -81,6 +85,9 @@ class CommonConfig:
         require(self.torso in torsos, "torso", self.torso, f"one of {list(torsos)}")
         if self.torso == "gru":
             self._check_recurrent()
+        if self.gsde:
+            require(self.torso == "mlp" and not self.state_dependent_std, "gsde", self.gsde,
+                    "gSDE needs torso='mlp' and a free log σ matrix (state_dependent_std=false)")
         features = dict(self.feature_args)
         if self.torso == "tile":
             require("low" in features and "high" in features, "feature_args", self.feature_args,
@@ -88,8 +95,7 @@ class CommonConfig:
         if self.torso == "onehot":
             require("num_states" in features, "feature_args", self.feature_args,
                     "one-hot features need num_states")
-        require(self.optimizer in ("adam", "rmsprop", "sgd"), "optimizer", self.optimizer,
-                "one of ['adam', 'rmsprop', 'sgd']")
+        require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {list(OPTIMIZERS)}")
         require(isinstance(self.reward_scale, (int, float)) and self.reward_scale > 0,
                 "reward_scale", self.reward_scale, "must be a positive number")
         require(isinstance(self.log_grad_variance, bool), "log_grad_variance",
@@ -112,6 +118,8 @@ class CommonConfig:
                 f"'cnn' needs image observations [height, width, channels]; {self.env_id} "
                 f"observes shape {tuple(obs_shape)} (use torso=mlp)")
         space = env.action_space(params)
+        require(not self.gsde or isinstance(space, spaces.Box), "gsde", self.gsde,
+                f"gSDE explores continuous actions; {self.env_id} has {space!r}")
         kinds = self.supported_action_spaces
         ok = (isinstance(space, spaces.Discrete) and "discrete" in kinds) or (
             isinstance(space, spaces.Box) and len(space.shape) == 1 and "continuous" in kinds)

@@ -55,6 +55,13 @@ def orthogonal(scale: float = 1.0):
     return init
 
 
+def gsde_log_std(features, log_std_matrix):
+    """log σ_j(s) of gSDE's per-step Gaussian: ½·log(Σ_i z_i² exp(2·log σ_ij) + 1e-6) for features
+    z ``[..., F]`` and log σ ``[F, A]`` (Raffin et al. 2022, §3; the 1e-6 keeps σ > 0 where z = 0)."""
+    variance = (features**2) @ jnp.exp(2.0 * log_std_matrix)
+    return 0.5 * jnp.log(variance + 1e-6)
+
+
 def _dense(features: int, gain: float) -> nn.Dense:
     return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
 
@@ -180,6 +187,13 @@ class ActorCritic(nn.Module):
       q_critic: the critic head outputs Q_φ(s, ·) over discrete actions instead of V_φ(s).
       feature_args: settings of a linear-feature torso ("onehot", "random_projection", "tile"):
         the heads are then linear in φ(s) (seed slides "Value Function Approximation").
+      gsde: generalized state-dependent exploration for continuous actions (Raffin et al. 2022,
+        "Smooth exploration for robotic reinforcement learning", §3): the exploration noise is
+        ε(s) = Θᵀz(s), linear in the policy's last features z(s) with a matrix Θ ~ N(0, σ²)
+        drawn once per rollout (:meth:`gsde_sample`), so a = μ(s) + ε(s). For one step that is
+        N(μ(s), σ_j(s)²) with σ_j(s)² = Σ_i z_i(s)²·σ_ij² (+1e-6), the distribution
+        :meth:`policy` returns; σ = exp(log σ) is a learned ``[features, action_dim]`` matrix and,
+        as in the paper's default, z is not differentiated through σ(s).
     """
     action_dim: int
     discrete: bool
@@ -192,6 +206,7 @@ class ActorCritic(nn.Module):
     obs_ndim: int = 1
     q_critic: bool = False
     feature_args: tuple = ()  # (key, value) pairs for feature torsos
+    gsde: bool = False
 
     def setup(self):
         make = lambda name: _torso(self.torso, self.hidden_sizes, self.activation, self.obs_ndim,
@@ -206,16 +221,26 @@ class ActorCritic(nn.Module):
                 self.log_std_head = nn.Dense(self.action_dim, kernel_init=nn.initializers.zeros,
                                              bias_init=nn.initializers.constant(self.log_std_init))
             else:
+                shape = (self.hidden_sizes[-1], self.action_dim) if self.gsde else (self.action_dim,)
                 self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init),
-                                          (self.action_dim,))
+                                          shape)
 
     def policy(self, obs):
         features = self.actor_torso(obs)
         out = self.policy_head(features)
         if self.discrete:
             return Categorical(out)
+        if self.gsde:
+            return DiagGaussian(out, gsde_log_std(jax.lax.stop_gradient(features), self.log_std))
         log_std = self.log_std_head(features) if self.state_dependent_std else self.log_std
         return DiagGaussian(out, jnp.broadcast_to(log_std, out.shape))
+
+    def gsde_sample(self, obs, unit_noise):
+        """a = μ(s) + z(s)ᵀ(σ ⊙ E) with ``unit_noise`` E ~ N(0, 1) ``[*batch, features,
+        action_dim]`` (one exploration matrix Θ = σ ⊙ E per environment; gsde only)."""
+        features = self.actor_torso(obs)
+        theta = jnp.exp(self.log_std) * unit_noise
+        return self.policy_head(features) + jnp.einsum("...f,...fa->...a", features, theta)
 
     def _critic_out(self, obs):
         features = self.actor_torso(obs) if self.shared_torso else self.critic_torso(obs)

@@ -53,6 +53,7 @@ PATHS = [
     ("a2c", "CartPole-v1", 4, []),
     ("a2c", "Pendulum-v1", 4, ["advantage_estimator=gae", "gae_lambda=0.9"]),
     ("a2c", "Pendulum-v1", 4, ["torso=gru", "shared_torso=true", "normalize_obs=true"]),
+    ("a2c", "Pendulum-v1", 4, ["gsde=true", "optimizer=rmsprop_torch", "anneal_lr=true"]),
     ("trpo", "CartPole-v1", 8, ["critic_minibatches=2", "critic_epochs=1"]),
     ("trpo", "Pendulum-v1", 8, ["critic_minibatches=2", "critic_epochs=1"]),
     ("impala", "CartPole-v1", 4, []),  # the defaults: policy lag 0, no queue

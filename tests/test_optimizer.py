@@ -112,3 +112,28 @@ def test_a_checkpoint_of_the_old_optimizer_layout_restores(tmp_path):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     np.testing.assert_array_equal(np.asarray(jax.tree.leaves(step(restored).params)[0]),
                                   np.asarray(jax.tree.leaves(step(states).params)[0]))
+
+
+@pytest.mark.parametrize("optimizer, eps_in_root", [("rmsprop", True), ("rmsprop_torch", False)])
+def test_the_two_rmsprops_put_epsilon_where_they_say(optimizer, eps_in_root):
+    """Two steps against NumPy: v ← 0.99·v + 0.01·g², θ ← θ − α·g/√(v + ε) (A3C) or
+    θ ← θ − α·g/(√v + ε) (PyTorch), ε = 1e-5, from gradients small enough (1e-4) that the two
+    differ by a factor of about 3."""
+    import dataclasses
+    config = dataclasses.replace(CONFIG, optimizer=optimizer)
+    hparams = hparams_as_arrays(HPARAMS.replace(learning_rate=0.01, critic_learning_rate=0.01))
+    state = reinforce.init(config, hparams, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    grads_list = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape) * 1e-4, p.dtype),
+                               state.params) for _ in range(2)]
+    want = jax.tree.map(lambda p: np.asarray(p, np.float64), state.params)
+    v = jax.tree.map(lambda p: np.zeros(p.shape), state.params)
+    for grads in grads_list:
+        state_params, opt_state, _ = common.apply_gradients(config, state, grads)
+        state = state.replace(params=state_params, opt_state=opt_state)
+        g = jax.tree.map(lambda x: np.asarray(x, np.float64), grads)
+        v = jax.tree.map(lambda v, g: 0.99 * v + 0.01 * g**2, v, g)
+        scale = (lambda v: np.sqrt(v + 1e-5)) if eps_in_root else (lambda v: np.sqrt(v) + 1e-5)
+        want = jax.tree.map(lambda p, g, v: p - 0.01 * g / scale(v), want, g, v)
+    for got, expected in zip(jax.tree.leaves(state.params), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=1e-5, atol=1e-8)

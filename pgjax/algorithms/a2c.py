@@ -41,6 +41,7 @@ class Config(CommonConfig):
     optimizer: str = "rmsprop"
     normalize_advantages: bool = False  # normalise advantages over the batch
     advantage_estimator: str = "k_step"  # "k_step" (A3C's forward view) or "gae" (GAE(γ, λ), gae_lambda)
+    anneal_lr: bool = False  # decay the learning rate linearly to 0 over the run
 
     def __post_init__(self):
         super().__post_init__()
@@ -77,11 +78,12 @@ def advantages_and_targets(config: Config, traj, hparams):
 
 
 def update(config: Config, state: common.TrainState):
+    learning_rate = common.current_learning_rate(config, state.hparams, state.update_step)
     state, traj = common.collect(config, state)
     advantages, returns = advantages_and_targets(config, traj, state.hparams)
     if config.normalize_advantages:
         advantages = common.normalize(advantages)
     state, learn = common.score_function_update(config, state, traj, advantages, returns,
-                                                jnp.ones_like(returns))
+                                                jnp.ones_like(returns), learning_rate)
     return state, {**learn, **common.common_metrics(state, traj, returns),
-                   "advantage_mean": jnp.mean(advantages)}
+                   "advantage_mean": jnp.mean(advantages), "learning_rate": learning_rate}

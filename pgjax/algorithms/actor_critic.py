@@ -68,6 +68,8 @@ class Config(CommonConfig):
         require_positive_int("n_steps", self.n_steps)
         require(not self.shared_torso, "shared_torso", True,
                 "actor and critic have their own step sizes (and traces), so torsos are separate")
+        require(not (self.gsde and self.variant == "td_lambda"), "gsde", self.gsde,
+                "the online td_lambda variant steps its own rollout, which draws no gSDE noise")
 
     @property
     def uses_q_critic(self) -> bool:

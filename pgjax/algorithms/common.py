@@ -67,13 +67,15 @@ def make_network(config) -> ActorCritic | RecurrentActorCritic:
     if config.torso == "gru":
         return RecurrentActorCritic(**shared)
     return ActorCritic(**shared, torso=config.torso, q_critic=config.uses_q_critic,
-                       feature_args=tuple(config.feature_args))
+                       feature_args=tuple(config.feature_args), gsde=config.gsde)
 
 
-def policy_and_value_fns(network, greedy: bool = False):
+def policy_and_value_fns(network, greedy: bool = False, exploration_noise=None):
     """``policy_fn(params, obs, key, memory) -> (action, log_prob, value, memory)`` and
     ``value_fn(params, obs, memory)`` in the form :func:`pgjax.rollout.rollout` takes. A
-    feed-forward network ignores the memory (None); a recurrent one advances it by one step."""
+    feed-forward network ignores the memory (None); a recurrent one advances it by one step.
+    With ``exploration_noise`` (gSDE's unit noise ``[N, features, action_dim]``, fixed for the
+    rollout) sampled actions are :meth:`ActorCritic.gsde_sample`'s."""
     if recurrent.is_recurrent(network):
         step = lambda params, obs, memory: network.apply(params, memory, obs)  # noqa: E731
         value = lambda params, obs, memory: network.apply(params, memory, obs,  # noqa: E731
@@ -85,7 +87,12 @@ def policy_and_value_fns(network, greedy: bool = False):
 
     def policy_fn(params, obs, key, memory=None):
         memory, dist, value = step(params, obs, memory)
-        action = dist.mode() if greedy else dist.sample(key)
+        if greedy:
+            action = dist.mode()
+        elif exploration_noise is not None:
+            action = network.apply(params, obs, exploration_noise, method=ActorCritic.gsde_sample)
+        else:
+            action = dist.sample(key)
         return action, dist.log_prob(action), value, memory
 
     def value_fn(params, obs, memory=None):
@@ -106,8 +113,14 @@ def policy_and_values(network, params, obs, memory_start=None, dones=None):
 
 
 def _base_optimizer(name: str, learning_rate):
+    """The optimiser called ``name`` (one of :data:`pgjax.config.OPTIMIZERS`). The two RMSProps differ in
+    where ε goes: ``rmsprop`` is A3C's θ ← θ − η·g/√(v + ε) (Mnih et al. 2016, §4), ``rmsprop_torch``
+    is PyTorch's (and so Stable-Baselines3's) θ ← θ − η·g/(√v + ε). Both take decay 0.99 and
+    ε = 1e-5; with gradients near 1e-3 or smaller the first takes much smaller steps."""
     if name == "rmsprop":
         return optax.rmsprop(learning_rate, decay=0.99, eps=1e-5)
+    if name == "rmsprop_torch":
+        return optax.rmsprop(learning_rate, decay=0.99, eps=1e-5, eps_in_sqrt=False)
     if name == "sgd":
         return optax.sgd(learning_rate)
     return optax.adam(learning_rate, eps=1e-5)
@@ -180,8 +193,13 @@ def collect(config, state: TrainState, params=None):
     Environment steps are not counted here: a 32-bit counter would wrap after 2^31 steps, so the
     runner counts them on the host (update k has taken k·``config.steps_per_update``)."""
     venv, env_params = make_env(config)
-    policy_fn, value_fn = policy_and_value_fns(make_network(config))
+    network = make_network(config)
     key, rollout_key = jax.random.split(state.key)
+    noise = None
+    if config.gsde:  # one exploration matrix per environment for this rollout
+        key, noise_key = jax.random.split(key)
+        noise = jax.random.normal(noise_key, state.obs.shape[:1] + state.params["params"]["log_std"].shape)
+    policy_fn, value_fn = policy_and_value_fns(network, exploration_noise=noise)
     env_state, obs, memory, trajectory = rollout(
         venv, env_params, policy_fn, value_fn, state.params if params is None else params,
         state.env_state, state.obs, rollout_key, config.rollout_length, memory=state.memory)
