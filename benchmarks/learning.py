@@ -45,6 +45,8 @@ TARGETS = {
     # cores 6× faster than torso=cnn and better at 1e6 steps: 5.5 vs 3.8–4.1); no target at this
     # budget (gymnax's PPO reaches 28 at 1e7 steps), reported only.
     "impala-CartPole-v1": 475.0, "impala-Breakout-MinAtar": None,
+    # issue 16 §1: gymnax's published PPO returns (gymnax-blines checkpoints, 1e7 steps)
+    "ppo-Breakout-MinAtar": 28.0,
     # issue 16 §2: memory. The GRU rows have targets; the same PPO with an MLP is reported beside
     # them to show a memoryless policy falls short. CartPole without velocities: the solved bar;
     # MemoryChain: +1 for recalling the context bit, so 0.9 = recalled in 95% of episodes;

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 
+from envs import brax_adapter
 from envs._gymnax import load as _load_gymnax
 
 gymnax = _load_gymnax()
@@ -34,13 +35,18 @@ def registered_ids() -> list[str]:
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise ``ValueError`` naming close matches if ``env_id`` is unknown (no env is built)."""
+    """Raise ``ValueError`` naming close matches if ``env_id`` is unknown (no env is built).
+    ``brax:NAME`` ids are brax's environments (:mod:`envs.brax_adapter`, the ``[brax]`` extra)."""
+    if str(env_id).startswith(brax_adapter.PREFIX):
+        brax_adapter.check_id(env_id)
+        return
     known = registered_ids()
     if env_id in known:
         return
     close = difflib.get_close_matches(str(env_id), known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown env id {env_id!r}{hint} (known ids: {', '.join(known)})")
+    raise ValueError(f"unknown env id {env_id!r}{hint} (known ids: {', '.join(known)}, and "
+                     "brax:NAME for brax's environments with the [brax] extra)")
 
 
 def make(env_id: str, **param_overrides: Any):
@@ -49,7 +55,10 @@ def make(env_id: str, **param_overrides: Any):
     # Concrete arrays even when called inside a jit trace (e.g. a cached env first built while
     # tracing ``init``): a traced EnvParams leaf would leak out of that trace.
     with jax.ensure_compile_time_eval():
-        if env_id in _OWN:
+        if env_id.startswith(brax_adapter.PREFIX):
+            env = brax_adapter.make(env_id)
+            params = env.default_params
+        elif env_id in _OWN:
             env = _OWN[env_id]()
             params = env.default_params
         else:

@@ -172,6 +172,34 @@ def _torso(kind: str, hidden_sizes, activation, obs_ndim, name, feature_args=Non
     return MLPTorso(hidden_sizes=hidden_sizes, activation=activation, obs_ndim=obs_ndim, name=name)
 
 
+def _setup_policy_head(module) -> None:
+    """In ``module.setup``: the policy head (logits or μ) and, for continuous actions, log σ: a
+    head on the features (``state_dependent_std``), a ``[features, A]`` matrix (``gsde``) or a
+    free ``[A]`` vector."""
+    module.policy_head = _dense(module.action_dim, 0.01)
+    if module.discrete:
+        return
+    if module.state_dependent_std:
+        module.log_std_head = nn.Dense(module.action_dim, kernel_init=nn.initializers.zeros,
+                                       bias_init=nn.initializers.constant(module.log_std_init))
+        return
+    gsde = getattr(module, "gsde", False)
+    shape = (module.hidden_sizes[-1], module.action_dim) if gsde else (module.action_dim,)
+    module.log_std = module.param("log_std", nn.initializers.constant(module.log_std_init), shape)
+
+
+def _policy_distribution(module, features):
+    """π(·|s) from the actor's last features: softmax over logits, or N(μ, σ²) with σ as
+    :func:`_setup_policy_head` made it (gSDE's σ(s) from :func:`gsde_log_std`)."""
+    out = module.policy_head(features)
+    if module.discrete:
+        return Categorical(out)
+    if getattr(module, "gsde", False):
+        return DiagGaussian(out, gsde_log_std(jax.lax.stop_gradient(features), module.log_std))
+    log_std = module.log_std_head(features) if module.state_dependent_std else module.log_std
+    return DiagGaussian(out, jnp.broadcast_to(log_std, out.shape))
+
+
 class ActorCritic(nn.Module):
     """Policy π_θ(·|s) and value V_φ(s).
 
@@ -214,26 +242,11 @@ class ActorCritic(nn.Module):
         self.actor_torso = make("actor_torso")
         if not self.shared_torso:
             self.critic_torso = make("critic_torso")
-        self.policy_head = _dense(self.action_dim, 0.01)
         self.value_head = _dense(self.action_dim if self.q_critic else 1, 1.0)
-        if not self.discrete:
-            if self.state_dependent_std:
-                self.log_std_head = nn.Dense(self.action_dim, kernel_init=nn.initializers.zeros,
-                                             bias_init=nn.initializers.constant(self.log_std_init))
-            else:
-                shape = (self.hidden_sizes[-1], self.action_dim) if self.gsde else (self.action_dim,)
-                self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init),
-                                          shape)
+        _setup_policy_head(self)
 
     def policy(self, obs):
-        features = self.actor_torso(obs)
-        out = self.policy_head(features)
-        if self.discrete:
-            return Categorical(out)
-        if self.gsde:
-            return DiagGaussian(out, gsde_log_std(jax.lax.stop_gradient(features), self.log_std))
-        log_std = self.log_std_head(features) if self.state_dependent_std else self.log_std
-        return DiagGaussian(out, jnp.broadcast_to(log_std, out.shape))
+        return _policy_distribution(self, self.actor_torso(obs))
 
     def gsde_sample(self, obs, unit_noise):
         """a = μ(s) + z(s)ᵀ(σ ⊙ E) with ``unit_noise`` E ~ N(0, 1) ``[*batch, features,
@@ -303,31 +316,17 @@ class RecurrentActorCritic(nn.Module):
         self.cells = {b: nn.GRUCell(self.memory_size, recurrent_kernel_init=orthogonal(1.0),
                                     kernel_init=orthogonal(1.0), name=f"{b}_gru")
                       for b in self.branches}
-        self.policy_head = _dense(self.action_dim, 0.01)
         self.value_head = _dense(1, 1.0)
-        if not self.discrete:
-            if self.state_dependent_std:
-                self.log_std_head = nn.Dense(self.action_dim, kernel_init=nn.initializers.zeros,
-                                             bias_init=nn.initializers.constant(self.log_std_init))
-            else:
-                self.log_std = self.param("log_std", nn.initializers.constant(self.log_std_init),
-                                          (self.action_dim,))
+        _setup_policy_head(self)
 
     def _advance(self, branch: str, memory_of_branch, obs):
         new_memory, _ = self.cells[branch](memory_of_branch, self.encoders[branch](obs))
         return new_memory
 
-    def _distribution(self, features):
-        out = self.policy_head(features)
-        if self.discrete:
-            return Categorical(out)
-        log_std = self.log_std_head(features) if self.state_dependent_std else self.log_std
-        return DiagGaussian(out, jnp.broadcast_to(log_std, out.shape))
-
     def __call__(self, memory, obs):
         new = tuple(self._advance(b, m, obs) for b, m in zip(self.branches, memory))
         actor, critic = (new[0], new[0]) if self.shared_torso else new
-        return new, self._distribution(actor), self.value_head(critic)[..., 0]
+        return new, _policy_distribution(self, actor), self.value_head(critic)[..., 0]
 
     def value(self, memory, obs):
         critic = self._advance(self.branches[-1], memory[-1], obs)
