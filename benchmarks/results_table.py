@@ -17,9 +17,12 @@ def learning_table(rows: dict) -> str:
     for row in rows.values():
         target = "—" if row["target"] is None else f"{row['target']:g}"
         met = "—" if row["passed"] is None else ("yes" if row["passed"] else "**no**")
-        per_seed = ", ".join(f"{r:.1f}" for r in row["per_seed"])
+        # returns of order 1 (MemoryChain, the grid world) get three decimals, others one
+        decimals = 3 if max(abs(r) for r in [*row["per_seed"], row["target"] or 0]) < 10 else 1
+        per_seed = ", ".join(f"{r:.{decimals}f}" for r in row["per_seed"])
         lines.append(f"| {row['algorithm']} | {row['env_id']} | {row['total_steps']:,} | {target} | "
-                     f"{row['eval_mean']:.1f} ± {row['eval_std']:.1f} | {per_seed} | {met} | {row['wall_s']:.0f} |")
+                     f"{row['eval_mean']:.{decimals}f} ± {row['eval_std']:.{decimals}f} | {per_seed} | "
+                     f"{met} | {row['wall_s']:.0f} |")
     return "\n".join(lines)
 
 
