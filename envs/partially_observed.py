@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from gymnax.environments import environment, spaces
 
 from envs.registry import gymnax, register
+from envs.rendering import register_renderer, render_cartpole
 
 CARTPOLE_KEPT = (0, 2)  # x and θ of [x, ẋ, θ, θ̇]
 
@@ -82,3 +83,4 @@ def cartpole_no_velocity() -> MaskedObservation:
 
 
 register("CartPoleNoVelocity-v1", cartpole_no_velocity)
+register_renderer("CartPoleNoVelocity-v1", render_cartpole)  # the state is CartPole's
