@@ -50,6 +50,8 @@ TARGETS = {
     "impala-CartPole-v1": 475.0, "impala-Breakout-MinAtar": 28.0,
     # issue 16 §1: gymnax's published PPO returns (gymnax-blines checkpoints, 1e7 steps)
     "ppo-Breakout-MinAtar": 28.0,
+    # the CNN torso against the MLP at a tenth of the budget (per step and per second): no target
+    "ppo-cnn-Breakout-MinAtar": None,
     # issue 16 §2: memory. CartPole without velocities: the solved bar; MemoryChain: +1 for
     # recalling the context bit, so 0.9 = recalled in 95% of episodes; AliasedGridworld: above
     # 0.719, the exact value of the best memoryless (stochastic) policy. The MLP rows are the same
@@ -57,6 +59,8 @@ TARGETS = {
     "ppo-gru-CartPoleNoVelocity-v1": 475.0, "ppo-mlp-CartPoleNoVelocity-v1": 475.0,
     "ppo-gru-MemoryChain-bsuite": 0.9, "ppo-mlp-MemoryChain-bsuite": 0.9,
     "ppo-gru-AliasedGridworld-v0": 0.719, "ppo-mlp-AliasedGridworld-v0": 0.719,
+    # issue 16 §4 (needs the [brax] extra): 1 per step upright, 1000 steps; 950 = upright 95% of it
+    "ppo-brax-inverted_pendulum": 950.0,
 }
 
 
@@ -80,7 +84,7 @@ def run_one(row, seeds, runs_dir):
         FIGURES.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(curve, FIGURES / f"{row}.png")
     met = None if target is None else bool(returns.mean() >= target)
-    return {"algorithm": row.removesuffix(f"-{config.env_id}"), "env_id": config.env_id,
+    return {"algorithm": row.removesuffix("-" + config.env_id.replace(":", "-")), "env_id": config.env_id,
             "total_steps": config.num_updates * config.steps_per_update,
             "target": target, "eval_mean": float(returns.mean()), "eval_std": float(returns.std()),
             "per_seed": returns.tolist(), "passed": met,
@@ -96,7 +100,7 @@ def main(argv=None):
     parser.add_argument("--runs-dir", default="runs/benchmarks")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "learning.json"))
     args = parser.parse_args(argv)
-    rows = [p.replace(":", "-", 1) for p in args.only.split(",") if p] or list(TARGETS)
+    rows = [p.replace(":", "-") for p in args.only.split(",") if p] or list(TARGETS)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() else {}
