@@ -76,24 +76,28 @@ def policy_and_value_fns(network, greedy: bool = False, exploration_noise=None):
     feed-forward network ignores the memory (None); a recurrent one advances it by one step.
     With ``exploration_noise`` (gSDE's unit noise ``[N, features, action_dim]``, fixed for the
     rollout) sampled actions are :meth:`ActorCritic.gsde_sample`'s."""
-    if recurrent.is_recurrent(network):
-        step = lambda params, obs, memory: network.apply(params, memory, obs)  # noqa: E731
-        value = lambda params, obs, memory: network.apply(params, memory, obs,  # noqa: E731
-                                                          method=RecurrentActorCritic.value)
-    else:
-        step = lambda params, obs, memory: (memory, *network.apply(params, obs))  # noqa: E731
-        value = lambda params, obs, memory: network.apply(params, obs,  # noqa: E731
-                                                          method=ActorCritic.value)
+    is_recurrent = recurrent.is_recurrent(network)
+
+    def step(params, obs, memory):
+        """(memory after obs, π(·|obs), V(obs)); a feed-forward network keeps memory = None."""
+        if is_recurrent:
+            return network.apply(params, memory, obs)
+        return (memory, *network.apply(params, obs))
+
+    def value(params, obs, memory):
+        if is_recurrent:
+            return network.apply(params, memory, obs, method=RecurrentActorCritic.value)
+        return network.apply(params, obs, method=ActorCritic.value)
 
     def policy_fn(params, obs, key, memory=None):
-        memory, dist, value = step(params, obs, memory)
+        memory, dist, state_value = step(params, obs, memory)
         if greedy:
             action = dist.mode()
         elif exploration_noise is not None:
             action = network.apply(params, obs, exploration_noise, method=ActorCritic.gsde_sample)
         else:
             action = dist.sample(key)
-        return action, dist.log_prob(action), value, memory
+        return action, dist.log_prob(action), state_value, memory
 
     def value_fn(params, obs, memory=None):
         return value(params, obs, memory)

@@ -8,6 +8,8 @@ engine), GAE(γ, λ) advantages (Schulman et al. 2016) with truncation-correct b
 
 with L^{CLIP} from :func:`pgjax.losses.ppo_clip_loss`, L^{V} the (optionally clipped) squared
 error to the GAE targets A + V, and H the entropy. Discrete and continuous action spaces.
+A recurrent policy (``torso="gru"``) learns from minibatches of whole sequences, one per
+environment, re-run from the memory the rollout started with (:mod:`pgjax.recurrent`).
 """
 
 from __future__ import annotations
