@@ -49,7 +49,8 @@ TARGETS = {
     # reaches 28 at 1e7 steps, this row has 2e6 (what 2 cores allowed), so it falls short.
     "impala-CartPole-v1": 475.0, "impala-Breakout-MinAtar": 28.0,
     # issue 16 §1: gymnax's published PPO returns (gymnax-blines checkpoints, 1e7 steps)
-    "ppo-Breakout-MinAtar": 28.0,
+    "ppo-Breakout-MinAtar": 28.0, "ppo-Asterix-MinAtar": 15.0, "ppo-Freeway-MinAtar": 58.0,
+    "ppo-SpaceInvaders-MinAtar": 131.0,
     # the CNN torso against the MLP at a tenth of the budget (per step and per second): no target
     "ppo-cnn-Breakout-MinAtar": None,
     # issue 16 §2: memory. CartPole without velocities: the solved bar; MemoryChain: +1 for
