@@ -45,8 +45,9 @@ TARGETS = {
     # issue 16 §3: A2C and TRPO on Pendulum within 1e6 steps
     "a2c-Pendulum-v1": -250.0, "trpo-Pendulum-v1": -250.0, "a2c-gsde-Pendulum-v1": -250.0,
     # issue 6: IMPALA (V-trace). Breakout: MLP torso on the flattened 10×10×4 frame (on 2 CPU
-    # cores 6× faster than torso=cnn and better at 1e6 steps: 5.5 vs 3.8–4.1); gymnax's PPO
-    # reaches 28 at 1e7 steps, this row has 2e6 (what 2 cores allowed), so it falls short.
+    # cores 6× faster than torso=cnn before the CNN's convolution became a matrix product, and
+    # better at 1e6 steps: 5.5 vs 3.8–4.1); gymnax's PPO reaches 28 at 1e7 steps, this row has
+    # 2e6 (what 2 cores allowed), so it falls short.
     "impala-CartPole-v1": 475.0, "impala-Breakout-MinAtar": 28.0,
     # issue 16 §1: gymnax's published PPO returns (gymnax-blines checkpoints, 1e7 steps)
     "ppo-Breakout-MinAtar": 28.0, "ppo-Asterix-MinAtar": 15.0, "ppo-Freeway-MinAtar": 58.0,
