@@ -109,9 +109,6 @@ class BraxEnv(environment.Environment):
         size = self.brax_env.observation_size
         return spaces.Box(-jnp.inf * jnp.ones(size), jnp.inf * jnp.ones(size), (size,), jnp.float32)
 
-    def state_space(self, params):
-        raise NotImplementedError("brax states are pipeline states, not a gymnax space")
-
 
 @functools.lru_cache(maxsize=None)
 def make(env_id: str) -> BraxEnv:

@@ -246,7 +246,7 @@ class ActorCritic(nn.Module):
       gsde: generalized state-dependent exploration for continuous actions (Raffin et al. 2022,
         "Smooth exploration for robotic reinforcement learning", §3): the exploration noise is
         ε(s) = Θᵀz(s), linear in the policy's last features z(s) with a matrix Θ ~ N(0, σ²)
-        drawn once per rollout (:meth:`gsde_sample`), so a = μ(s) + ε(s). For one step that is
+        drawn once per rollout (:meth:`gsde_act`), so a = μ(s) + ε(s). For one step that is
         N(μ(s), σ_j(s)²) with σ_j(s)² = Σ_i z_i(s)²·σ_ij² (+1e-6), the distribution
         :meth:`policy` returns; σ = exp(log σ) is a learned ``[features, action_dim]`` matrix and,
         as in the paper's default, z is not differentiated through σ(s).
@@ -276,12 +276,15 @@ class ActorCritic(nn.Module):
     def policy(self, obs):
         return _policy_distribution(self, self.actor_torso(obs))
 
-    def gsde_sample(self, obs, unit_noise):
-        """a = μ(s) + z(s)ᵀ(σ ⊙ E) with ``unit_noise`` E ~ N(0, 1) ``[*batch, features,
-        action_dim]`` (one exploration matrix Θ = σ ⊙ E per environment; gsde only)."""
+    def gsde_act(self, obs, unit_noise):
+        """(π(·|s), V(s), a) with gSDE's action a = μ(s) + z(s)ᵀ(σ ⊙ E) for ``unit_noise``
+        E ~ N(0, 1) ``[*batch, features, action_dim]`` (one exploration matrix Θ = σ ⊙ E per
+        environment; gsde only), the actor's torso run once for both."""
         features = self.actor_torso(obs)
+        dist = _policy_distribution(self, features)
         theta = jnp.exp(self.log_std) * unit_noise
-        return self.policy_head(features) + jnp.einsum("...f,...fa->...a", features, theta)
+        action = dist.mean + jnp.einsum("...f,...fa->...a", features, theta)
+        return dist, self.value(obs), action
 
     def _critic_out(self, obs):
         features = self.actor_torso(obs) if self.shared_torso else self.critic_torso(obs)

@@ -27,6 +27,11 @@ def is_recurrent(network) -> bool:
     return hasattr(network, "initial_memory")
 
 
+def initial_memory(network, num: int):
+    """The zero memory ``num`` new episodes start from, or None for a feed-forward network."""
+    return network.initial_memory(num) if is_recurrent(network) else None
+
+
 def reset(memory, done: jax.Array):
     """The memory with the rows of environments whose episode ended (``done`` ``[N]``) set to
     zero, the memory every episode starts from; ``None`` (no memory) stays ``None``."""

@@ -45,7 +45,7 @@ def test_actions_drawn_with_random_matrices_have_the_policys_spread():
     obs = jnp.asarray([[0.3, -0.8, 1.5]])
     draws = 40_000
     noise = jax.random.normal(jax.random.key(1), (draws, FEATURES, 1))
-    actions = jax.vmap(lambda e: network.apply(params, obs, e[None], method=ActorCritic.gsde_sample))(noise)
+    actions = jax.vmap(lambda e: network.apply(params, obs, e[None], method=ActorCritic.gsde_act)[2])(noise)
     dist = network.apply(params, obs, method=ActorCritic.policy)
     std = float(jnp.exp(dist.log_std)[0, 0])
     np.testing.assert_allclose(np.mean(actions), float(dist.mean[0, 0]), atol=4 * std / np.sqrt(draws))

@@ -75,7 +75,7 @@ def policy_and_value_fns(network, greedy: bool = False, exploration_noise=None):
     ``value_fn(params, obs, memory)`` in the form :func:`pgjax.rollout.rollout` takes. A
     feed-forward network ignores the memory (None); a recurrent one advances it by one step.
     With ``exploration_noise`` (gSDE's unit noise ``[N, features, action_dim]``, fixed for the
-    rollout) sampled actions are :meth:`ActorCritic.gsde_sample`'s."""
+    rollout) sampled actions are :meth:`ActorCritic.gsde_act`'s."""
     is_recurrent = recurrent.is_recurrent(network)
 
     def step(params, obs, memory):
@@ -90,13 +90,12 @@ def policy_and_value_fns(network, greedy: bool = False, exploration_noise=None):
         return network.apply(params, obs, method=ActorCritic.value)
 
     def policy_fn(params, obs, key, memory=None):
+        if exploration_noise is not None and not greedy:
+            dist, state_value, action = network.apply(params, obs, exploration_noise,
+                                                      method=ActorCritic.gsde_act)
+            return action, dist.log_prob(action), state_value, memory
         memory, dist, state_value = step(params, obs, memory)
-        if greedy:
-            action = dist.mode()
-        elif exploration_noise is not None:
-            action = network.apply(params, obs, exploration_noise, method=ActorCritic.gsde_sample)
-        else:
-            action = dist.sample(key)
+        action = dist.mode() if greedy else dist.sample(key)
         return action, dist.log_prob(action), state_value, memory
 
     def value_fn(params, obs, memory=None):
@@ -180,11 +179,8 @@ def init_train_state(config, hparams, key, extra=None) -> TrainState:
     network = make_network(config)
     key, init_key, env_key = jax.random.split(key, 3)
     obs, env_state = venv.reset(env_key, env_params)
-    if recurrent.is_recurrent(network):
-        memory = network.initial_memory(config.num_envs)
-        params = network.init(init_key, memory, obs)
-    else:
-        memory, params = None, network.init(init_key, obs)
+    memory = recurrent.initial_memory(network, config.num_envs)
+    params = network.init(init_key, *([] if memory is None else [memory]), obs)
     opt_state = make_optimizer(config, hparams).init(params)
     return TrainState(params=params, opt_state=opt_state, env_state=env_state, obs=obs, key=key,
                       hparams=hparams, update_step=jnp.asarray(0, jnp.int32), extra=extra,

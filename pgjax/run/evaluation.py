@@ -64,7 +64,7 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     policy_fn, _ = common.policy_and_value_fns(network, greedy=greedy)
     reset_key, run_key = jax.random.split(key)
     obs, env_state = _reset(config, venv, env_params, reset_key, env_state_for_stats)
-    memory = network.initial_memory(num_episodes) if recurrent.is_recurrent(network) else None
+    memory = recurrent.initial_memory(network, num_episodes)
     step = functools.partial(_step, venv, env_params, policy_fn, params, num_recorded)
     episodes, records = jax.lax.scan(step, _Episodes.start(env_state, obs, num_recorded, memory),
                                      jax.random.split(run_key, max_episode_steps(config)))
