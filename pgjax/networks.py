@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax.distributions import Categorical, DiagGaussian
+from pgjax.matmul import dense_dot_general, matmul
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "elu": nn.elu}
 
@@ -63,7 +64,10 @@ def gsde_log_std(features, log_std_matrix):
 
 
 def _dense(features: int, gain: float) -> nn.Dense:
-    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros)
+    """A dense layer with orthogonal init whose weight gradient runs on XLA:CPU's fast matmul
+    (:mod:`pgjax.matmul`)."""
+    return nn.Dense(features, kernel_init=orthogonal(gain), bias_init=nn.initializers.zeros,
+                    dot_general=dense_dot_general)
 
 
 class MLPTorso(nn.Module):
@@ -99,7 +103,8 @@ class PatchConv(nn.Module):
     (``kernel [size, size, C, features]``, ``bias [features]``) as ``flax.linen.Conv``. On
     XLA:CPU (jaxlib 0.10) the convolution op runs the MinAtar shape ([1024, 10, 10, 4] → 16
     channels, forward and gradients) at under 1 GFLOP/s, so a CNN PPO update took 10 s; as a
-    matrix product it runs at matmul speed."""
+    matrix product it runs at matmul speed (:func:`pgjax.matmul.matmul`, whose kernel gradient is
+    an ordinary matmul too)."""
     features: int
     size: int = 3
     kernel_init: Callable = nn.initializers.lecun_normal()
@@ -108,7 +113,10 @@ class PatchConv(nn.Module):
     def __call__(self, x):
         kernel = self.param("kernel", self.kernel_init, (self.size, self.size, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return jnp.einsum("bhwijc,ijcf->bhwf", same_padding_patches(x, self.size), kernel) + bias
+        patches = same_padding_patches(x, self.size)  # [B, H, W, size, size, C]
+        rows = patches.reshape((-1, kernel.shape[0] * kernel.shape[1] * kernel.shape[2]))
+        out = matmul(rows, kernel.reshape((rows.shape[1], self.features)))
+        return out.reshape(x.shape[:-1] + (self.features,)) + bias
 
 
 class CNNTorso(nn.Module):
@@ -209,7 +217,8 @@ def _setup_policy_head(module) -> None:
         return
     if module.state_dependent_std:
         module.log_std_head = nn.Dense(module.action_dim, kernel_init=nn.initializers.zeros,
-                                       bias_init=nn.initializers.constant(module.log_std_init))
+                                       bias_init=nn.initializers.constant(module.log_std_init),
+                                       dot_general=dense_dot_general)
         return
     gsde = getattr(module, "gsde", False)
     shape = (module.hidden_sizes[-1], module.action_dim) if gsde else (module.action_dim,)
