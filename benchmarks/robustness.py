@@ -58,6 +58,11 @@ def bad_inputs(root: Path) -> list[tuple[str, str]]:
         "train ppo --total-steps 2199023255552000",
         "train ppo --set learning_rate=-1",
         "train ppo --on-nonfinite ignore",
+        "train trpo --set torso=gru",
+        "train ppo --set torso=gru --set minibatches=8",
+        "train ppo --set gsde=true",
+        "train ppo --set optimizer=sgdx",
+        "train ppo --env CartPoleNoVelocity-v2",
     ]
     from pgjax.algorithms import ppo
     from pgjax.config import config_to_dict, hparams_to_dict

@@ -19,7 +19,9 @@ to MuJoCo's MJX and MuJoCo Playground); the adapter uses what brax 0.14 ships.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 from typing import Any
 
 import jax
@@ -45,7 +47,10 @@ class EnvParams(environment.EnvParams):
 def available() -> bool:
     """Whether brax can be imported (the ``[brax]`` extra is installed)."""
     try:
-        import brax.envs  # noqa: F401
+        # mujoco (a brax dependency) prints "Failed to import mujoco_warp" on stdout when its
+        # optional GPU backend is absent; brax's own environments do not need it.
+        with contextlib.redirect_stdout(io.StringIO()):
+            import brax.envs  # noqa: F401
     except ImportError:
         return False
     return True
