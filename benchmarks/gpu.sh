@@ -3,10 +3,15 @@
 #   1. PPO side by side with rejax (benchmarks/peers.py) at 4x128, 64x128 and 2048x32, one seed;
 #   2. the population rows: 2048 seeds x (4 x 128) and the single-agent rows through
 #      benchmarks/throughput.py (steps/s, compile time, peak device memory);
-#   3. the PPO breakdown and the num_envs curve (benchmarks/ppo_profile.py), sort and hash shuffles.
+#   3. the PPO breakdown and the num_envs curve (benchmarks/ppo_profile.py), sort and hash shuffles;
+#   4. issue 16's GPU learning rows (benchmarks/learning.py, 3 seeds each): PPO on Breakout-MinAtar
+#      at gymnax-blines' settings and on brax:inverted_double_pendulum at Brax's (needs brax and
+#      mujoco among the wheels). LEARNING_ROWS="" skips it; LEARNING_STEPS shortens every row.
 # Budgets come from the environment so the same script is tested on CPU with tiny ones:
 #   PEERS_STEPS (default 10000000), POP_STEPS (500000), ENVS (1,4,16,64,256,1024,4096)
-#   SHAPES_PEERS (4x128,64x128,2048x32), POP_SHAPES (4x128x1,2048x32x1,4x128x2048)
+#   SHAPES_PEERS (4x128,64x128,2048x32), POP_SHAPES (4x128x1,2048x32x1,4x128x2048),
+#   LEARNING_ROWS (ppo:Breakout-MinAtar,ppo:brax:inverted_double_pendulum), LEARNING_STEPS (each
+#   row's own budget)
 # Wheels for what the device lacks (gymnax, rejax, distrax, tensorflow-probability) may be carried
 # in .whl/ (see /work/.library/device/README.md); results land in benchmarks/results/ and, on the
 # device machine, in $OUT.
@@ -25,5 +30,14 @@ python3 benchmarks/throughput.py --algos ppo --repeats 2 --total-steps "${POP_ST
 for shuffle in sort hash; do
   python3 benchmarks/ppo_profile.py --shuffle "$shuffle" --envs "${ENVS:-1,4,16,64,256,1024,4096}"
 done
-if [ -n "${OUT:-}" ]; then cp benchmarks/results/{peers,ppo_profile_sort,ppo_profile_hash}.* \
-  benchmarks/results/throughput_gpu.json "$OUT"/; fi
+rows="${LEARNING_ROWS-ppo:Breakout-MinAtar,ppo:brax:inverted_double_pendulum}"
+if [ -n "$rows" ]; then
+  python3 benchmarks/learning.py --only "$rows" --out benchmarks/results/learning_gpu.json \
+    --figures benchmarks/figures/learning_gpu --runs-dir runs/gpu \
+    ${LEARNING_STEPS:+--total-steps "$LEARNING_STEPS"}
+fi
+if [ -n "${OUT:-}" ]; then
+  cp benchmarks/results/{peers,ppo_profile_sort,ppo_profile_hash}.* \
+    benchmarks/results/throughput_gpu.json "$OUT"/
+  if [ -n "$rows" ]; then cp -r benchmarks/results/learning_gpu.json benchmarks/figures/learning_gpu "$OUT"/; fi
+fi
