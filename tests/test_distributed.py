@@ -52,8 +52,10 @@ def _finish(procs) -> list[str]:
 
 
 def _ours(out: str) -> str:
-    """A process's output without gloo's connection lines."""
-    return "".join(line for line in out.splitlines(keepends=True) if not line.startswith("[Gloo]"))
+    """A process's output without gloo's connection lines (and blank lines: gloo's messages from
+    its threads can interleave, leaving a bare newline; seen once in CI)."""
+    return "".join(line for line in out.splitlines(keepends=True)
+                   if line.strip() and not line.startswith("[Gloo]"))
 
 
 def _final_params(run_dir: Path):
