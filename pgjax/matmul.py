@@ -37,12 +37,12 @@ def _matmul_jvp(primals, tangents):
     x, w = primals
     dx, dw = tangents
     y = x @ w
-    dy = jnp.zeros_like(y)
+    terms = []  # a zero tangent (e.g. of the observations) costs nothing
     if not isinstance(dx, SymbolicZero):
-        dy = dy + dx @ w
+        terms.append(dx @ w)
     if not isinstance(dw, SymbolicZero):  # x·dW written as (xᵀ)ᵀ·dW, contracting xᵀ's first axis
-        dy = dy + jax.lax.dot_general(_transposed(x), dw, (((0,), (0,)), ((), ())))
-    return y, dy
+        terms.append(jax.lax.dot_general(_transposed(x), dw, (((0,), (0,)), ((), ()))))
+    return y, sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y)
 
 
 matmul.defjvp(_matmul_jvp, symbolic_zeros=True)
