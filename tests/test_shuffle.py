@@ -1,6 +1,7 @@
-"""pgjax.shuffle: the sort-free permutation is a permutation, and its statistics match a uniform
-random permutation's where minibatch SGD can feel them (which elements share a minibatch, where
-an element lands, no trend between an index and its slot)."""
+"""pgjax.shuffle: the default order is ``jax.random.permutation``'s, bit for bit, and its stable
+argsort matches NumPy's; the sort-free permutation is a permutation, and its statistics match a
+uniform random permutation's where minibatch SGD can feel them (which elements share a minibatch,
+where an element lands, no trend between an index and its slot)."""
 
 import jax
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from pgjax.algorithms import ppo
 from pgjax.config import ConfigError
-from pgjax.shuffle import hashed_permutation, permutation
+from pgjax.shuffle import hashed_permutation, permutation, sorted_permutation, stable_argsort_uint32
 
 N, DRAWS, MINIBATCH = 512, 6000, 128
 
@@ -61,3 +62,38 @@ def test_sort_is_jax_random_permutation_and_hash_falls_back_off_powers_of_two():
         hashed_permutation(key, 384)
     with pytest.raises(ConfigError, match="shuffle"):
         ppo.Config(shuffle="random")
+
+
+def _tied_keys(rng, n, kind):
+    if kind == "random":
+        return rng.integers(0, 2 ** 32, n, dtype=np.uint64).astype(np.uint32)
+    if kind == "few values":  # long runs of equal keys: only the index breaks ties
+        return rng.integers(0, 4, n).astype(np.uint32)
+    # equal high bits, different low bits: the packed sort alone gets these wrong
+    return (rng.integers(0, 2, n).astype(np.uint32) << 31) | rng.integers(0, 2 ** 12, n).astype(np.uint32)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 1000])
+@pytest.mark.parametrize("kind", ["random", "few values", "tied high bits"])
+def test_stable_argsort_matches_numpy(n, kind):
+    keys = _tied_keys(np.random.default_rng(n), n, kind)
+    np.testing.assert_array_equal(jax.jit(stable_argsort_uint32)(keys),
+                                  np.argsort(keys, kind="stable"))
+
+
+@pytest.mark.parametrize("n", [1, 5, 512, 1625, 1626, 8192, 65536, 131072, 262145])
+def test_sorted_permutation_is_jax_random_permutation_bit_for_bit(n):
+    """Vmapped over keys (the runner vmaps seeds), at sizes around the one-to-two-round change
+    (1,626), PPO's 64 × 128 and 2048 × 32 batches, 2^17 (long runs of tied high bits), and past
+    2^18 (where it is jax's own)."""
+    keys = jax.random.split(jax.random.key(n), 4)
+    ours = jax.jit(jax.vmap(lambda k: sorted_permutation(k, n)))(keys)
+    theirs = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
+    np.testing.assert_array_equal(ours, theirs)
+    raw_key = jax.random.PRNGKey(n)  # the legacy uint32 key form too
+    np.testing.assert_array_equal(sorted_permutation(raw_key, n), jax.random.permutation(raw_key, n))
+
+
+def test_stable_argsort_refuses_sizes_past_the_packed_bits():
+    with pytest.raises(ValueError, match="n=262145 is not allowed"):
+        stable_argsort_uint32(np.zeros(2 ** 18 + 1, np.uint32))

@@ -39,7 +39,7 @@ class Config(CommonConfig):
     normalize_advantages: bool = True  # normalise advantages per minibatch
     clip_value: bool = True  # clip the value loss around the old values (value_clip_eps)
     anneal_lr: bool = True  # decay the learning rate linearly to 0 over the run
-    shuffle: str = "sort"  # minibatch order: "sort" (jax.random.permutation) or "hash" (sort-free, pgjax.shuffle)
+    shuffle: str = "sort"  # minibatch order: "sort" (jax.random.permutation's, bit for bit) or "hash" (sort-free); pgjax.shuffle
 
     def __post_init__(self):
         super().__post_init__()
