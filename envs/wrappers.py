@@ -65,12 +65,19 @@ class VecEnv:
         return (jax.tree.map(select, obs_re, obs_st), jax.tree.map(select, state_re, state_st),
                 reward, terminated, truncated, info)
 
+    def split_keys(self, key):
+        """The per-environment keys (``[N]``) that :meth:`step` and :meth:`reset` draw from one
+        ``key``; a rollout splits a whole rollout's keys at once and passes them to :meth:`step`."""
+        return jax.random.split(key, self.num_envs)
+
     def reset(self, key, params):
-        keys = jax.random.split(key, self.num_envs)
-        return jax.vmap(self.single_env.reset, in_axes=(0, None))(keys, params)
+        return jax.vmap(self.single_env.reset, in_axes=(0, None))(self.split_keys(key), params)
 
     def step(self, key, state, action, params):
-        keys = jax.random.split(key, self.num_envs)
+        """Step every environment, from one ``key`` or from its :meth:`split_keys` (one key per
+        environment: typed keys ``[N]``, raw uint32 keys ``[N, 2]``)."""
+        typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        keys = key if key.ndim == (1 if typed else 2) else self.split_keys(key)
         step = self._step_keeping_final_state if self.keep_final_state else self.single_env.step
         obs, state, reward, terminated, truncated, info = jax.vmap(
             step, in_axes=(0, 0, 0, None))(keys, state, action, params)

@@ -91,13 +91,17 @@ def policy_step(venv, env_params, policy_fn: PolicyFn, params, env_state, obs,
                          memory)
 
 
-def _step_keys(key: jax.Array, num_steps: int) -> tuple[jax.Array, jax.Array]:
-    """The action keys and environment keys (each ``[T]``) that ``num_steps`` calls of
-    :func:`policy_step` draw from the keys ``split(key, num_steps)``, split all at once: one
-    vectorised call instead of one small random-number call inside every step of the rollout's
-    loop (measured in ``benchmarks/RESULTS.md``: 4–8 % more steps/s at 1–4 environments)."""
+def _step_keys(venv, key: jax.Array, num_steps: int) -> tuple[jax.Array, jax.Array]:
+    """The action keys (``[T]``) and environment keys that ``num_steps`` calls of
+    :func:`policy_step` draw from the keys ``split(key, num_steps)``, split all at once: the
+    environment keys further split per environment (``[T, N]``, the vectorised environment's
+    ``split_keys``) where it has one. A few vectorised calls instead of small random-number calls
+    inside every step of the rollout's loop (``benchmarks/RESULTS.md``: 6–14 % more steps/s at
+    1–4 environments)."""
     act_and_env_keys = jax.vmap(jax.random.split)(jax.random.split(key, num_steps))
-    return act_and_env_keys[:, 0], act_and_env_keys[:, 1]
+    act_keys, env_keys = act_and_env_keys[:, 0], act_and_env_keys[:, 1]
+    split_keys = getattr(venv, "split_keys", None)
+    return act_keys, env_keys if split_keys is None else jax.vmap(split_keys)(env_keys)
 
 
 def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, env_state, obs,
@@ -143,7 +147,7 @@ def rollout(venv, env_params, policy_fn: PolicyFn, value_fn: ValueFn, params, en
 
     (env_state, obs, memory, final_params, learner_state), (transitions, seen_memory) = jax.lax.scan(
         step, (env_state, obs, memory, params, learner_state),
-        _step_keys(key, num_steps))
+        _step_keys(venv, key, num_steps))
     (t_obs, actions, rewards, terminated, truncated, log_probs, values, final_obs, done,
      ep_return, ep_length) = transitions
     next_values = value_fn(params, final_obs, seen_memory)

@@ -4,9 +4,11 @@ one step at a time must see the same actions, episodes and resets."""
 
 import jax
 import jax.numpy as jnp
+import gymnax
 import numpy as np
 
 from envs import make_vec_env
+from envs.wrappers import VecEnv
 from pgjax.rollout import policy_step, rollout
 
 NUM_ENVS, NUM_STEPS = 3, 64  # random actions end CartPole episodes in ~20 steps: several resets
@@ -42,3 +44,22 @@ def test_rollout_is_a_loop_of_policy_step_with_the_same_keys():
     for name in ("obs", "next_obs"):
         np.testing.assert_allclose(getattr(trajectory, name), np.stack(looped[name]),
                                    rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+
+def test_vec_env_steps_the_same_from_a_key_and_from_its_per_environment_keys():
+    """Every episode ends in the step (the cart starts past the edge), so the observations are
+    the resets the keys draw. Typed and raw (uint32) keys alike: a raw key is ``[2]``, its
+    per-environment keys ``[N, 2]``."""
+    env, env_params = gymnax.make("CartPole-v1")
+    venv = VecEnv(env, NUM_ENVS)
+    actions = jnp.array([0, 1, 1])
+    for key in (jax.random.key(3), jax.random.PRNGKey(3)):
+        _, env_state = venv.reset(key, env_params)
+        env_state = env_state.replace(x=jnp.full((NUM_ENVS,), 3.0))  # past the 2.4 threshold
+        one = venv.step(key, env_state, actions, env_params)
+        per_env = venv.step(venv.split_keys(key), env_state, actions, env_params)
+        other = venv.step(jax.random.fold_in(key, 1), env_state, actions, env_params)
+        assert np.asarray(one[3]).all()  # terminated everywhere
+        np.testing.assert_array_equal(one[0], per_env[0])
+        assert not np.allclose(one[0], other[0])
