@@ -114,11 +114,13 @@ def hashed_permutation(key: jax.Array, n: int) -> jax.Array:
 
 def permutation(key: jax.Array, n: int, method: str = "sort") -> jax.Array:
     """A random order of ``range(n)``: ``"sort"`` is ``jax.random.permutation``'s uniform order
-    (:func:`sorted_permutation`); ``"hash"`` is :func:`hashed_permutation` when ``n`` is a power
-    of two, else the sort."""
+    (on CPU computed by :func:`sorted_permutation`; other platforms sort key–payload pairs fast
+    and keep jax's own); ``"hash"`` is :func:`hashed_permutation` when ``n`` is a power of two,
+    else the sort."""
     if method == "hash" and is_power_of_two(n):
         return hashed_permutation(key, n)
-    return sorted_permutation(key, n)
+    return lax.platform_dependent(key, cpu=lambda k: sorted_permutation(k, n),
+                                  default=lambda k: jax.random.permutation(k, n))
 
 
 def shuffled_minibatches(batch, key: jax.Array, num_minibatches: int, method: str = "sort"):
