@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from pgjax import shuffle as shuffle_module
 from pgjax.algorithms import ppo
 from pgjax.config import ConfigError
 from pgjax.shuffle import hashed_permutation, permutation, sorted_permutation, stable_argsort_uint32
@@ -81,17 +82,26 @@ def test_stable_argsort_matches_numpy(n, kind):
                                   np.argsort(keys, kind="stable"))
 
 
-@pytest.mark.parametrize("n", [1, 5, 512, 1625, 1626, 8192, 65536, 131072, 262145])
+@pytest.mark.parametrize("n", [1, 5, 512, 1625, 1626, 8192, 65536, 131072])
 def test_sorted_permutation_is_jax_random_permutation_bit_for_bit(n):
     """Vmapped over keys (the runner vmaps seeds), at sizes around the one-to-two-round change
-    (1,626), PPO's 64 × 128 and 2048 × 32 batches, 2^17 (long runs of tied high bits), and past
-    2^18 (where it is jax's own)."""
+    (1,626), PPO's 64 × 128 and 2048 × 32 batches, and 2^17 (long runs of tied high bits)."""
     keys = jax.random.split(jax.random.key(n), 4)
     ours = jax.jit(jax.vmap(lambda k: sorted_permutation(k, n)))(keys)
     theirs = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
     np.testing.assert_array_equal(ours, theirs)
     raw_key = jax.random.PRNGKey(n)  # the legacy uint32 key form too
     np.testing.assert_array_equal(sorted_permutation(raw_key, n), jax.random.permutation(raw_key, n))
+
+
+def test_sorted_permutation_is_jax_own_past_the_packed_bits(monkeypatch):
+    """Past ``_MAX_PACKED_BITS`` index bits (2^18 elements; lowered here to 4 bits to keep the
+    test small) it returns jax's permutation itself, and the argsort refuses the size."""
+    monkeypatch.setattr(shuffle_module, "_MAX_PACKED_BITS", 4)
+    key = jax.random.key(17)
+    np.testing.assert_array_equal(sorted_permutation(key, 17), jax.random.permutation(key, 17))
+    with pytest.raises(ValueError, match="n=17 is not allowed"):
+        stable_argsort_uint32(np.zeros(17, np.uint32))
 
 
 def test_stable_argsort_refuses_sizes_past_the_packed_bits():
