@@ -9,6 +9,7 @@ gains √2 (hidden), 0.01 (policy head) and 1 (value head), as in Andrychowicz e
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -40,20 +41,114 @@ def _gram_schmidt(a: jax.Array) -> jax.Array:
     return jax.lax.fori_loop(0, n, column, jnp.zeros_like(a))
 
 
+def _matrix_shape(shape) -> tuple[tuple[int, int], bool]:
+    """The tall matrix an orthogonal kernel of ``shape`` (last axis the output) is drawn as, and
+    whether the kernel is its transpose (flax's convention: rows = product of the other axes)."""
+    n_cols = shape[-1]
+    n_rows = int(np.prod(shape)) // n_cols
+    if n_rows < n_cols:
+        return (n_cols, n_rows), True
+    return (n_rows, n_cols), False
+
+
+def _orthogonal_kernel(normal_matrix: jax.Array, shape, scale: float, dtype) -> jax.Array:
+    """scale · Q of a standard-normal draw of :func:`_matrix_shape`, as a kernel of ``shape``."""
+    _, transpose = _matrix_shape(shape)
+    q = _gram_schmidt(normal_matrix)
+    if transpose:
+        q = q.T
+    return (scale * q).reshape(shape).astype(dtype)
+
+
+class _KernelRequests(threading.local):
+    """The orthogonal kernels :func:`init_params` is collecting (None: draw each at once)."""
+    pending: list | None = None
+
+
+_REQUESTS = _KernelRequests()
+
+
 def orthogonal(scale: float = 1.0):
     """Orthogonal initialiser (Saxe et al. 2014) for a kernel whose last axis is the output: the
     same matrix as ``flax.linen.initializers.orthogonal(scale)`` draws from the same key (the sign
-    convention of R's positive diagonal included), computed by :func:`_gram_schmidt`."""
+    convention of R's positive diagonal included), computed by :func:`_gram_schmidt`. Inside
+    :func:`init_params` it returns a placeholder and the kernel is drawn there, jointly."""
     def init(key, shape, dtype=jnp.float32):
-        n_cols = shape[-1]
-        n_rows = int(np.prod(shape)) // n_cols
-        transpose = n_rows < n_cols
-        matrix_shape = (n_cols, n_rows) if transpose else (n_rows, n_cols)
-        q = _gram_schmidt(jax.random.normal(key, matrix_shape, jnp.float32))
-        if transpose:
-            q = q.T
-        return (scale * q).reshape(shape).astype(dtype)
+        if _REQUESTS.pending is not None:
+            placeholder = jnp.zeros(shape, dtype)
+            _REQUESTS.pending.append((placeholder, key, tuple(shape), scale, dtype))
+            return placeholder
+        normal = jax.random.normal(key, _matrix_shape(shape)[0], jnp.float32)
+        return _orthogonal_kernel(normal, shape, scale, dtype)
     return init
+
+
+def _draws_are_prefixes(key) -> bool:
+    """Whether ``jax.random.normal(k, (m, n))`` equals the first m·n values of
+    ``jax.random.normal(k, (size,))`` for size ≥ m·n: true of the threefry generator in jax's
+    partitionable mode (the default since jax 0.5), where each value's bits depend only on the key
+    and the value's flat index."""
+    if not jax.config.jax_threefry_partitionable:
+        return False
+    if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+        return "threefry" in str(jax.random.key_impl(key))
+    return jax.config.jax_default_prng_impl == "threefry2x32"
+
+
+def init_params(module: nn.Module, key, *args):
+    """``module.init(key, *args)`` with the standard-normal draws of all its small :func:`orthogonal`
+    kernels made by one vmapped ``jax.random.normal`` over their keys (each kernel takes the prefix
+    of its own key's draw that it needs; see :func:`_normal_draws`) instead of one
+    random-number loop per kernel, which XLA:CPU compiles about 1 s faster in a PPO program
+    (benchmarks/RESULTS.md, issue 14). The random bits are the same; the floats made from them are
+    the same bit for bit under XLA:CPU's default options (whole PPO runs hash the same), and can
+    differ in the last bit where the compiler vectorises the two draws differently (the test
+    suite's optimisation level 0). Falls back to ``module.init`` where the prefix property does
+    not hold."""
+    if not _draws_are_prefixes(key):
+        return module.init(key, *args)
+    outer, _REQUESTS.pending = _REQUESTS.pending, []
+    try:
+        params = module.init(key, *args)
+        requests = _REQUESTS.pending
+    finally:
+        _REQUESTS.pending = outer
+    in_params = {id(leaf) for leaf in jax.tree.leaves(params)}
+    # flax re-traces an initialiser under jax.eval_shape when a shared module meets its parameter
+    # again (a shape check); those calls' placeholders are not in the parameters and are skipped
+    kept = [r for r in requests if id(r[0]) in in_params]
+    if not requests:
+        return params
+    if not kept:  # a flax that copies what initialisers return: the kernels would stay zeros
+        raise RuntimeError("init_params: flax kept none of the orthogonal kernels' placeholders; "
+                           "use module.init")
+    shapes = [_matrix_shape(shape)[0] for _, _, shape, _, _ in kept]
+    normals = _normal_draws([key_of_kernel for _, key_of_kernel, _, _, _ in kept], shapes)
+    kernels = {id(placeholder): _orthogonal_kernel(normal, shape, scale, dtype)
+               for (placeholder, _, shape, scale, dtype), normal in zip(kept, normals)}
+    return jax.tree.map(lambda leaf: kernels.get(id(leaf), leaf), params)
+
+
+# Kernels of at most this many elements share one draw, each padded to the largest of them (so the
+# padding costs at most this many floats per kernel, per member of a vmapped population).
+JOINT_DRAW_MAX_SIZE = 2 ** 14
+
+
+def _normal_draws(keys: list, shapes: list[tuple[int, int]]) -> list[jax.Array]:
+    """``jax.random.normal(key, shape)`` for each pair: the small ones (≤ JOINT_DRAW_MAX_SIZE
+    elements) as prefixes of one vmapped draw over their keys (:func:`_draws_are_prefixes`), the
+    others each on its own."""
+    small = [i for i, (rows, cols) in enumerate(shapes) if rows * cols <= JOINT_DRAW_MAX_SIZE]
+    draws = {i: jax.random.normal(keys[i], shapes[i], jnp.float32)
+             for i in range(len(shapes)) if i not in small}
+    if small:
+        longest = max(shapes[i][0] * shapes[i][1] for i in small)
+        joint = jax.vmap(lambda k: jax.random.normal(k, (longest,), jnp.float32))(
+            jnp.stack([keys[i] for i in small]))
+        for row, i in enumerate(small):
+            rows, cols = shapes[i]
+            draws[i] = joint[row, :rows * cols].reshape(rows, cols)
+    return [draws[i] for i in range(len(shapes))]
 
 
 def gsde_log_std(features, log_std_matrix):

@@ -15,7 +15,7 @@ from flax import struct
 from envs import make_vec_env  # before gymnax: envs imports it without its plotting stack
 from gymnax.environments import spaces  # noqa: E402,I001
 from pgjax import diagnostics, estimators, losses, recurrent
-from pgjax.networks import ActorCritic, RecurrentActorCritic
+from pgjax.networks import ActorCritic, RecurrentActorCritic, init_params
 from pgjax.rollout import Trajectory, episode_metrics, rollout
 
 
@@ -180,7 +180,7 @@ def init_train_state(config, hparams, key, extra=None) -> TrainState:
     key, init_key, env_key = jax.random.split(key, 3)
     obs, env_state = venv.reset(env_key, env_params)
     memory = recurrent.initial_memory(network, config.num_envs)
-    params = network.init(init_key, *([] if memory is None else [memory]), obs)
+    params = init_params(network, init_key, *([] if memory is None else [memory]), obs)
     opt_state = make_optimizer(config, hparams).init(params)
     return TrainState(params=params, opt_state=opt_state, env_state=env_state, obs=obs, key=key,
                       hparams=hparams, update_step=jnp.asarray(0, jnp.int32), extra=extra,
