@@ -11,7 +11,9 @@ turn, ``--rounds`` times, in one process, and each keeps its best time. Ratios (
 over the peer's) are the headline: the box is shared and absolute numbers drift between runs.
 
 ``pgjax-hash`` is pgjax with ``shuffle="hash"``: minibatch orders from a sort-free keyed
-permutation (:mod:`pgjax.shuffle`) instead of ``jax.random.permutation``, which sorts.
+permutation (:mod:`pgjax.shuffle`) instead of ``jax.random.permutation``'s order. ``pgjax-lean``
+is pgjax with ``lean_metrics=True`` (benchmark mode: per-update metrics cut to episode statistics,
+losses, entropy and gradient norm, so the program computes no others; training is the same).
 
 Where the work per step differs:
 - rejax's PPO keeps separate actor and critic optimisers and clips gradients element-wise
@@ -61,13 +63,13 @@ def timed_program(fn, *args):
     return compile_seconds, run
 
 
-def pgjax_ppo(num_envs: int, rollout: int, total_steps: int, shuffle: str = "sort"):
+def pgjax_ppo(num_envs: int, rollout: int, total_steps: int, **options):
     """pgjax's ``make_train`` at the matched configuration: (compile s, run, env steps).
-    ``shuffle="hash"``: minibatch orders from :func:`pgjax.shuffle.hashed_permutation`."""
+    ``options``: further ``ppo.Config`` fields, e.g. ``shuffle="hash"`` or ``lean_metrics=True``."""
     config = ppo.Config(env_id="CartPole-v1", num_envs=num_envs, rollout_length=rollout,
                         total_steps=total_steps, epochs=MATCHED["epochs"],
                         minibatches=MATCHED["minibatches"], hidden_sizes=MATCHED["hidden"],
-                        activation="tanh", anneal_lr=False, shuffle=shuffle)
+                        activation="tanh", anneal_lr=False, **options)
     hparams = ppo.Hparams(**{k: MATCHED[k] for k in ("learning_rate", "gamma", "gae_lambda",
                                                       "clip_eps", "ent_coef", "vf_coef",
                                                       "max_grad_norm")})
@@ -139,6 +141,7 @@ def sb3_ppo(num_envs: int, rollout: int, total_steps: int):
 
 FRAMEWORKS = {"pgjax": (pgjax_ppo, None),
               "pgjax-hash": (lambda *shape: pgjax_ppo(*shape, shuffle="hash"), None),
+              "pgjax-lean": (lambda *shape: pgjax_ppo(*shape, lean_metrics=True), None),
               "rejax": (rejax_ppo, "rejax"),
               "sb3": (sb3_ppo, "stable_baselines3")}
 
@@ -152,8 +155,7 @@ def available(name: str) -> str | None:
 
 
 def version(name: str) -> str:
-    package = {"pgjax": "pgjax", "pgjax-hash": "pgjax", "rejax": "rejax",
-               "sb3": "stable_baselines3"}[name]
+    package = "pgjax" if name.startswith("pgjax") else {"rejax": "rejax", "sb3": "stable_baselines3"}[name]
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -196,7 +198,7 @@ def main(argv=None):
     parser.add_argument("--shapes", default="4x128,64x128,2048x32")
     parser.add_argument("--total-steps", type=int, default=500_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--frameworks", default="pgjax,pgjax-hash,rejax,sb3")
+    parser.add_argument("--frameworks", default="pgjax,pgjax-lean,pgjax-hash,rejax,sb3")
     args = parser.parse_args(argv)
     wanted = [n for n in args.frameworks.split(",") if n]
     missing = {n: available(n) for n in wanted if available(n)}

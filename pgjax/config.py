@@ -59,6 +59,7 @@ class CommonConfig:
     reward_scale: float = 1.0  # multiply training rewards by this (evaluation reports raw rewards)
     optimizer: str = "adam"  # adam, rmsprop (A3C's ε in the root), rmsprop_torch (ε outside it) or sgd, after global-norm clipping
     log_grad_variance: bool = False  # add grad_variance / grad_mean_sq_norm / grad_snr (pgjax.diagnostics)
+    lean_metrics: bool = False  # benchmark mode: per-update metrics cut to episode statistics, losses, entropy and gradient norm (pgjax.algorithms.LEAN_METRICS); the program computes no others
 
     def __post_init__(self):
         from envs import check_env_id
@@ -100,6 +101,8 @@ class CommonConfig:
                 "reward_scale", self.reward_scale, "must be a positive number")
         require(isinstance(self.log_grad_variance, bool), "log_grad_variance",
                 self.log_grad_variance, "true or false")
+        require(isinstance(self.lean_metrics, bool), "lean_metrics", self.lean_metrics,
+                "true or false")
         require(not self.log_grad_variance or self.grad_variance_groups >= 2, "log_grad_variance",
                 self.log_grad_variance,
                 f"the gradient variance needs at least 2 estimates and {type(self).__name__} "

@@ -34,7 +34,7 @@ def make_train(config, *, start=None, record=None):
             return scan_updates(config, state, config.num_updates)
 
         def one(state, _):
-            state, metrics = algo.update(config, state)
+            state, metrics = algorithms.update(config, state)
             return state, record(state, metrics)
 
         return jax.lax.scan(one, state, None, length=config.num_updates)
@@ -45,5 +45,4 @@ def make_train(config, *, start=None, record=None):
 def scan_updates(config, state, num_updates: int):
     """``num_updates`` consecutive updates in one ``lax.scan`` (used by ``train`` and by the
     runner's chunks). Returns (state, stacked metrics)."""
-    algo = algorithms.for_config(config)
-    return jax.lax.scan(lambda s, _: algo.update(config, s), state, None, length=num_updates)
+    return jax.lax.scan(lambda s, _: algorithms.update(config, s), state, None, length=num_updates)

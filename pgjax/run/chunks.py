@@ -41,7 +41,7 @@ def member_is_healthy(params, metrics: dict) -> jax.Array:
 def guarded_update(config, state, frozen):
     """One update of one member, kept only if the member is not frozen and the result is healthy.
     Returns (state, frozen, metrics, healthy)."""
-    new_state, metrics = algorithms.for_config(config).update(config, state)
+    new_state, metrics = algorithms.update(config, state)
     healthy = member_is_healthy(new_state.params, metrics)
     keep_old = frozen | ~healthy
     state = jax.tree.map(lambda old, new: jnp.where(keep_old, old, new), state, new_state)
