@@ -23,7 +23,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 python3 -c "import jax; print('devices:', jax.devices())"
-python3 benchmarks/peers.py --frameworks pgjax,pgjax-hash,rejax --rounds 3 \
+python3 benchmarks/peers.py --frameworks pgjax,pgjax-lean,pgjax-hash,rejax --rounds 3 \
   --shapes "${SHAPES_PEERS:-4x128,64x128,2048x32}" --total-steps "${PEERS_STEPS:-10000000}"
 python3 benchmarks/throughput.py --algos ppo --repeats 2 --total-steps "${POP_STEPS:-500000}" \
   --shapes "${POP_SHAPES:-4x128x1,2048x32x1,4x128x2048}" --out benchmarks/results/throughput_gpu.json
