@@ -8,10 +8,10 @@ is the best of ``--repeats`` runs after compilation (``--repeats 0``: compile on
 compiled with :func:`pgjax.compile_program` (XLA's concurrency-optimised scheduler unless the
 program holds a custom call that could deadlock under it; the JSON rows record which). Memory:
 ``program_bytes`` is XLA's own account of the compiled program's buffers (arguments + outputs +
-temporaries − aliased, from ``memory_analysis()``: on every platform, no run needed; an upper
-bound on what the program holds at once) and ``peak_device_bytes`` the allocator's high-water
-mark where the device reports one (GPU/TPU, not CPU). ``--lean`` sets ``lean_metrics``. Prints a markdown table and writes
-``benchmarks/results/throughput.json``.
+temporaries − aliased, from ``memory_analysis()`` where the backend gives one, as CPU and GPU do;
+no run needed; an upper bound on what the program holds at once), ``peak_device_bytes`` the
+allocator's high-water mark where the device reports one (GPU/TPU, not CPU). ``--lean`` sets
+``lean_metrics``. Prints a markdown table and writes ``benchmarks/results/throughput.json``.
 """
 
 from __future__ import annotations
@@ -59,12 +59,14 @@ def measure(algo_name: str, num_envs: int, rollout: int, seeds: int, total_steps
         best = min(best, time.perf_counter() - t0)
     steps = config.num_updates * steps_per_update * seeds
     stats = jax.devices()[0].memory_stats() or {}  # GPU/TPU: the allocator's peak; CPU: none
-    program = compiled.memory_analysis()
+    program = compiled.memory_analysis()  # None where the backend gives no analysis
+    buffers = None if program is None else {
+        "program_bytes": (program.argument_size_in_bytes + program.output_size_in_bytes
+                          + program.temp_size_in_bytes - program.alias_size_in_bytes),
+        "temp_bytes": program.temp_size_in_bytes, "output_bytes": program.output_size_in_bytes}
     return {"peak_device_bytes": stats.get("peak_bytes_in_use"),
-            "program_bytes": (program.argument_size_in_bytes + program.output_size_in_bytes
-                              + program.temp_size_in_bytes - program.alias_size_in_bytes),
-            "temp_bytes": program.temp_size_in_bytes,
-            "output_bytes": program.output_size_in_bytes, "lean_metrics": lean,
+            **(buffers or dict.fromkeys(("program_bytes", "temp_bytes", "output_bytes"))),
+            "lean_metrics": lean,
             "algorithm": algo_name, "num_envs": num_envs, "rollout": rollout, "seeds": seeds,
             "env_steps": steps, "compile_s": compile_s, "run_s": best if repeats else None,
             "steps_per_s": steps / best if repeats else None, "concurrency_scheduler": concurrent}

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.core.tracers import current_trace
 
 from pgjax.distributions import Categorical, DiagGaussian
 from pgjax.matmul import dense_dot_general
@@ -60,9 +62,20 @@ def _orthogonal_kernel(normal_matrix: jax.Array, shape, scale: float, dtype) -> 
     return (scale * q).reshape(shape).astype(dtype)
 
 
+class _KernelRequest(NamedTuple):
+    """An orthogonal kernel flax asked for inside :func:`init_params`: the placeholder it got."""
+    placeholder: jax.Array
+    key: jax.Array
+    shape: tuple[int, ...]
+    scale: float
+    dtype: Any
+
+
 class _KernelRequests(threading.local):
-    """The orthogonal kernels :func:`init_params` is collecting (None: draw each at once)."""
-    pending: list | None = None
+    """What :func:`init_params` is collecting: the trace it runs flax's ``init`` in (only kernels
+    asked for in that trace are deferred) and the requests so far. ``pending`` None: draw at once."""
+    trace: Any = None
+    pending: list[_KernelRequest] | None = None
 
 
 _REQUESTS = _KernelRequests()
@@ -74,9 +87,9 @@ def orthogonal(scale: float = 1.0):
     convention of R's positive diagonal included), computed by :func:`_gram_schmidt`. Inside
     :func:`init_params` it returns a placeholder and the kernel is drawn there, jointly."""
     def init(key, shape, dtype=jnp.float32):
-        if _REQUESTS.pending is not None:
+        if _REQUESTS.pending is not None and current_trace() == _REQUESTS.trace:
             placeholder = jnp.zeros(shape, dtype)
-            _REQUESTS.pending.append((placeholder, key, tuple(shape), scale, dtype))
+            _REQUESTS.pending.append(_KernelRequest(placeholder, key, tuple(shape), scale, dtype))
             return placeholder
         normal = jax.random.normal(key, _matrix_shape(shape)[0], jnp.float32)
         return _orthogonal_kernel(normal, shape, scale, dtype)
@@ -93,40 +106,6 @@ def _draws_are_prefixes(key) -> bool:
     if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
         return "threefry" in str(jax.random.key_impl(key))
     return jax.config.jax_default_prng_impl == "threefry2x32"
-
-
-def init_params(module: nn.Module, key, *args):
-    """``module.init(key, *args)`` with the standard-normal draws of all its small :func:`orthogonal`
-    kernels made by one vmapped ``jax.random.normal`` over their keys (each kernel takes the prefix
-    of its own key's draw that it needs; see :func:`_normal_draws`) instead of one
-    random-number loop per kernel, which XLA:CPU compiles about 1 s faster in a PPO program
-    (benchmarks/RESULTS.md, issue 14). The random bits are the same; the floats made from them are
-    the same bit for bit under XLA:CPU's default options (whole PPO runs hash the same), and can
-    differ in the last bit where the compiler vectorises the two draws differently (the test
-    suite's optimisation level 0). Falls back to ``module.init`` where the prefix property does
-    not hold."""
-    if not _draws_are_prefixes(key):
-        return module.init(key, *args)
-    outer, _REQUESTS.pending = _REQUESTS.pending, []
-    try:
-        params = module.init(key, *args)
-        requests = _REQUESTS.pending
-    finally:
-        _REQUESTS.pending = outer
-    in_params = {id(leaf) for leaf in jax.tree.leaves(params)}
-    # flax re-traces an initialiser under jax.eval_shape when a shared module meets its parameter
-    # again (a shape check); those calls' placeholders are not in the parameters and are skipped
-    kept = [r for r in requests if id(r[0]) in in_params]
-    if not requests:
-        return params
-    if not kept:  # a flax that copies what initialisers return: the kernels would stay zeros
-        raise RuntimeError("init_params: flax kept none of the orthogonal kernels' placeholders; "
-                           "use module.init")
-    shapes = [_matrix_shape(shape)[0] for _, _, shape, _, _ in kept]
-    normals = _normal_draws([key_of_kernel for _, key_of_kernel, _, _, _ in kept], shapes)
-    kernels = {id(placeholder): _orthogonal_kernel(normal, shape, scale, dtype)
-               for (placeholder, _, shape, scale, dtype), normal in zip(kept, normals)}
-    return jax.tree.map(lambda leaf: kernels.get(id(leaf), leaf), params)
 
 
 # Kernels of at most this many elements share one draw, each padded to the largest of them (so the
@@ -149,6 +128,43 @@ def _normal_draws(keys: list, shapes: list[tuple[int, int]]) -> list[jax.Array]:
             rows, cols = shapes[i]
             draws[i] = joint[row, :rows * cols].reshape(rows, cols)
     return [draws[i] for i in range(len(shapes))]
+
+
+def init_params(module: nn.Module, key, *args):
+    """``module.init(key, *args)`` with the standard-normal draws of all its small :func:`orthogonal`
+    kernels made by one vmapped ``jax.random.normal`` over their keys (each kernel takes the prefix
+    of its own key's draw that it needs; see :func:`_normal_draws`) instead of one random-number
+    loop per kernel, which XLA:CPU compiles 0.5–1 s faster in a PPO program (benchmarks/RESULTS.md,
+    issue 14). The random bits are the same; the floats made from them are the same bit for bit
+    under XLA:CPU's default options (whole PPO runs hash the same), and can differ in the last bit
+    where the compiler vectorises the two draws differently (the test suite's optimisation level
+    0). Falls back to ``module.init`` where the prefix property does not hold.
+
+    flax's ``init`` runs the module's forward pass on zero placeholder kernels, so this is for
+    modules whose initialisation does not depend on the values of their own parameters (every
+    network here). Kernels asked for under another trace (flax's ``eval_shape`` shape check of a
+    shared module, a lifted transform) are drawn at once, as without this function."""
+    if not _draws_are_prefixes(key):
+        return module.init(key, *args)
+    outer = (_REQUESTS.trace, _REQUESTS.pending)
+    _REQUESTS.trace, _REQUESTS.pending = current_trace(), []
+    try:
+        params = module.init(key, *args)
+        requests = _REQUESTS.pending
+    finally:
+        _REQUESTS.trace, _REQUESTS.pending = outer
+    if not requests:
+        return params
+    shapes = [_matrix_shape(r.shape)[0] for r in requests]
+    normals = _normal_draws([r.key for r in requests], shapes)
+    kernels = {id(r.placeholder): _orthogonal_kernel(normal, r.shape, r.scale, r.dtype)
+               for r, normal in zip(requests, normals)}
+    placed = [id(leaf) for leaf in jax.tree.leaves(params) if id(leaf) in kernels]
+    if len(kernels) != len(requests) or sorted(placed) != sorted(kernels):
+        raise RuntimeError(f"init_params: {len(requests)} orthogonal kernels were asked for, but "
+                           f"{len(set(placed))} distinct placeholders came back in the parameters; "
+                           "use module.init")
+    return jax.tree.map(lambda leaf: kernels.get(id(leaf), leaf), params)
 
 
 def gsde_log_std(features, log_std_matrix):

@@ -43,6 +43,6 @@ def make_train(config, *, start=None, record=None):
 
 
 def scan_updates(config, state, num_updates: int):
-    """``num_updates`` consecutive updates in one ``lax.scan`` (used by ``train`` and by the
-    runner's chunks). Returns (state, stacked metrics)."""
+    """``num_updates`` consecutive updates in one ``lax.scan`` (used by ``train``; the runner's
+    chunks guard every update instead, :mod:`pgjax.run.chunks`). Returns (state, stacked metrics)."""
     return jax.lax.scan(lambda s, _: algorithms.update(config, s), state, None, length=num_updates)

@@ -39,12 +39,12 @@ _learner_step = jax.jit(impala.learner_step, static_argnums=0)
 _terms = jax.jit(impala.vtrace_terms, static_argnums=0)
 
 
-def _at_default_level(fn, config, *args):
-    """``fn`` for ``config`` (called without it), compiled at XLA's default optimisation level, not this
-    suite's level 0 (conftest.py). The policy-lag tests compare the update program with its pieces
-    run one by one, and the snapshot copies with the parameters they copy; at level 0 XLA may round
-    the same quantity differently in two programs (or in two places of one), and 7 updates at
-    learning rate 3e-2 can grow a last-bit difference past the tolerance."""
+def _at_level_2(fn, config, *args):
+    """``fn`` for ``config`` (called without it), compiled at XLA backend optimisation level 2, not
+    this suite's level 0 (conftest.py). The policy-lag tests compare the update program with its
+    pieces run one by one, and the snapshot copies with the parameters they copy; at level 0 XLA
+    may round the same quantity differently in two programs (or in two places of one), and 7
+    updates at learning rate 3e-2 can grow a last-bit difference past the tolerance."""
     return jax.jit(fn, static_argnums=0).lower(config, *args).compile(
         {"xla_backend_optimization_level": 2})
 
@@ -117,12 +117,12 @@ def test_policy_lag_matches_manual_loop_with_parameter_history():
     config, lag = LAG_CONFIG, LAG
     num_updates = 7
     # The implementation under test.
-    state = _at_default_level(impala.init, config, HP, jax.random.key(3))(HP, jax.random.key(3))
+    state = _at_level_2(impala.init, config, HP, jax.random.key(3))(HP, jax.random.key(3))
     start = state
-    update = _at_default_level(impala.update, config, state)
-    collect = _at_default_level(common.collect, config, state, state.params)
+    update = _at_level_2(impala.update, config, state)
+    collect = _at_level_2(common.collect, config, state, state.params)
     traj = collect(state, state.params)[1]
-    learner_step = _at_default_level(impala.learner_step, config, state, traj, HP.learning_rate)
+    learner_step = _at_level_2(impala.learner_step, config, state, traj, HP.learning_rate)
     lags = []
     for _ in range(num_updates):
         state, metrics = update(state)
@@ -150,8 +150,8 @@ def test_policy_lag_matches_manual_loop_with_parameter_history():
 
 def test_behaviour_params_are_the_snapshot_from_k_updates_ago():
     config, lag = LAG_CONFIG, LAG
-    state = _at_default_level(impala.init, config, HP, jax.random.key(4))(HP, jax.random.key(4))
-    update = _at_default_level(impala.update, config, state)
+    state = _at_level_2(impala.init, config, HP, jax.random.key(4))(HP, jax.random.key(4))
+    update = _at_level_2(impala.update, config, state)
     history = []
     for i in range(7):
         history.append(state.params)

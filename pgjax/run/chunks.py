@@ -25,14 +25,10 @@ import jax.numpy as jnp
 from pgjax import algorithms
 
 
-def is_watched(metric: str) -> bool:
-    """Metrics whose non-finite value means a member has diverged: losses and the gradient norm."""
-    return "loss" in metric or metric == "grad_norm"
-
-
 def member_is_healthy(params, metrics: dict) -> jax.Array:
     """True when every watched metric and every floating-point parameter is finite (one member)."""
-    checks = [jnp.all(jnp.isfinite(value)) for name, value in metrics.items() if is_watched(name)]
+    checks = [jnp.all(jnp.isfinite(value)) for name, value in metrics.items()
+              if algorithms.is_watched(name)]
     checks += [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)
                if jnp.issubdtype(leaf.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(checks))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgjax.run import chunks
+from pgjax import algorithms
 
 
 def divergences(metrics: dict[str, np.ndarray], healthy: np.ndarray, frozen: np.ndarray) -> dict:
@@ -16,7 +16,7 @@ def divergences(metrics: dict[str, np.ndarray], healthy: np.ndarray, frozen: np.
     found = {}
     for member in np.nonzero(~healthy.all(axis=1) & ~frozen)[0]:
         k = int(np.argmin(healthy[member]))
-        bad = [name for name in sorted(metrics) if chunks.is_watched(name)
+        bad = [name for name in sorted(metrics) if algorithms.is_watched(name)
                and not np.isfinite(np.asarray(metrics[name][member, k], np.float64))]
         found[int(member)] = (k, bad[0] if bad else "parameters")
     return found
