@@ -46,8 +46,8 @@ from benchmarks.results_table import save_results  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import envs  # noqa: E402
-from envs import aliased_gridworld as ag  # noqa: E402
+from pgjax import envs  # noqa: E402
+from pgjax.envs import aliased_gridworld as ag  # noqa: E402
 import pgjax  # noqa: E402
 from pgjax.algorithms import common, reinforce  # noqa: E402
 from pgjax.networks import ActorCritic  # noqa: E402

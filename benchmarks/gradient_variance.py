@@ -55,9 +55,9 @@ from benchmarks.results_table import save_results  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-import envs  # noqa: E402
-from envs import bandit as bandit_env  # noqa: E402
-from envs import short_corridor as sc  # noqa: E402
+from pgjax import envs  # noqa: E402
+from pgjax.envs import bandit as bandit_env  # noqa: E402
+from pgjax.envs import short_corridor as sc  # noqa: E402
 from pgjax import diagnostics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -46,7 +46,7 @@ from benchmarks.results_table import save_results  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from envs import iterated_rps as rps  # noqa: E402
+from pgjax.envs import iterated_rps as rps  # noqa: E402
 import pgjax  # noqa: E402
 from pgjax.algorithms import common, reinforce  # noqa: E402
 from pgjax.config import hparams_as_arrays  # noqa: E402

@@ -96,7 +96,7 @@ from benchmarks.results_table import save_results  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from envs import short_corridor as sc  # noqa: E402
+from pgjax.envs import short_corridor as sc  # noqa: E402
 from pgjax.algorithms import reinforce  # noqa: E402
 from pgjax.train import scan_updates  # noqa: E402
 

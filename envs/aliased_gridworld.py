@@ -47,8 +47,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.registry import register
-from envs.rendering import register_renderer
+from .registry import register
+from .rendering import register_renderer
 
 ENV_ID = "AliasedGridworld-v0"
 LAYOUT = (".....",

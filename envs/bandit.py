@@ -28,9 +28,9 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.constant_observation import ConstantObservationEnv
-from envs.registry import register
-from envs.rendering import register_renderer
+from .constant_observation import ConstantObservationEnv
+from .registry import register
+from .rendering import register_renderer
 
 KINDS = ("gaussian", "bernoulli")
 DEFAULT_ARM_MEANS = (0.3, 0.7, 0.5, 0.1)  # in [0, 1] so that both kinds are valid
@@ -50,7 +50,8 @@ class EnvParams(environment.EnvParams):
         default_factory=lambda: jnp.asarray(DEFAULT_ARM_MEANS, jnp.float32))
     arm_stds: jax.Array = struct.field(
         default_factory=lambda: jnp.asarray(DEFAULT_ARM_STDS, jnp.float32))
-    kind: str = struct.field(pytree_node=False, default="gaussian")
+    kind: str = struct.field(pytree_node=False, default="gaussian",
+                             metadata={"choices": KINDS})  # envs.make refuses any other
     max_steps_in_episode: int = 2
 
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from gymnax.environments import environment, spaces
 
-from envs.registry import gymnax, register
-from envs.rendering import register_renderer, render_cartpole
+from .registry import gymnax, register
+from .rendering import register_renderer, render_cartpole
 
 CARTPOLE_KEPT = (0, 2)  # x and θ of [x, ẋ, θ, θ̇]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import jax
 
-from envs import brax_adapter
-from envs._gymnax import load as _load_gymnax
+from . import brax_adapter
+from ._gymnax import load as _load_gymnax
 
 gymnax = _load_gymnax()
 
@@ -69,23 +69,32 @@ def make(env_id: str, **param_overrides: Any):
         if unknown:
             raise ValueError(
                 f"unknown EnvParams field(s) {unknown} for {env_id!r}; allowed: {sorted(fields)}")
+        declared = {f.name: f for f in dataclasses.fields(params)}
         for name, value in param_overrides.items():
-            _check_param(env_id, name, value, getattr(params, name))
-        params = params.replace(**param_overrides)
+            _check_param(env_id, name, value, getattr(params, name),
+                         declared[name].metadata.get("choices"))
+        params = params.replace(**{name: _as_default_kind(value, getattr(params, name))
+                                   for name, value in param_overrides.items()})
     return env, params
 
 
 _TIME_LIMITS = ("max_steps_in_episode", "max_steps")
+_INT32 = (-2 ** 31, 2 ** 31 - 1)  # jax's default integers: what the compiled program holds
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _check_param(env_id: str, name: str, value: Any, default: Any) -> None:
+def _check_param(env_id: str, name: str, value: Any, default: Any, choices=None) -> None:
     """Refuse an ``EnvParams`` override whose kind differs from the default's (a word for a
-    number, a fraction for an integer) or a time limit below one step, naming what is allowed."""
+    number, a fraction for an integer), a word outside the field's declared ``choices``
+    (``struct.field(..., metadata={"choices": (...)})``), a number the program's 32-bit
+    integers or floats cannot hold, or a time limit below one step, naming what is allowed."""
     import numpy as np
     where = f"env.{name}={value!r} is not allowed for {env_id!r}"
-    if isinstance(default, str):  # a static choice; the environment checks its own values
+    if isinstance(default, str):  # a static word: one of the field's declared choices, if any
         if not isinstance(value, str):
             raise ValueError(f"{where}: must be a word (default {default!r})")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{where}: one of {list(choices)}")
         return
     kind = np.asarray(default).dtype
     if np.asarray(default).ndim != 0:
@@ -105,3 +114,18 @@ def _check_param(env_id: str, name: str, value: Any, default: Any) -> None:
         raise ValueError(f"{where}: must be finite")
     if name in _TIME_LIMITS and value < 1:
         raise ValueError(f"{where}: a time limit must be a positive number of steps")
+    low = 1 if name in _TIME_LIMITS else _INT32[0]
+    if np.issubdtype(kind, np.integer) and not low <= int(value) <= _INT32[1]:
+        raise ValueError(f"{where}: must be an integer in [{low}, {_INT32[1]}] (a 32-bit "
+                         "integer in the compiled program)")
+    if abs(float(value)) > _FLOAT32_MAX:
+        raise ValueError(f"{where}: must be within ±{_FLOAT32_MAX:.4g} (a 32-bit float)")
+
+
+def _as_default_kind(value: Any, default: Any) -> Any:
+    """An integral float (``200.0``, ``1e3``) as an int where the default is an integer."""
+    import numpy as np
+    if (isinstance(value, float) and np.ndim(default) == 0 and not isinstance(default, str)
+            and np.issubdtype(np.asarray(default).dtype, np.integer)):
+        return int(value)
+    return value

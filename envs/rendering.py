@@ -339,7 +339,7 @@ def _minatar_obs_fn(env_id: str):
     """The env's ``get_obs``, jitted, built once per id (imports JAX and gymnax on first use)."""
     import jax
 
-    from envs.registry import make
+    from .registry import make
     env, _ = make(env_id)
     return jax.jit(env.get_obs)
 

@@ -31,9 +31,9 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.constant_observation import ConstantObservationEnv
-from envs.registry import register
-from envs.rendering import register_renderer
+from .constant_observation import ConstantObservationEnv
+from .registry import register
+from .rendering import register_renderer
 
 LEFT, RIGHT = 0, 1
 NUM_STATES = 3        # non-terminal states 0, 1, 2

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.registry import make
+from .registry import make
 
 
 class Wrapper:
@@ -248,6 +248,17 @@ def obs_stats_of(env_state) -> RunningMeanStd | None:
             return env_state.obs_stats
         env_state = getattr(env_state, "env_state", None)
     return None
+
+
+def with_obs_stats(env_state, obs_stats: RunningMeanStd):
+    """``env_state`` with the observation statistics of its normalisation wrapper replaced by
+    ``obs_stats`` (the state unchanged when it does not normalise observations)."""
+    if isinstance(env_state, NormalizeObsState):
+        return env_state.replace(obs_stats=obs_stats)
+    inner = getattr(env_state, "env_state", None)
+    if inner is None:
+        return env_state
+    return env_state.replace(env_state=with_obs_stats(inner, obs_stats))
 
 
 def base_env_state(env_state):

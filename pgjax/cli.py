@@ -1,21 +1,28 @@
 """Command line.
 
-    pgjax train ALGO --env ENV [--seeds 3] [--total-steps N] [--set key=value ...] [--sweep key=v1,v2]
+    pgjax train ALGO --env ENV [--seeds 3] [--total-steps N] [--set key=value ...] [--sweep key=SPEC]
+                 [--samples N --sweep-seed S]
     pgjax train --resume RUN_DIR                 continue a stopped run where it stopped
     pgjax eval RUN_DIR [--episodes N] [--step S] [--best] [--greedy | --sample]
     pgjax episodes RUN_DIR [--step S] [--gif OUT.gif --member M --episode E]
-    pgjax report RUN_DIR [RUN_DIR ...] [--out DIR]
+    pgjax report RUN_DIR [RUN_DIR ...] [--out DIR] [--top K] [--per-seed] [--best-config FILE]
 
 Every configuration error is reported as one clear message naming the field and what is allowed,
 before anything is created or compiled; the exit status is then 2. An interrupted run
 (SIGINT/SIGTERM) exits with 128 + the signal number after saving a checkpoint; a run stopped by
 non-finite values (every member diverged, or ``--on-nonfinite stop``) exits with 3. A run in which
-only some members diverged completes (exit 0) with those members marked ``diverged``.
+only some members diverged completes (exit 0) with those members marked ``diverged``. A run that
+cannot write its folder (disk full, file too large, I/O error, a read-only folder) stops at once
+with one line naming the file and the error, marks ``failed`` in status.json when it still can,
+and exits with 4; ``pgjax train --resume`` continues it from its latest checkpoint once the folder
+can be written again. ``pgjax eval`` stopped by SIGINT/SIGTERM exits with 128 + the signal number.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import signal
 import sys
 import time
@@ -45,9 +52,32 @@ def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
     _episodes_parser(sub.add_parser("episodes", help="summarise a run's cache of evaluation episodes"))
     report = sub.add_parser("report", help="overlay runs: figures and a markdown table")
     report.add_argument("run_dirs", nargs="+")
-    report.add_argument("--out", default=None, help="output folder (default: report/ next to the "
-                        "first run, or the run's plots/ for one run)")
+    report.add_argument("--out", default=None, help="output folder (default: reports/<run names> in "
+                        "the working folder; nothing is written into the run folders)")
+    report.add_argument("--top", type=integer, default=3, metavar="K",
+                        help="learning curves of a sweep: its K best settings by final evaluation "
+                             "return (default 3)")
+    report.add_argument("--per-seed", action="store_true",
+                        help="the ranking tables of a sweep also list every seed's score")
+    report.add_argument("--best-config", default=None, metavar="FILE",
+                        help="write the best setting of the (one) run as a .toml or .json settings "
+                             "file: pgjax train --config FILE reruns it")
     return parser
+
+
+def integer(text: str) -> int:
+    """An argparse type for counts: an integer, also written as an integral float (``1e5``,
+    ``2.5e6``), as ``--set`` reads integer fields; ``1.5``, ``inf`` or a word is refused."""
+    if text.strip().lstrip("+-").isdigit():
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number.is_integer()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: an integer (1e5 and 2.5e6 "
+                                         "are fine, 1.5 is not)")
+    return int(number)
 
 
 def _what_to_train(train) -> None:
@@ -56,16 +86,23 @@ def _what_to_train(train) -> None:
     train.add_argument("algorithm", nargs="?", default=None,
                        help=f"one of: {', '.join(sorted(algorithms.ALGORITHMS))}")
     train.add_argument("--env", default=None, help="environment id (gymnax or envs/; default CartPole-v1)")
-    train.add_argument("--seeds", type=int, default=None, help="number of seeds, vmapped (default 3)")
-    train.add_argument("--seed-offset", type=int, default=None, help="first seed (default 0)")
-    train.add_argument("--total-steps", type=int, default=None, help="env steps per seed")
+    train.add_argument("--seeds", type=integer, default=None, help="number of seeds, vmapped (default 3)")
+    train.add_argument("--seed-offset", type=integer, default=None, help="first seed (default 0)")
+    train.add_argument("--total-steps", type=integer, default=None,
+                       help="env steps per seed (1e6 is fine)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="config or hyperparameter override; env.FIELD for EnvParams")
-    train.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
-                       help="hyperparameter values to run side by side (vmapped; several --sweep "
-                            "flags give their cartesian product)")
+    train.add_argument("--sweep", action="append", default=[], metavar="KEY=SPEC",
+                       help="hyperparameter values to run side by side in one vmapped program; "
+                            "SPEC is V1,V2,... or log:LO:HI:N or lin:LO:HI:N (grids), or "
+                            "loguniform:LO:HI, uniform:LO:HI, int:LO:HI, choice:A,B (random, with "
+                            "--samples); several --sweep flags give their cartesian product")
+    train.add_argument("--samples", type=integer, default=None, metavar="N",
+                       help="random search: draw N settings of the random --sweep axes (times the grid)")
+    train.add_argument("--sweep-seed", type=integer, default=None, metavar="S",
+                       help="seed of the random draws (default 0; recorded in config.json)")
     train.add_argument("--name", default=None, help="run name (default ALGO-ENV-TIME)")
-    train.add_argument("--runs-dir", default="runs", help="where run folders go (default runs/)")
+    train.add_argument("--runs-dir", default=None, help="where run folders go (default runs/)")
     train.add_argument("--config", default=None, metavar="FILE",
                        help="start from a settings file (TOML, YAML or JSON; a run's config.json "
                             "too); flags, --set and --sweep apply on top")
@@ -75,21 +112,21 @@ def _what_to_train(train) -> None:
 
 def _run_flags(train) -> None:
     """``pgjax train`` flags of how it runs: evaluation, checkpoints, logging, divergence, chunks."""
-    train.add_argument("--eval-episodes", type=int, default=None,
+    train.add_argument("--eval-episodes", type=integer, default=None,
                        help="evaluation episodes per seed (default 200)")
-    train.add_argument("--num-evals", type=int, default=None,
+    train.add_argument("--num-evals", type=integer, default=None,
                        help="evaluations spread over the run, the last at the end (default 5)")
-    train.add_argument("--eval-every", type=int, default=None,
+    train.add_argument("--eval-every", type=integer, default=None,
                        help="env steps per seed between evaluations (overrides --num-evals)")
     train.add_argument("--sample-eval", action="store_true", default=None, help="evaluate with sampled actions "
                        "(default: greedy, the mode of the policy)")
-    train.add_argument("--cache-episodes", type=int, default=None,
+    train.add_argument("--cache-episodes", type=integer, default=None,
                        help="evaluation episodes per seed cached step by step in eval/ (default 20)")
-    train.add_argument("--checkpoint-every", type=int, default=None,
+    train.add_argument("--checkpoint-every", type=integer, default=None,
                        help="env steps per seed between checkpoints (default: at each evaluation)")
     train.add_argument("--checkpoint-minutes", type=float, default=None,
                        help="also checkpoint after this much wall time (default 10)")
-    train.add_argument("--keep-checkpoints", type=int, default=None, help="latest checkpoints kept (default 3)")
+    train.add_argument("--keep-checkpoints", type=integer, default=None, help="latest checkpoints kept (default 3)")
     train.add_argument("--no-tensorboard", action="store_true", default=None, help="do not write TensorBoard events")
     train.add_argument("--no-plots", action="store_true", default=None, help="do not draw plots/ at the end")
     train.add_argument("--wandb", default=None, metavar="PROJECT",
@@ -101,13 +138,13 @@ def _run_flags(train) -> None:
     train.add_argument("--chunk-seconds", type=float, default=None,
                        help="wall time of one chunk of updates between host-side checks (default 3): "
                             "signals, progress and wall-time checkpoints wait at most this long")
-    train.add_argument("--devices", type=int, default=None,
+    train.add_argument("--devices", type=integer, default=None,
                        help="split the population (seeds × settings) over this many local devices "
                             "(default: as many as divide it; it must divide the population)")
     train.add_argument("--log-every-seconds", type=float, default=None, metavar="S",
                        help="each metrics row is the mean over about S seconds of updates (default "
                             "1; 0 writes a row per update: full detail)")
-    train.add_argument("--log-members", type=int, default=None, metavar="K",
+    train.add_argument("--log-members", type=integer, default=None, metavar="K",
                        help="a population larger than K writes member rows less often and "
                             "TensorBoard per setting, so logs grow like K members' (default 16); "
                             "metrics_settings.jsonl always has every setting's seed statistics")
@@ -132,6 +169,9 @@ def _eval_parser(evaluate) -> None:
     evaluate.add_argument("--episodes", type=int, default=200, help="episodes per seed (default 200)")
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     evaluate.add_argument("--best", action="store_true", help="use the best-by-evaluation checkpoint")
+    evaluate.add_argument("--out", default=None, metavar="FILE.jsonl",
+                          help="also append a row per member to this JSONL file (the run folder "
+                               "itself is only read)")
     mode = evaluate.add_mutually_exclusive_group()
     mode.add_argument("--greedy", dest="greedy", action="store_true", default=True,
                       help="actions are the policy's mode (default)")
@@ -140,11 +180,14 @@ def _eval_parser(evaluate) -> None:
 
 def _episodes_parser(show) -> None:
     show.add_argument("run_dir")
-    show.add_argument("--step", type=int, default=None, help="cached evaluation (default: latest)")
+    show.add_argument("--step", type=int, default=None,
+                      help="one cached evaluation, by env steps (default: all, and the latest for --gif)")
     show.add_argument("--gif", default=None, metavar="OUT.gif", help="render one cached episode")
-    show.add_argument("--member", type=int, default=0, help="population member of the episode")
-    show.add_argument("--episode", type=int, default=0, help="which cached episode")
-    show.add_argument("--fps", type=int, default=30)
+    show.add_argument("--member", type=int, default=None,
+                      help="with --gif: population member of the episode (default 0)")
+    show.add_argument("--episode", type=int, default=None, help="with --gif: which cached episode "
+                      "(default 0)")
+    show.add_argument("--fps", type=int, default=None, help="with --gif: frames per second (default 30)")
 
 
 def _given_options(args) -> dict:
@@ -162,22 +205,53 @@ def _given_options(args) -> dict:
             "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache}
 
 
+DEFAULT_RUNS_DIR = "runs"
+
+
+def check_resume_flags(args) -> None:
+    """``--name``, ``--runs-dir`` and ``--config`` say where a new run goes and what it is; with
+    ``--resume`` each is refused in one line unless it names what the resumed run already has (its
+    folder, and the settings saved in its config.json)."""
+    if not args.resume:
+        return
+    resumed = Path(args.resume)
+    if args.name is not None and args.name != resumed.name:
+        raise ConfigError(f"--name={args.name!r} is not allowed with --resume: the resumed run keeps "
+                          f"its folder {str(resumed)!r}; leave --name out")
+    if args.runs_dir is not None and Path(args.runs_dir).absolute().resolve() != \
+            resumed.absolute().parent.resolve():
+        raise ConfigError(f"--runs-dir={args.runs_dir!r} is not allowed with --resume: the resumed "
+                          f"run keeps its folder {str(resumed)!r}; leave --runs-dir out")
+    if args.config is not None:
+        from pgjax.run import spec, spec_file
+        saved, given = spec.load(resumed), spec.fresh(file=spec_file.load(args.config))
+        found = saved.differences(given) + [
+            f"option {name} (saved {value!r}, file {getattr(given.options, name)!r})"
+            for name, value in vars(saved.options).items() if getattr(given.options, name) != value]
+        if found:
+            raise ConfigError(f"--config={args.config!r} is not allowed with --resume: the resumed "
+                              f"run keeps the settings saved in {resumed / 'config.json'}, and the "
+                              f"file differs in {found[0]}; leave --config out")
+
+
 def resolve(args):
     """(RunSpec, run folder) of ``pgjax train`` from its arguments (:mod:`pgjax.run.spec`)."""
     from pgjax.run import folder as run_folder
     from pgjax.run import spec, spec_file
     asked = dict(algorithm=args.algorithm, env=args.env, total_steps=args.total_steps,
-                 assignments=args.set, sweeps=args.sweep, seed_count=args.seeds,
+                 assignments=args.set, sweeps=args.sweep, samples=args.samples,
+                 sweep_seed=args.sweep_seed, seed_count=args.seeds,
                  seed_offset=args.seed_offset, given_options=_given_options(args))
     if args.resume:
         return spec.resumed(Path(args.resume), **asked), Path(args.resume)
+    runs_dir = Path(args.runs_dir or DEFAULT_RUNS_DIR)
     if args.name is not None:
-        run_folder.check_name(args.name)
-    run_folder.check_writable_dir(Path(args.runs_dir), "--runs-dir")
+        run_folder.check_name(args.name, runs_dir)
+    run_folder.check_writable_dir(runs_dir, "--runs-dir")
     file = spec_file.load(args.config) if args.config else None
     run = spec.fresh(file=file, **asked)
     name = args.name or f"{run.algorithm}-{run.config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return run, Path(args.runs_dir) / name
+    return run, runs_dir / name
 
 
 def _train(args) -> int:
@@ -187,16 +261,21 @@ def _train(args) -> int:
             require(args.name is not None or args.resume is not None, "--name", None,
                     "a multi-process run needs --name (or --resume): every process must write "
                     "the same folder")
+        check_resume_flags(args)
         run, run_dir = resolve(args)
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
     from pgjax.run import runner
+    from pgjax.run.loggers import WriteFailed
     try:  # the runner refuses a folder that holds a run, or is in use, before compiling anything
         result = runner.run_spec(run, run_dir, resume=bool(args.resume))
     except ConfigError as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
+    except WriteFailed as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return WRITE_FAILED
     if result.status == runner.INTERRUPTED:
         return 128 + int(signal.SIGINT if "SIGINT" in result.message else signal.SIGTERM)
     if result.status == runner.NON_FINITE:
@@ -204,61 +283,143 @@ def _train(args) -> int:
     return 0
 
 
+WRITE_FAILED = 4  # exit status of a run that could not write its folder
+
+
 def _eval(args) -> int:
+    """Evaluate a checkpoint (the folder is only read), print the table, then, with ``--out``,
+    append its rows to that file, or warn in one line that they could not be recorded. A signal
+    stops it at once."""
+    from pgjax.run.background import StoppedBeforeTraining, StopSignals, while_listening
+    from pgjax.run.loggers import WriteFailed
+    run_dir = Path(args.run_dir)
     try:
         require(args.episodes >= 1, "--episodes", args.episodes, "must be a positive integer")
-        from pgjax.run import spec
-        run = spec.load(Path(args.run_dir))
+        from pgjax.run import memory, spec
+        run = spec.load(run_dir)
+        memory.check_evaluation(run.config, len(run.seeds) * len(run.settings), args.episodes, 0,
+                                ("--episodes", args.episodes), "lower --episodes")  # reads nothing
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
     from pgjax.run import runner
-    try:
-        text = runner.reevaluate(Path(args.run_dir), run.algo, run.config, run.settings, run.seeds,
-                                     episodes=args.episodes, step=args.step,
-                                     which="best" if args.best else "latest", greedy=args.greedy)
+    try:  # in a worker thread, so that SIGINT/SIGTERM end it at once, even inside XLA
+        with StopSignals(sys.stderr) as stop:
+            text, rows = while_listening(
+                stop, functools.partial(runner.reevaluation, episodes=args.episodes, step=args.step,
+                                        which="best" if args.best else "latest", greedy=args.greedy),
+                run_dir, run.algo, run.config, run.settings, run.seeds)
+    except StoppedBeforeTraining as stopped:
+        print(f"pgjax: received {signal.Signals(stopped.signum).name} during the evaluation: "
+              "stopped, nothing recorded", file=sys.stderr, flush=True)
+        return 128 + int(stopped.signum)
     except (FileNotFoundError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
-    print(text)
+    print(text, flush=True)
+    if args.out is None:
+        return 0
+    try:
+        runner.record_reevaluation(Path(args.out), rows)
+    except WriteFailed as error:
+        print(f"pgjax: warning: the result above was not recorded ({error})", file=sys.stderr)
     return 0
 
 
 def _episodes(args) -> int:
+    """Summarise the episode cache (all evaluations, or the one at ``--step``), or render one
+    cached episode with ``--gif``; flags that only a GIF uses are refused without it."""
     from pgjax.run import episodes
+    from pgjax.run.loggers import WriteFailed
     run_dir = Path(args.run_dir)
     try:
         if args.gif is None:
-            print(episodes.summary(run_dir))
+            given = [flag for flag, value in (("--member", args.member), ("--episode", args.episode),
+                                              ("--fps", args.fps)) if value is not None]
+            if given:
+                raise ConfigError(f"{given[0]} is not allowed without --gif: it only applies to the "
+                                  "GIF (the summary covers every member and episode)")
+            print(episodes.summary(run_dir, step=args.step))
             return 0
+        episodes.check_gif_path(Path(args.gif))
         from pgjax.run import spec
         path = episodes.render_gif(run_dir, spec.load(run_dir).config, Path(args.gif), step=args.step,
-                                   member=args.member, episode=args.episode, fps=args.fps)
+                                   member=args.member or 0, episode=args.episode or 0,
+                                   fps=30 if args.fps is None else args.fps)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
+    except WriteFailed as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return WRITE_FAILED
     print(f"wrote {path}")
     return 0
 
 
+def default_report_folder(run_dirs: list[Path]) -> Path:
+    """``reports/<name>`` (one run) or ``reports/<name1>+<name2>…`` in the working folder: outside
+    the run folders, which a reader never modifies (a name longer than a file name allows is cut
+    and ends in a short hash of the whole)."""
+    import hashlib
+    name = "+".join(d.resolve().name for d in run_dirs)
+    if len(name) > 120:
+        name = name[:100] + "-" + hashlib.sha1(name.encode()).hexdigest()[:12]
+    return Path("reports") / name
+
+
 def _report(args) -> int:
     from pgjax import report
+    from pgjax.report import best_config
     from pgjax.run import folder as run_folder
     run_dirs = [Path(d) for d in args.run_dirs]
     missing = [str(d) for d in run_dirs if not (d / "config.json").exists()]
     if missing:
         print(f"pgjax: error: not run folders (no config.json): {', '.join(missing)}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else (run_dirs[0] / "plots" if len(run_dirs) == 1
-                                           else run_dirs[0].parent / "report")
+    try:  # the report's own arguments, refused before anything is written
+        require(args.top >= 1, "--top", args.top, "a positive integer (settings of a sweep whose "
+                "learning curves are drawn)")
+        best = _best_setting(args.best_config, run_dirs) if args.best_config else None
+    except ConfigError as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else default_report_folder(run_dirs)
     try:
         run_folder.check_writable_dir(out, "--out")
     except ConfigError as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
-    print(report.report(run_dirs, out))
+    from pgjax.run.loggers import WriteFailed, writing
+    try:
+        with writing(out):
+            text = report.report(run_dirs, out, top=args.top, per_seed=args.per_seed)
+        if best is not None:
+            with writing(best[0]):
+                best_config.write_record(*best)
+    except ConfigError as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return 2
+    except WriteFailed as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return WRITE_FAILED
+    print(text)
     print(f"\nfigures and report.md in {out}")
+    if best is not None:
+        print(f"wrote the {best[2]} to {best[0]} (pgjax train --config {best[0]} reruns it)")
     return 0
+
+
+def _best_setting(path: str, run_dirs: list[Path]) -> tuple:
+    """``(path, record, what)`` for ``pgjax report --best-config``: the checked path and the
+    best setting of the one run, chosen before anything is written (ConfigError otherwise)."""
+    from pgjax import report
+    from pgjax.report import best_config
+    require(len(run_dirs) == 1, "--best-config", path,
+            f"with exactly one run folder (got {len(run_dirs)}): the best setting of that run")
+    checked = best_config.check_path(path)
+    run = report.load_run(run_dirs[0])
+    record, label = best_config.best_record(run)
+    return checked, record, f"best setting of run {run.name}" + (f" ({label})" if label else "")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -274,7 +435,8 @@ def _algorithm_asking_for_help(argv: list[str]) -> str | None:
 
 def _join_processes(argv: list[str]) -> bool:
     """``jax.distributed.initialize`` from the multi-process flags of ``pgjax train`` (or the
-    environment; :mod:`pgjax.run.distributed`); False for a single-process run."""
+    environment; :mod:`pgjax.run.distributed`); False for a single-process run. A process that
+    cannot join within ``PGJAX_COORDINATOR_TIMEOUT`` seconds (default 120) exits with one line."""
     from pgjax.run import distributed
     early = argparse.ArgumentParser(add_help=False)
     early.add_argument("--coordinator", default=None)
@@ -287,17 +449,17 @@ def _join_processes(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]:
-        try:  # before anything touches a device (building the parser does): join the processes
-            _join_processes(argv)
-        except ConfigError as error:
-            print(f"pgjax: error: {error}", file=sys.stderr)
-            return 2
-    args = _parser(_algorithm_asking_for_help(argv)).parse_args(argv)
-    commands = {"train": _train, "eval": _eval, "episodes": _episodes, "report": _report}
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warning  # our warnings as one line each, no source excerpt
     try:
+        if argv[:1] == ["train"]:
+            try:  # before anything touches a device (building the parser does): join the processes
+                _join_processes(argv)
+            except ConfigError as error:
+                print(f"pgjax: error: {error}", file=sys.stderr)
+                return 2
+        args = _parser(_algorithm_asking_for_help(argv)).parse_args(argv)
+        commands = {"train": _train, "eval": _eval, "episodes": _episodes, "report": _report}
         return commands[args.command](args)
     finally:
         warnings.showwarning = shown

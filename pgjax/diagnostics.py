@@ -20,7 +20,9 @@ bias-corrected signal ‖ḡ‖² − tr Σ̂/G can be negative, so it is not re
 NaN when tr Σ̂ = 0 (G identical estimates).
 
 Everything here is pure and jittable; :func:`pgjax.algorithms.common.gradient_diagnostics` is the
-one place the algorithms call it (behind ``config.log_grad_variance``).
+one place the algorithms call it (behind ``config.log_grad_variance``). A bad shape raises
+:class:`~pgjax.errors.ShapeError` (a ``ValueError`` of the :mod:`pgjax.errors` family) naming the
+function and the argument.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+
+from pgjax._checks import check_leading_axes, check_shape, static_int
+from pgjax.errors import ShapeError
 
 Array = chex.Array
 
@@ -50,11 +55,13 @@ def gradient_statistics(grads: Any) -> GradientStatistics:
         leaf. G ≥ 2 (the ddof = 1 variance needs two estimates).
     Returns: a :class:`GradientStatistics` of float32 scalars.
     """
+    fn = "gradient_statistics"
     leaves = jax.tree.leaves(grads)
-    chex.assert_equal_shape_prefix(leaves, 1)
+    check_leading_axes(fn, "grads", leaves, 1)
     num = leaves[0].shape[0]
     if num < 2:
-        raise ValueError(f"gradient_statistics needs G >= 2 estimates on the leading axis, got {num}")
+        raise ShapeError(fn, "grads", f"{fn}: grads needs G >= 2 estimates on the leading axis, "
+                                      f"got {num}")
     leaves = [jnp.asarray(x, jnp.float32).reshape(num, -1) for x in leaves]
     means = [jnp.mean(x, axis=0) for x in leaves]
     mean_sq_norm = sum(jnp.sum(m**2) for m in means)
@@ -70,12 +77,17 @@ def split_groups(tree: Any, num_groups: int, axis: int) -> Any:
     ``[G, ..., N/G, ...]``. The group axis keeps its place (with size N/G), so a loss written for
     the whole batch takes one group unchanged; e.g. a time-major trajectory ``[T, N, ...]`` with
     ``axis=1, num_groups=N`` gives one ``[T, 1, ...]`` trajectory per environment."""
+    num_groups = static_int("split_groups", "num_groups", num_groups)
+
     def split(x):
-        size = x.shape[axis]
+        at = _axis("split_groups", "tree", x, axis)
+        size = x.shape[at]
         if size % num_groups:
-            raise ValueError(f"axis {axis} of size {size} does not split into {num_groups} groups")
-        shape = x.shape[:axis] + (num_groups, size // num_groups) + x.shape[axis + 1:]
-        return jnp.moveaxis(x.reshape(shape), axis, 0)
+            raise ShapeError("split_groups", "tree", f"split_groups: axis {axis} of a leaf of tree "
+                                                     f"has size {size}, which does not split into "
+                                                     f"{num_groups} groups")
+        shape = x.shape[:at] + (num_groups, size // num_groups) + x.shape[at + 1:]
+        return jnp.moveaxis(x.reshape(shape), at, 0)
     return jax.tree.map(split, tree)
 
 
@@ -98,7 +110,7 @@ def group_gradients(loss_fn: Callable[[Any, Any], Array], params: Any, groups: A
     if weights is None:
         return grads
     num = jax.tree.leaves(groups)[0].shape[0]
-    chex.assert_shape(weights, (num,))
+    check_shape("group_gradients", "weights", weights, (num,), "one weight per group,")
     return jax.tree.map(lambda g: g * weights.reshape((num,) + (1,) * (g.ndim - 1)), grads)
 
 
@@ -106,6 +118,17 @@ def share_weights(mask: Array, axis: int) -> Array:
     """w_i = G·n_i/Σ_j n_j with n_i = Σ of ``mask`` over everything but ``axis`` (the group axis,
     size G): the factors that make group i's masked-mean gradient G × its share of the batch's
     masked-mean gradient (:func:`group_gradients`). All zeros when the mask is empty."""
+    mask = jnp.asarray(mask)
+    axis = _axis("share_weights", "mask", mask, axis)
     counts = jnp.sum(jnp.moveaxis(jnp.asarray(mask, jnp.float32), axis, 0).reshape(mask.shape[axis], -1),
                      axis=1)
     return mask.shape[axis] * counts / jnp.maximum(jnp.sum(counts), 1e-12)
+
+
+def _axis(fn: str, name: str, x: Array, axis: int) -> int:
+    """``axis`` of ``x`` as a non-negative index (negative counts from the end, as in NumPy)."""
+    ndim = jnp.ndim(x)
+    if not -ndim <= axis < ndim:
+        raise ShapeError(fn, name, f"{fn}: {name} has no axis {axis} (its shape is "
+                                   f"{jnp.shape(x)})")
+    return axis % ndim

@@ -8,8 +8,10 @@
 
 Both are pytrees (only arrays as fields), so they pass through ``jax.jit``, ``jax.vmap`` and
 ``jax.grad`` and can be returned from a network. Every method is batched over ``batch_shape``;
-``kl(other)`` is KL[self ‖ other]. Shapes are checked when a method is traced (no broadcasting
-between a distribution and its actions).
+``kl(other)`` is KL[self ‖ other]. Shapes and dtypes are checked when a method is traced (no
+broadcasting between a distribution and its actions); a refused argument raises
+:class:`~pgjax.errors.ShapeError` (a ``ValueError``) or :class:`~pgjax.errors.DtypeError` (a
+``TypeError``) of the :mod:`pgjax.errors` family, naming the method and the argument.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax._checks import check_float, check_same_shape, check_shape, is_traced
+from pgjax.errors import ArgumentValueError, DtypeError, ShapeError
 
 __all__ = ["Categorical", "DiagGaussian", "Distribution"]
 
@@ -68,7 +71,8 @@ class Categorical(_Replace):
 
     def _check(self, fn: str) -> None:
         if jnp.ndim(self.logits) < 1:
-            raise ValueError(f"{fn}: logits must be [*batch, A], got a scalar")
+            raise ShapeError(fn, "logits", f"{fn}: logits must be [*batch, A], got a scalar")
+        check_float(fn, "logits", jnp.asarray(self.logits))
 
     @property
     def log_probs_all(self) -> jax.Array:
@@ -107,14 +111,17 @@ class Categorical(_Replace):
         if not isinstance(actions, jax.Array):
             actions = np.asarray(actions)
         if not jnp.issubdtype(actions.dtype, jnp.integer):
-            raise TypeError(f"{fn}: actions must be integers (indices into the {num_actions} logits), "
-                            f"got dtype {actions.dtype}; cast whole-number floats with .astype(jnp.int32)")
+            raise DtypeError(fn, "actions",
+                             f"{fn}: actions must be integers (indices into the {num_actions} "
+                             f"logits), got dtype {actions.dtype}; cast whole-number floats with "
+                             f".astype(jnp.int32)")
         check_shape(fn, "actions", actions, self.batch_shape, "the distribution's batch shape")
         if not traced:
             values = np.asarray(actions)
             if values.size and (values.min() < 0 or values.max() >= num_actions):
-                raise ValueError(f"{fn}: actions must lie in [0, {num_actions}), got values from "
-                                 f"{values.min()} to {values.max()}")
+                raise ArgumentValueError(fn, "actions",
+                                         f"{fn}: actions must lie in [0, {num_actions}), got "
+                                         f"values from {values.min()} to {values.max()}")
         return jnp.asarray(actions)
 
     def entropy(self) -> jax.Array:
@@ -129,10 +136,12 @@ class Categorical(_Replace):
 
     def sample(self, key: jax.Array) -> jax.Array:
         """``[*batch]`` int32 actions drawn from π (never a forbidden one)."""
+        self._check("Categorical.sample")
         return jax.random.categorical(key, self.logits, axis=-1)
 
     def mode(self) -> jax.Array:
         """``[*batch]`` the most probable actions, argmax_a h(s, a)."""
+        self._check("Categorical.mode")
         return jnp.argmax(self.logits, axis=-1)
 
     def kl(self, other: "Categorical") -> jax.Array:
@@ -148,6 +157,7 @@ class Categorical(_Replace):
           ``[*batch]`` KL divergences in nats.
         """
         self._check("Categorical.kl")
+        other._check("Categorical.kl")
         check_same_shape("Categorical.kl", logits=self.logits, other_logits=other.logits)
         log_p, log_q = self.log_probs_all, other.log_probs_all
         return _xlogy_terms(jnp.exp(log_p), log_p - log_q)
@@ -171,7 +181,9 @@ class DiagGaussian(_Replace):
 
     def _check(self, fn: str) -> None:
         if jnp.ndim(self.mean) < 1:
-            raise ValueError(f"{fn}: mean must be [*batch, D], got a scalar")
+            raise ShapeError(fn, "mean", f"{fn}: mean must be [*batch, D], got a scalar")
+        check_float(fn, "mean", jnp.asarray(self.mean))
+        check_float(fn, "log_std", jnp.asarray(self.log_std))
         try:
             fits = jnp.broadcast_shapes(jnp.shape(self.log_std), self.mean.shape) == self.mean.shape
         except ValueError:
@@ -214,11 +226,13 @@ class DiagGaussian(_Replace):
 
     def sample(self, key: jax.Array) -> jax.Array:
         """``[*batch, D]`` actions μ + σ·ε, ε ~ N(0, I)."""
+        self._check("DiagGaussian.sample")
         noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
         return self.mean + jnp.exp(self.log_std) * noise
 
     def mode(self) -> jax.Array:
         """``[*batch, D]`` the mean μ."""
+        self._check("DiagGaussian.mode")
         return self.mean
 
     def kl(self, other: "DiagGaussian") -> jax.Array:

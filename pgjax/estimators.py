@@ -22,22 +22,42 @@ treating a time limit as a terminal state biases every estimate near the limit (
 Contracts (checked when the function is traced, so they cost nothing under ``jax.jit``):
 
 - the float inputs must be floating-point and share the rewards' shape, except ``discounts`` and
-  ``lambda_``, which may also be scalars; a mismatch is refused, never broadcast;
-- the result has the floating dtype of the ``[T, *batch]`` inputs (float16 and bfloat16 stay
-  float16 and bfloat16); scalar hyperparameters (γ, λ, ρ̄, c̄) are cast to it, so a float32
-  hyperparameter does not widen a low-precision computation;
+  ``lambda_``, which may also be scalars; a mismatch is refused, never broadcast. A refused
+  argument raises :class:`~pgjax.errors.ShapeError` (a ``ValueError``) or
+  :class:`~pgjax.errors.DtypeError` (a ``TypeError``), both of the :mod:`pgjax.errors` family,
+  naming the function and the argument;
+- ``dones`` may be bool, integer or float; any nonzero entry is an episode end;
+- the result has the floating dtype of the ``[T, *batch]`` inputs. float16 and bfloat16 inputs
+  are computed in float32 and the result is rounded once to their dtype, so its error is that of
+  the final rounding, not of a T-step recursion in half precision; scalar hyperparameters
+  (γ, λ, ρ̄, c̄) are used at the computing precision and never widen the result's dtype;
 - Python scalars, lists and NumPy arrays are converted with ``jnp.asarray``;
 - hyperparameters that are only numbers in the maths (γ, λ, ρ̄, c̄) may be traced (vmapped);
   ``n`` of :func:`n_step_returns` sets the program's structure and must be static.
+
+Cuts select, they do not multiply. Nothing beyond an episode end (any input of a later row of
+the same column: a new episode's rewards, values, importance weights), and no ``next_values[t]``
+whose discount is 0 (a termination), reaches a result at or before that end: such terms are
+*selected away* with ``jnp.where`` before any arithmetic, never multiplied by 0 (0·NaN and 0·∞
+are NaN). So NaN or ±inf there changes neither the results of the rows up to the cut nor their
+gradients with respect to those rows' inputs (rewards, values, next values, per-step discounts
+and λ). The rows of the next episode depend on its own inputs, as they should; one consequence:
+a *scalar* γ or λ is also an input of those rows, so where their results are NaN its gradient is
+NaN too (0·NaN in the chain rule), even for a loss on the earlier rows alone. NaN in
+``next_values`` where the discount is 0 leaves every gradient finite, a scalar γ or λ included.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from pgjax._checks import check_float, check_same_shape, check_scalar, check_shape, static_int
+from pgjax._checks import (check_float, check_same_shape, check_scalar, check_shape,
+                           compute_dtype, static_int)
+from pgjax.errors import DtypeError, ShapeError
 
 __all__ = ["discounted_returns", "lambda_returns", "n_step_returns", "td_errors", "gae", "vtrace",
            "explained_variance"]
@@ -49,16 +69,20 @@ Numeric = chex.Numeric
 _MAY_BE_SCALAR = frozenset({"discounts", "lambda_"})
 
 
-def _trajectory(fn: str, dones=None, **inputs) -> tuple[Array, ...]:
-    """Checks and converts the trajectory inputs of ``fn``; returns them in the order given, then
-    (when ``dones`` is given) the continuation mask, all ``[T, *batch]`` in one floating dtype.
+def _trajectory(fn: str, dones=None, **inputs) -> tuple:
+    """Checks and converts the trajectory inputs of ``fn``.
 
-    ``rewards`` fixes the shape. The dtype is the promotion of the inputs that are arrays of that
-    shape; a scalar ``discounts`` or ``lambda_`` is cast to it and broadcast."""
+    Returns ``(dtype, *inputs, dones)``: the result dtype (the promotion of the inputs that are
+    arrays of the rewards' shape), the inputs in the order given, in the computing dtype
+    (:func:`pgjax._checks.compute_dtype`: float32 for half precision), then, when ``dones`` is
+    given, ``dones`` as an array (checked, in its own dtype). A scalar ``discounts`` or
+    ``lambda_`` stays a scalar (it broadcasts in the arithmetic, and :func:`_backward` uses it on
+    every row without materialising a ``[T, *batch]`` copy)."""
     arrays = {name: jnp.asarray(x) for name, x in inputs.items()}
     shape = arrays["rewards"].shape
     if not shape:
-        raise ValueError(f"{fn}: trajectory arrays must be time-major [T, *batch]; rewards is a scalar")
+        raise ShapeError(fn, "rewards", f"{fn}: trajectory arrays must be time-major [T, *batch]; "
+                                        f"rewards is a scalar")
     for name, x in arrays.items():
         if name in _MAY_BE_SCALAR and x.ndim == 0:
             continue
@@ -66,33 +90,90 @@ def _trajectory(fn: str, dones=None, **inputs) -> tuple[Array, ...]:
         what = "the rewards' shape [T, *batch]" + (" (or be a scalar)" if name in _MAY_BE_SCALAR else "")
         check_shape(fn, name, x, shape, what)
     dtype = jnp.result_type(*(x for x in arrays.values() if x.ndim))
-    out = [jnp.broadcast_to(x.astype(dtype), shape) for x in arrays.values()]
+    work = compute_dtype(dtype)
+    out = [x.astype(work) for x in arrays.values()]
     if dones is not None:
         dones = jnp.asarray(dones)
         check_shape(fn, "dones", dones, shape, "the rewards' shape [T, *batch]")
-        out.append(_continue_mask(dones, dtype))
-    return tuple(out)
+        if not (dones.dtype == bool or jnp.issubdtype(dones.dtype, jnp.integer)
+                or jnp.issubdtype(dones.dtype, jnp.floating)):
+            raise DtypeError(fn, "dones", f"{fn}: dones must be bool, integer or float, got dtype "
+                                          f"{dones.dtype}")
+        out.append(dones)
+    return (dtype, *out)
 
 
 def _hyperparameter(fn: str, name: str, x: Numeric, dtype) -> Array:
-    """A scalar hyperparameter (possibly traced), cast to the trajectory's dtype."""
+    """A scalar hyperparameter (possibly traced), cast to the computing dtype."""
     check_scalar(fn, name, x)
     return jnp.asarray(x).astype(dtype)
 
 
-def _continue_mask(dones: Array, dtype) -> Array:
-    """1 where the trace may run on into row t+1; 0 at episode ends and at the last row."""
-    not_done = 1 - dones.astype(dtype)
-    return not_done.at[-1].set(0)
+def _continues(dones: Array) -> Array:
+    """bool ``[T, *batch]``: True where the trace may run on into row t+1; False at episode ends
+    (any nonzero ``dones``) and at the last row. (:func:`_backward` needs no last-row flag: it
+    tests ``dones == 0`` row by row and starts from the value after the segment instead.)"""
+    # an iota comparison rather than ``.at[-1].set``, so that it fuses into its consumers
+    # instead of being a scatter of its own
+    row = jax.lax.broadcasted_iota(jnp.int32, dones.shape, 0)
+    return (dones == 0) & (row < dones.shape[0] - 1)
 
 
-def _reverse_scan(step, init: Array, xs) -> Array:
-    _, out = jax.lax.scan(step, init, xs, reverse=True)
-    return out
+def _kept(keep: Array, x: Array) -> Array:
+    """``x`` where ``keep``, 0 elsewhere, by selection: what is not kept reaches neither the value
+    nor the gradient, whatever it holds (NaN, ±inf). Applied to an input *before* the arithmetic
+    that uses it, it is the inner half of the "double where" that keeps NaN out of gradients too
+    (the outer half is the product with a zero coefficient)."""
+    return jnp.where(keep, x, jnp.zeros((), x.dtype))
+
+
+def _discounted(discounts: Array, x: Array) -> Array:
+    """discounts·x, with ``x`` selected away where the discount is 0: after a termination the
+    bootstrap term is exactly 0 even where ``x`` is NaN or ±inf (0·NaN is NaN)."""
+    return discounts * _kept(discounts != 0, x)
+
+
+def _backward(terms: Callable[..., tuple[Array, Array]], *inputs: Array,
+              after: Array | None = None) -> Array:
+    """y_t = base_t + coef_t·y_{t+1} for t = T−1 … 0, from y_T = ``after`` (0 by default): the
+    linear recursion every trace-based estimator reduces to (GAE: base = δ, coef = γλ; V-trace:
+    base = ρ̄-clipped ρδ, coef = γc; returns: base = r (+ γV(s') where they stop), coef = γ), cut
+    where coef_t = 0.
+
+    ``(base_t, coef_t) = terms(*row_t)``, where row t holds ``inputs[i][t]`` of each
+    ``[T, *batch]`` input and the input itself for a scalar one (γ or λ, used on every row). The
+    first input fixes the carry's shape and dtype. The last row needs no cut of its own: it
+    continues into ``after``, the value beyond the segment (0 for an advantage, V(s'_{T−1}) for a
+    return).
+
+    y_{t+1} is selected away where coef_t = 0, so a cut (``terms`` zeroes coef at episode ends)
+    lets no NaN or ±inf of a later episode into y_t or its gradient.
+
+    Speed: one reverse ``lax.scan`` over time with the whole batch ``[*batch]`` as its carry, and
+    ``terms`` evaluated *inside* it, so each step is one fused kernel that reads row t of the
+    inputs and writes row t of y: no ``[T, *batch]`` intermediate (δ, γλ) is written to memory
+    and read back, and (for GAE) nothing is computed outside the loop. For GAE on XLA:CPU this
+    measured 1.4–2.8× faster than computing base and coef first, and 1.3–2.7× faster than rlax's
+    vmapped GAE, at T × N from 128 × 8 to 128 × 2048 (benchmarks/estimator_speed.py); unrolling
+    the scan measured slower."""
+    per_row = [jnp.ndim(x) > 0 for x in inputs]
+    rows = tuple(x for x, is_row in zip(inputs, per_row) if is_row)
+
+    def step(next_y, row):
+        row = iter(row)
+        base, coef = terms(*(next(row) if is_row else x for x, is_row in zip(inputs, per_row)))
+        y = base + coef * _kept(coef != 0, next_y)
+        return y, y
+
+    first = inputs[0]
+    init = jnp.zeros(first.shape[1:], first.dtype) if after is None else after
+    _, ys = jax.lax.scan(step, init, rows, reverse=True)
+    return ys
 
 
 def _deltas(rewards: Array, values: Array, next_values: Array, discounts: Array) -> Array:
-    return rewards + discounts * next_values - values
+    """δ_t = r_t + discounts_t·V(s'_t) − V(s_t), with no V(s'_t) where discounts_t = 0."""
+    return rewards + _discounted(discounts, next_values) - values
 
 
 def discounted_returns(rewards: Array, next_values: Array, discounts: Numeric, dones: Array) -> Array:
@@ -114,15 +195,18 @@ def discounted_returns(rewards: Array, next_values: Array, discounts: Numeric, d
     Returns:
       ``[T, *batch]`` returns G_t, in the rewards' dtype.
     """
-    rewards, next_values, discounts, cont = _trajectory(
+    dtype, rewards, next_values, discounts, dones = _trajectory(
         "discounted_returns", dones, rewards=rewards, next_values=next_values, discounts=discounts)
 
-    def step(next_return, x):
-        r, nv, d, c = x
-        g = r + d * (c * next_return + (1 - c) * nv)
-        return g, g
+    def terms(r, nv, d, done):
+        # G_t = [r_t + discounts_t·V(s'_t) where the episode ends at row t] + [discounts_t where
+        # it continues]·G_{t+1}; V(s'_t) of a row that continues is never used
+        continues = done == 0
+        return r + _discounted(d, _kept(~continues, nv)), _kept(continues, d)
 
-    return _reverse_scan(step, jnp.zeros_like(rewards[0]), (rewards, next_values, discounts, cont))
+    # the last row continues (unless its episode ends) into G_T = V(s'_{T−1}), its bootstrap
+    return _backward(terms, rewards, next_values, discounts, dones,
+                     after=next_values[-1]).astype(dtype)
 
 
 def lambda_returns(rewards: Array, next_values: Array, discounts: Numeric, dones: Array,
@@ -149,18 +233,29 @@ def lambda_returns(rewards: Array, next_values: Array, discounts: Numeric, dones
     Returns:
       ``[T, *batch]`` λ-returns, in the rewards' dtype.
     """
-    rewards, next_values, discounts, lambda_, cont = _trajectory(
+    dtype, rewards, next_values, discounts, lambda_, dones = _trajectory(
         "lambda_returns", dones, rewards=rewards, next_values=next_values, discounts=discounts,
         lambda_=lambda_)
+    shape = rewards.shape
+    discounts, lambda_ = jnp.broadcast_to(discounts, shape), jnp.broadcast_to(lambda_, shape)
+    next_values = _kept(discounts != 0, next_values)
+    cont = _continues(dones)
+    # G^λ_{t+1} is used by row t only where the trace continues and discounts_t ≠ 0; row t+1
+    # selects it away itself when it hands it on (``used_by_previous_row``), so the product
+    # below never sees a NaN or ±inf of a later episode
+    uses_next = cont & (discounts != 0)
+    used_by_previous_row = jnp.concatenate([jnp.zeros_like(uses_next[:1]), uses_next[:-1]], axis=0)
 
     def step(next_return, x):
-        r, nv, d, lam, c = x
+        r, nv, d, lam, c, handed_on = x
         inner = (1 - lam) * nv + lam * next_return
-        g = r + d * (c * inner + (1 - c) * nv)
-        return g, g
+        g = r + d * jnp.where(c, inner, nv)
+        return _kept(handed_on, g), g
 
-    return _reverse_scan(step, jnp.zeros_like(rewards[0]),
-                         (rewards, next_values, discounts, lambda_, cont))
+    _, returns = jax.lax.scan(step, jnp.zeros_like(rewards[0]),
+                              (rewards, next_values, discounts, lambda_, cont, used_by_previous_row),
+                              reverse=True)
+    return returns.astype(dtype)
 
 
 def n_step_returns(rewards: Array, next_values: Array, discounts: Numeric, dones: Array,
@@ -185,14 +280,15 @@ def n_step_returns(rewards: Array, next_values: Array, discounts: Numeric, dones
       ``[T, *batch]`` n-step returns, in the rewards' dtype.
     """
     n = static_int("n_step_returns", "n", n)
-    rewards, next_values, discounts, cont = _trajectory(
+    dtype, rewards, next_values, discounts, dones = _trajectory(
         "n_step_returns", dones, rewards=rewards, next_values=next_values, discounts=discounts)
-    # G^{(1)}_t = r_t + d_t V(s'_t);  G^{(k)}_t = r_t + d_t [c_t G^{(k-1)}_{t+1} + (1 - c_t) V(s'_t)]
-    returns = rewards + discounts * next_values
+    cont = _continues(dones)
+    # G^{(1)}_t = r_t + d_t V(s'_t);  G^{(k)}_t = r_t + d_t·(G^{(k-1)}_{t+1} if c_t else V(s'_t))
+    returns = rewards + _discounted(discounts, next_values)
     for _ in range(n - 1):
         shifted = jnp.concatenate([returns[1:], jnp.zeros_like(returns[:1])], axis=0)
-        returns = rewards + discounts * (cont * shifted + (1 - cont) * next_values)
-    return returns
+        returns = rewards + _discounted(discounts, jnp.where(cont, shifted, next_values))
+    return returns.astype(dtype)
 
 
 def td_errors(rewards: Array, values: Array, next_values: Array, discounts: Numeric) -> Array:
@@ -209,8 +305,9 @@ def td_errors(rewards: Array, values: Array, next_values: Array, discounts: Nume
     Returns:
       ``[T, *batch]`` TD errors δ_t, in the rewards' dtype.
     """
-    return _deltas(*_trajectory("td_errors", rewards=rewards, values=values,
-                                next_values=next_values, discounts=discounts))
+    dtype, *inputs = _trajectory("td_errors", rewards=rewards, values=values,
+                                 next_values=next_values, discounts=discounts)
+    return _deltas(*inputs).astype(dtype)
 
 
 def gae(rewards: Array, values: Array, next_values: Array, discounts: Numeric, dones: Array,
@@ -246,17 +343,14 @@ def gae(rewards: Array, values: Array, next_values: Array, discounts: Numeric, d
     ...     dones=jnp.array([False, True, False]), lambda_=1.0)
     Array([4., 6., 1.], dtype=float32)
     """
-    rewards, values, next_values, discounts, lambda_, cont = _trajectory(
+    dtype, rewards, values, next_values, discounts, lambda_, dones = _trajectory(
         "gae", dones, rewards=rewards, values=values, next_values=next_values, discounts=discounts,
         lambda_=lambda_)
 
-    def step(next_adv, x):
-        delta, d, lam, c = x
-        adv = delta + d * lam * c * next_adv
-        return adv, adv
+    def terms(r, v, nv, d, lam, done):
+        return _deltas(r, v, nv, d), _kept(done == 0, d * lam)
 
-    deltas = _deltas(rewards, values, next_values, discounts)
-    return _reverse_scan(step, jnp.zeros_like(rewards[0]), (deltas, discounts, lambda_, cont))
+    return _backward(terms, rewards, values, next_values, discounts, lambda_, dones).astype(dtype)
 
 
 def vtrace(rewards: Array, values: Array, next_values: Array, discounts: Numeric, dones: Array,
@@ -292,26 +386,28 @@ def vtrace(rewards: Array, values: Array, next_values: Array, discounts: Numeric
       ``(vs, pg_advantages)``, both ``[T, *batch]`` in the rewards' dtype, with no gradient
       flowing through them (they are targets).
     """
-    rewards, values, next_values, discounts, log_rhos, lambda_, cont = _trajectory(
+    dtype, rewards, values, next_values, discounts, log_rhos, lambda_, dones = _trajectory(
         "vtrace", dones, rewards=rewards, values=values, next_values=next_values,
         discounts=discounts, log_rhos=log_rhos, lambda_=lambda_)
     rho_bar, c_bar, pg_rho_bar = (
         _hyperparameter("vtrace", name, x, rewards.dtype)
         for name, x in (("rho_bar", rho_bar), ("c_bar", c_bar), ("pg_rho_bar", pg_rho_bar)))
     rhos = jnp.exp(log_rhos)
-    cs = lambda_ * jnp.minimum(c_bar, rhos)
-    deltas = jnp.minimum(rho_bar, rhos) * _deltas(rewards, values, next_values, discounts)
+    # ρ_t·δ_t is formed before the scan (and the traces c_t inside it) so that the multiply-add
+    # of each step rounds exactly as it always has: IMPALA's float32 results stay bit-identical
+    weighted_deltas = jnp.minimum(rho_bar, rhos) * _deltas(rewards, values, next_values, discounts)
 
-    def step(next_acc, x):
-        delta, d, c, k = x
-        acc = delta + d * c * k * next_acc
-        return acc, acc
+    def terms(rho_delta, d, log_rho, lam, done):
+        return rho_delta, _kept(done == 0, d * (lam * jnp.minimum(c_bar, jnp.exp(log_rho))))
 
-    vs = values + _reverse_scan(step, jnp.zeros_like(rewards[0]), (deltas, discounts, cs, cont))
+    vs = values + _backward(terms, weighted_deltas, discounts, log_rhos, lambda_, dones)
+    cont = _continues(dones)
     vs_next = jnp.concatenate([vs[1:], jnp.zeros_like(vs[:1])], axis=0)
-    bootstrap = cont * vs_next + (1 - cont) * next_values
-    pg_advantages = jnp.minimum(pg_rho_bar, rhos) * (rewards + discounts * bootstrap - values)
-    return jax.lax.stop_gradient(vs), jax.lax.stop_gradient(pg_advantages)
+    bootstrap = jnp.where(cont, vs_next, next_values)
+    pg_advantages = jnp.minimum(pg_rho_bar, rhos) * (rewards + _discounted(discounts, bootstrap)
+                                                     - values)
+    return (jax.lax.stop_gradient(vs.astype(dtype)),
+            jax.lax.stop_gradient(pg_advantages.astype(dtype)))
 
 
 def explained_variance(predictions: Array, targets: Array) -> Array:
@@ -334,6 +430,8 @@ def explained_variance(predictions: Array, targets: Array) -> Array:
     check_same_shape(fn, predictions=predictions, targets=targets)
     check_float(fn, "predictions", predictions)
     check_float(fn, "targets", targets)
+    dtype = jnp.result_type(predictions, targets)
+    predictions, targets = (x.astype(compute_dtype(dtype)) for x in (predictions, targets))
     var_targets = jnp.var(targets)
     ratio = jnp.var(targets - predictions) / jnp.where(var_targets > 0, var_targets, 1)
-    return jnp.where(var_targets > 0, 1 - ratio, jnp.nan)
+    return jnp.where(var_targets > 0, 1 - ratio, jnp.nan).astype(dtype)

@@ -20,6 +20,16 @@ Conventions:
   anything, NaN and ±inf included: they are replaced before any arithmetic (a ``where``, not a
   multiplication by 0), so neither the value nor the gradient with respect to these inputs sees
   them (the gradient there is exactly 0). Without a mask the mean is over all steps.
+- Precision: the result has the dtype of the (promoted) float inputs. float16 and bfloat16 inputs
+  are computed in float32 (squares, ratios, sums) and the scalar is rounded once to their dtype
+  at the end, so nothing overflows or loses precision on the way: ½·mean (V − y)² with
+  |V − y| = 256 on every step is 32768 in float16, where computing in float16 would square
+  256 to inf. A result beyond the dtype's range is still ±inf in that dtype: in float16 (largest
+  finite value 65504) a loss above 65504, e.g. ½·mean (V − y)² with |V − y| ≳ 362 on every step,
+  is inf. Pass float32 inputs for a float32 loss.
+- Bad arguments raise the :mod:`pgjax.errors` family: :class:`~pgjax.errors.ShapeError` (a
+  ``ValueError``) for a shape or rank, :class:`~pgjax.errors.DtypeError` (a ``TypeError``) for a
+  dtype, each naming the function and the argument.
 """
 
 from __future__ import annotations
@@ -28,8 +38,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from pgjax._checks import check_float, check_same_shape, check_scalar
+from pgjax._checks import check_float, check_same_shape, check_scalar, check_shape, compute_dtype
 from pgjax.distributions import Distribution
+from pgjax.errors import ArgumentTypeError, ArgumentValueError
 
 __all__ = ["policy_gradient_loss", "ppo_clip_loss", "importance_sampled_surrogate", "value_loss",
            "entropy", "mean_kl", "approx_kl", "clip_fraction", "masked_mean"]
@@ -38,19 +49,26 @@ Array = chex.Array
 Numeric = chex.Numeric
 
 
-def _per_step(fn: str, mask: Array | None, **arrays) -> tuple[Array, ...]:
-    """Checks ``fn``'s per-step inputs (float, one shape, the mask's too) and returns them with
-    the masked-out steps replaced by 0, so that no garbage there reaches the arithmetic."""
+def _per_step(fn: str, mask: Array | None, **arrays) -> tuple:
+    """Checks ``fn``'s per-step inputs (float, one shape, the mask's too).
+
+    Returns ``(dtype, *arrays)``: the result dtype (the inputs' promoted dtype), then the inputs
+    in the computing dtype (float32 for half precision) with the masked-out steps replaced by 0,
+    so that no garbage there reaches the arithmetic."""
     arrays = {name: jnp.asarray(x) for name, x in arrays.items()}
     for name, x in arrays.items():
         check_float(fn, name, x)
-    if mask is None:
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        check_same_shape(fn, **arrays, mask=mask)
+    else:
         check_same_shape(fn, **arrays)
-        return tuple(arrays.values())
-    mask = jnp.asarray(mask)
-    check_same_shape(fn, **arrays, mask=mask)
+    dtype = jnp.result_type(*arrays.values())
+    arrays = [x.astype(compute_dtype(dtype)) for x in arrays.values()]
+    if mask is None:
+        return (dtype, *arrays)
     keep = mask > 0
-    return tuple(jnp.where(keep, x, jnp.zeros((), x.dtype)) for x in arrays.values())
+    return (dtype, *(jnp.where(keep, x, jnp.zeros((), x.dtype)) for x in arrays))
 
 
 def _mean(x: Array, mask: Array | None) -> Array:
@@ -83,8 +101,8 @@ def masked_mean(x: Array, *, mask: Array | None = None) -> Array:
     >>> masked_mean(jnp.array([1.0, 3.0, jnp.nan]), mask=jnp.array([True, True, False]))
     Array(2., dtype=float32)
     """
-    (x,) = _per_step("masked_mean", mask, x=x)
-    return _mean(x, mask)
+    dtype, x = _per_step("masked_mean", mask, x=x)
+    return _mean(x, mask).astype(dtype)
 
 
 def policy_gradient_loss(log_probs: Array, advantages: Array, *, mask: Array | None = None) -> Array:
@@ -103,9 +121,9 @@ def policy_gradient_loss(log_probs: Array, advantages: Array, *, mask: Array | N
     Returns:
       The scalar loss.
     """
-    log_probs, advantages = _per_step("policy_gradient_loss", mask, log_probs=log_probs,
-                                      advantages=advantages)
-    return -_mean(log_probs * jax.lax.stop_gradient(advantages), mask)
+    dtype, log_probs, advantages = _per_step("policy_gradient_loss", mask, log_probs=log_probs,
+                                             advantages=advantages)
+    return (-_mean(log_probs * jax.lax.stop_gradient(advantages), mask)).astype(dtype)
 
 
 def _ratio(log_probs: Array, old_log_probs: Array) -> Array:
@@ -142,12 +160,12 @@ def ppo_clip_loss(log_probs: Array, old_log_probs: Array, advantages: Array, cli
     """
     fn = "ppo_clip_loss"
     check_scalar(fn, "clip_eps", clip_eps)
-    log_probs, old_log_probs, advantages = _per_step(
+    dtype, log_probs, old_log_probs, advantages = _per_step(
         fn, mask, log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
     advantages = jax.lax.stop_gradient(advantages)
     ratio = _ratio(log_probs, old_log_probs)
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    return -_mean(jnp.minimum(ratio * advantages, clipped * advantages), mask)
+    return (-_mean(jnp.minimum(ratio * advantages, clipped * advantages), mask)).astype(dtype)
 
 
 def importance_sampled_surrogate(log_probs: Array, old_log_probs: Array, advantages: Array, *,
@@ -168,10 +186,11 @@ def importance_sampled_surrogate(log_probs: Array, old_log_probs: Array, advanta
     Returns:
       The scalar surrogate.
     """
-    log_probs, old_log_probs, advantages = _per_step(
+    dtype, log_probs, old_log_probs, advantages = _per_step(
         "importance_sampled_surrogate", mask, log_probs=log_probs, old_log_probs=old_log_probs,
         advantages=advantages)
-    return _mean(_ratio(log_probs, old_log_probs) * jax.lax.stop_gradient(advantages), mask)
+    surrogate = _mean(_ratio(log_probs, old_log_probs) * jax.lax.stop_gradient(advantages), mask)
+    return surrogate.astype(dtype)
 
 
 def value_loss(values: Array, targets: Array, old_values: Array | None = None,
@@ -198,33 +217,53 @@ def value_loss(values: Array, targets: Array, old_values: Array | None = None,
       The scalar loss.
 
     Raises:
-      ValueError: if only one of ``old_values`` and ``clip_eps`` is given (it used to skip the
-        clipping silently).
+      pgjax.errors.ArgumentValueError: if only one of ``old_values`` and ``clip_eps`` is given
+        (it used to skip the clipping silently).
     """
     fn = "value_loss"
     if (old_values is None) != (clip_eps is None):
-        raise ValueError(f"{fn}: pass both old_values and clip_eps for the clipped loss, or "
-                         f"neither for the plain one; got only "
-                         f"{'old_values' if clip_eps is None else 'clip_eps'}")
+        given = "old_values" if clip_eps is None else "clip_eps"
+        raise ArgumentValueError(fn, given, f"{fn}: pass both old_values and clip_eps for the "
+                                            f"clipped loss, or neither for the plain one; got only "
+                                            f"{given}")
     if old_values is None:
-        values, targets = _per_step(fn, mask, values=values, targets=targets)
-        return 0.5 * _mean((values - jax.lax.stop_gradient(targets)) ** 2, mask)
+        dtype, values, targets = _per_step(fn, mask, values=values, targets=targets)
+        return (0.5 * _mean((values - jax.lax.stop_gradient(targets)) ** 2, mask)).astype(dtype)
     check_scalar(fn, "clip_eps", clip_eps)
-    values, old_values, targets = _per_step(fn, mask, values=values, old_values=old_values,
-                                            targets=targets)
+    dtype, values, old_values, targets = _per_step(fn, mask, values=values, old_values=old_values,
+                                                   targets=targets)
     targets, old_values = jax.lax.stop_gradient(targets), jax.lax.stop_gradient(old_values)
     clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
-    return 0.5 * _mean(jnp.maximum((values - targets) ** 2, (clipped_values - targets) ** 2), mask)
+    squares = jnp.maximum((values - targets) ** 2, (clipped_values - targets) ** 2)
+    return (0.5 * _mean(squares, mask)).astype(dtype)
+
+
+def _distribution_dtype(dist: Distribution):
+    """The promoted dtype of a distribution's parameters (the dtype of its entropy, KL, ...)."""
+    return jnp.result_type(*jax.tree_util.tree_leaves(dist))
+
+
+def _in_compute_dtype(dist: Distribution) -> Distribution:
+    """``dist`` with half-precision parameters widened to float32 (the math layer's rule);
+    parameters that are not floating-point are left for the distribution's own checks."""
+    work = compute_dtype(_distribution_dtype(dist))
+
+    def widen(param):
+        param = jnp.asarray(param)
+        return param.astype(work) if jnp.issubdtype(param.dtype, jnp.floating) else param
+
+    return jax.tree_util.tree_map(widen, dist)
 
 
 def _per_step_distribution(fn: str, dist: Distribution, mask: Array | None) -> Distribution:
     """Checks the mask against ``dist``'s batch shape and replaces the parameters of masked-out
-    steps by 0 (parameters without the batch axes, e.g. a shared log σ, are left as they are)."""
+    steps by 0 (parameters without the batch axes, e.g. a shared log σ, are left as they are);
+    half-precision parameters are widened to float32."""
+    dist = _in_compute_dtype(dist)
     if mask is None:
         return dist
     mask = jnp.asarray(mask)
-    chex.assert_shape(mask, dist.batch_shape,
-                      custom_message=f"{fn}: mask must have the distribution's batch shape")
+    check_shape(fn, "mask", mask, dist.batch_shape, "the distribution's batch shape")
     keep = mask > 0
 
     def select(param):
@@ -251,8 +290,9 @@ def entropy(dist: Distribution, *, mask: Array | None = None) -> Array:
     Returns:
       The scalar mean entropy (nats).
     """
+    dtype = _distribution_dtype(dist)
     dist = _per_step_distribution("entropy", dist, mask)
-    return _mean(dist.entropy(), mask)
+    return _mean(dist.entropy(), mask).astype(dtype)
 
 
 def mean_kl(old_dist: Distribution, new_dist: Distribution, *, mask: Array | None = None) -> Array:
@@ -269,11 +309,14 @@ def mean_kl(old_dist: Distribution, new_dist: Distribution, *, mask: Array | Non
     """
     fn = "mean_kl"
     if type(old_dist) is not type(new_dist):
-        raise TypeError(f"{fn}: old_dist and new_dist must be the same kind of distribution, got "
-                        f"{type(old_dist).__name__} and {type(new_dist).__name__}")
+        raise ArgumentTypeError(fn, "new_dist",
+                                f"{fn}: old_dist and new_dist must be the same kind of "
+                                f"distribution, got {type(old_dist).__name__} and "
+                                f"{type(new_dist).__name__}")
+    dtype = jnp.result_type(_distribution_dtype(old_dist), _distribution_dtype(new_dist))
     old_dist = _per_step_distribution(fn, old_dist, mask)
     new_dist = _per_step_distribution(fn, new_dist, mask)
-    return _mean(old_dist.kl(new_dist), mask)
+    return _mean(old_dist.kl(new_dist), mask).astype(dtype)
 
 
 def approx_kl(log_probs: Array, old_log_probs: Array, *, mask: Array | None = None) -> Array:
@@ -292,10 +335,10 @@ def approx_kl(log_probs: Array, old_log_probs: Array, *, mask: Array | None = No
     Returns:
       The scalar estimate (nats).
     """
-    log_probs, old_log_probs = _per_step("approx_kl", mask, log_probs=log_probs,
-                                         old_log_probs=old_log_probs)
+    dtype, log_probs, old_log_probs = _per_step("approx_kl", mask, log_probs=log_probs,
+                                                old_log_probs=old_log_probs)
     log_ratio = log_probs - old_log_probs
-    return _mean(jnp.expm1(log_ratio) - log_ratio, mask)
+    return _mean(jnp.expm1(log_ratio) - log_ratio, mask).astype(dtype)
 
 
 def clip_fraction(log_probs: Array, old_log_probs: Array, clip_eps: Numeric, *,
@@ -315,6 +358,7 @@ def clip_fraction(log_probs: Array, old_log_probs: Array, clip_eps: Numeric, *,
     """
     fn = "clip_fraction"
     check_scalar(fn, "clip_eps", clip_eps)
-    log_probs, old_log_probs = _per_step(fn, mask, log_probs=log_probs, old_log_probs=old_log_probs)
+    dtype, log_probs, old_log_probs = _per_step(fn, mask, log_probs=log_probs,
+                                                old_log_probs=old_log_probs)
     ratio = jnp.exp(log_probs - old_log_probs)
-    return _mean((jnp.abs(ratio - 1.0) > clip_eps).astype(log_probs.dtype), mask)
+    return _mean((jnp.abs(ratio - 1.0) > clip_eps).astype(log_probs.dtype), mask).astype(dtype)

@@ -1,6 +1,8 @@
-"""Trust-region machinery for TRPO (Schulman et al. 2015, Appendix C; seed slides "TRPO. Taylor
-expansion", "TRPO. The search direction", "TRPO. Sum-up"). Pure, jittable, over parameter pytrees;
-no dense matrix is ever formed.
+"""Trust-region machinery for TRPO (Schulman et al. 2015, §6 and Appendix C: the second-order
+expansion of the KL constraint, the conjugate-gradient search direction and the backtracking line
+search). Pure, jittable, over parameter pytrees; no dense matrix is ever formed. A vector or
+step whose pytree does not match the parameters', or a non-scalar ``damping`` / ``max_kl``,
+raises :class:`~pgjax.errors.ShapeError` (a ``ValueError`` of the :mod:`pgjax.errors` family).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import optax
+
+from pgjax._checks import check_same_tree, check_scalar
 
 tree_vdot = optax.tree.vdot
 
@@ -49,6 +53,8 @@ def fisher_vector_product(mean_kl_fn: Callable, params, vector, damping: float =
     """H v + damping·v, where H = ∇²_θ mean_kl_fn(θ) at ``params`` (the Fisher information when
     ``mean_kl_fn(θ)`` = E_s[KL[π_θ_old(·|s) ‖ π_θ(·|s)]] with θ_old = params). Computed as a
     forward-over-reverse Hessian-vector product: jvp of ∇KL along v (Pearlmutter 1994)."""
+    check_same_tree("fisher_vector_product", "vector", vector, params, "params")
+    check_scalar("fisher_vector_product", "damping", damping)
     _, hvp = jax.jvp(jax.grad(mean_kl_fn), (params,), (vector,))
     return _axpy(damping, vector, hvp)
 
@@ -59,6 +65,8 @@ def backtracking_line_search(improvement_fn: Callable, kl_fn: Callable, params, 
     improvement is > 0 and whose mean KL ≤ ``max_kl``. If none qualifies the parameters are left
     unchanged. Returns (new params, accepted?, backtracks taken, improvement, KL) where the last two
     are those of the accepted step (0, 0 if none)."""
+    check_same_tree("backtracking_line_search", "full_step", full_step, params, "params")
+    check_scalar("backtracking_line_search", "max_kl", max_kl)
 
     def candidate(j):
         scale = shrink ** j.astype(jnp.float32)

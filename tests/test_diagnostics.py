@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
+from pgjax import envs
 from pgjax import diagnostics
 from pgjax.algorithms import a2c, actor_critic, common, impala, ppo, reinforce, trpo
 from pgjax.config import ConfigError, apply_overrides, hparams_as_arrays

@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from pgjax.distributions import Categorical, DiagGaussian
+from pgjax.errors import DtypeError, ShapeError
 
 RTOL = 1e-5
 ATOL = 1e-5
@@ -398,20 +399,20 @@ def test_categorical_log_prob_out_of_range_inside_jit_is_nan():
 def test_categorical_log_prob_refuses_mismatched_action_shape():
     dist = Categorical(jnp.zeros((4, 3)))
     for bad in (jnp.zeros((3,), jnp.int32), jnp.zeros((4, 1), jnp.int32), jnp.zeros((), jnp.int32)):
-        with pytest.raises(AssertionError, match="Categorical.log_prob: actions"):
+        with pytest.raises(ShapeError, match="Categorical.log_prob: actions"):
             dist.log_prob(bad)
 
 
 def test_gaussian_log_prob_refuses_broadcasting():
     # a [B, 1] mean against [B] actions used to broadcast to [B, B] and sum the wrong axis
     dist = DiagGaussian(jnp.zeros((4, 1)), jnp.zeros(1))
-    with pytest.raises(AssertionError, match="DiagGaussian.log_prob: actions"):
+    with pytest.raises(ShapeError, match="DiagGaussian.log_prob: actions"):
         dist.log_prob(jnp.zeros(4))
-    with pytest.raises(AssertionError, match="DiagGaussian.log_prob: actions must be a floating"):
+    with pytest.raises(DtypeError, match="DiagGaussian.log_prob: actions must be a floating"):
         dist.log_prob(jnp.zeros((4, 1), jnp.int32))
-    with pytest.raises(AssertionError, match="DiagGaussian.log_prob: log_std"):
+    with pytest.raises(ShapeError, match="DiagGaussian.log_prob: log_std"):
         DiagGaussian(jnp.zeros((4, 2)), jnp.zeros(3)).log_prob(jnp.zeros((4, 2)))
-    with pytest.raises(AssertionError, match="DiagGaussian.kl"):
+    with pytest.raises(ShapeError, match="DiagGaussian.kl"):
         DiagGaussian(jnp.zeros((4, 2)), jnp.zeros(2)).kl(DiagGaussian(jnp.zeros((1, 2)), jnp.zeros(2)))
 
 

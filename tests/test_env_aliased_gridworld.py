@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs import aliased_gridworld as ag
-from envs.rendering import render_frame
+from pgjax import envs
+from pgjax.envs import aliased_gridworld as ag
+from pgjax.envs.rendering import render_frame
 
 N, E, S, W = range(4)
 # (top-row column, action) -> (row, col) entered, reward, terminated; worked out from the picture

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs import bandit
-from envs.rendering import render_frame
+from pgjax import envs
+from pgjax.envs import bandit
+from pgjax.envs.rendering import render_frame
 
 
 def _pull(env, params, action, key=0):
@@ -103,6 +103,9 @@ def test_renderer_highlights_the_pulled_arm():
 
 
 def test_unknown_kind_is_refused():
-    env, params = envs.make("Bandit-v0", kind="poisson")
-    with pytest.raises(ValueError, match="kind"):
-        _pull(env, params, 0)
+    with pytest.raises(ValueError, match=r"env.kind='poisson' is not allowed for 'Bandit-v0': "
+                                         r"one of \['gaussian', 'bernoulli'\]"):
+        envs.make("Bandit-v0", kind="poisson")  # at make time, from the field's declared choices
+    env, params = envs.make("Bandit-v0")
+    with pytest.raises(ValueError, match="kind"):  # set around make: the environment refuses it
+        _pull(env, params.replace(kind="poisson"), 0)

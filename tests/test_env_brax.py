@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs import brax_adapter
+from pgjax import envs
+from pgjax.envs import brax_adapter
 
 ENV_ID = "brax:inverted_pendulum"
 

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs import iterated_rps as rps
-from envs.rendering import render_frame
+from pgjax import envs
+from pgjax.envs import iterated_rps as rps
+from pgjax.envs.rendering import render_frame
 
 R, P, S = range(3)
 

@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs import short_corridor as sc
-from envs.rendering import render_frame
+from pgjax import envs
+from pgjax.envs import short_corridor as sc
+from pgjax.envs.rendering import render_frame
 
 # (state, action) -> next state, worked out by hand from Example 13.1's picture (0 = left, 1 = right)
 HAND_TRANSITIONS = {

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
-from envs.wrappers import (ClipAction, EpisodeStatistics, NormalizeObservation, NormalizeReward,
+from pgjax import envs
+from pgjax.envs.wrappers import (ClipAction, EpisodeStatistics, NormalizeObservation, NormalizeReward,
                            VecEnv, obs_stats_of)
 
 
@@ -189,7 +189,7 @@ def test_keep_final_state_steps_exactly_like_gymnax_and_reports_the_pre_reset_st
     import jax
     import numpy as np
 
-    from envs import VecEnv, make
+    from pgjax.envs import VecEnv, make
     env, params = make("CartPole-v1", max_steps_in_episode=30)
     plain, keeping = VecEnv(env, 8), VecEnv(env, 8, keep_final_state=True)
     _, state = plain.reset(jax.random.key(0), params)

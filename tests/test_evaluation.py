@@ -41,7 +41,7 @@ def test_sampled_and_greedy_differ_and_other_key_differs():
 def test_evaluation_uses_frozen_training_observation_statistics():
     config = ppo.Config(env_id="CartPole-v1", total_steps=512, normalize_obs=True)
     state = ppo.init(config, ppo.Hparams(), jax.random.key(0))
-    from envs import obs_stats_of
+    from pgjax.envs import obs_stats_of
     stats = obs_stats_of(state.env_state)
     shifted = state.env_state.replace(obs_stats=stats.replace(mean=stats.mean + 0.1 * np.sqrt(np.asarray(stats.var) + 1e-8)))
     base = evaluation.evaluate(config, state.params, state.env_state, evaluation.eval_key(), 10, True, True)

@@ -11,6 +11,7 @@ import pytest
 
 from pgjax import losses
 from pgjax.distributions import Categorical, DiagGaussian
+from pgjax.errors import ArgumentTypeError, ArgumentValueError, DtypeError, ShapeError
 
 # Jit-compiled versions: one XLA program per call shape instead of one compilation per eager op
 # (much faster on a small CPU). Eager calls are used in test_ppo_clip_loss_value.
@@ -131,7 +132,7 @@ def test_ppo_clip_loss_traced_eps_under_jit_and_vmap():
 
 
 def test_ppo_clip_loss_shape_mismatch_raises():
-    with pytest.raises(AssertionError):
+    with pytest.raises(ShapeError, match="ppo_clip_loss: log_probs, old_log_probs, advantages"):
         L.ppo_clip_loss(jnp.zeros(5), jnp.zeros(4), jnp.zeros(5), 0.2)
 
 
@@ -335,36 +336,36 @@ def test_losses_and_metrics_refuse_broadcasting_shapes():
         "masked_mean": lambda: losses.masked_mean(b, mask=b1),
     }
     for name, call in calls.items():
-        with pytest.raises(AssertionError, match=name):
+        with pytest.raises(ShapeError, match=name):
             call()
-    with pytest.raises(AssertionError, match="value_loss: values, old_values"):
+    with pytest.raises(ShapeError, match="value_loss: values, old_values"):
         losses.value_loss(b, b, old_values=b1, clip_eps=0.2)
-    with pytest.raises(AssertionError, match="ppo_clip_loss: clip_eps must be a scalar"):
+    with pytest.raises(ShapeError, match="ppo_clip_loss: clip_eps must be a scalar"):
         losses.ppo_clip_loss(b, b, b, jnp.full(8, 0.2))
-    with pytest.raises(AssertionError,
+    with pytest.raises(ShapeError,
                        match="policy_gradient_loss: log_probs, advantages, mask must have the same shape"):
         losses.policy_gradient_loss(b, b, mask=jnp.ones(7))
-    with pytest.raises(AssertionError, match="policy_gradient_loss: advantages must be a floating"):
+    with pytest.raises(DtypeError, match="policy_gradient_loss: advantages must be a floating"):
         losses.policy_gradient_loss(b, jnp.zeros(8, jnp.int32))
 
 
 def test_value_loss_refuses_half_a_clipping_specification():
     # old_values without clip_eps used to skip clipping silently (and never check old_values).
     v = jnp.zeros(5)
-    with pytest.raises(ValueError, match="value_loss: pass both old_values and clip_eps"):
+    with pytest.raises(ArgumentValueError, match="value_loss: pass both old_values and clip_eps"):
         losses.value_loss(v, v, old_values=v)
-    with pytest.raises(ValueError, match="value_loss: pass both old_values and clip_eps"):
+    with pytest.raises(ArgumentValueError, match="value_loss: pass both old_values and clip_eps"):
         losses.value_loss(v, v, clip_eps=0.2)
 
 
 def test_distribution_metrics_refuse_mismatched_distributions():
-    with pytest.raises(AssertionError, match="kl"):
+    with pytest.raises(ShapeError, match="kl"):
         losses.mean_kl(Categorical(jnp.zeros((4, 3))), Categorical(jnp.zeros((4, 5))))
-    with pytest.raises(AssertionError, match="kl"):
+    with pytest.raises(ShapeError, match="kl"):
         losses.mean_kl(Categorical(jnp.zeros((4, 3))), Categorical(jnp.zeros((1, 3))))
-    with pytest.raises(TypeError, match="mean_kl"):
+    with pytest.raises(ArgumentTypeError, match="mean_kl"):
         losses.mean_kl(Categorical(jnp.zeros((4, 3))), DiagGaussian(jnp.zeros((4, 3)), jnp.zeros(3)))
-    with pytest.raises(AssertionError, match="entropy: mask"):
+    with pytest.raises(ShapeError, match="entropy: mask"):
         losses.entropy(Categorical(jnp.zeros((4, 3))), mask=jnp.ones(3))
 
 
@@ -509,3 +510,66 @@ def test_every_loss_and_metric_takes_a_mask():
         param = inspect.signature(fn).parameters.get("mask")
         assert param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY, name
         assert param.default is None, name
+
+
+# ----------------------------------------------------------------------------------------------
+# Half precision: computed in float32, rounded once to the inputs' dtype
+# ----------------------------------------------------------------------------------------------
+
+LOW_PRECISION = [pytest.param(jnp.float16, id="float16"), pytest.param(jnp.bfloat16, id="bfloat16")]
+
+
+def test_float16_value_loss_does_not_overflow_on_the_way():
+    # Squaring |V − y| = 256 in float16 gives 65536 > 65504, i.e. inf; in float32 the loss is
+    # ½·256² = 32768, which float16 holds exactly.
+    v, y = jnp.full(8, 256.0, jnp.float16), jnp.zeros(8, jnp.float16)
+    got = losses.value_loss(v, y)
+    assert got.dtype == jnp.float16 and float(got) == 32768.0
+    assert float(losses.value_loss(v, y, old_values=y, clip_eps=1000.0)) == 32768.0
+    # one step 1000 away among 64: ½·1000²/64 = 7812.5, rounded once to float16
+    v = jnp.zeros(64, jnp.float16).at[5].set(1000.0)
+    assert float(losses.value_loss(v, jnp.zeros(64, jnp.float16))) == float(np.float16(7812.5))
+    # the documented limit: a loss beyond float16's range (½·1000² = 500000 > 65504) is inf
+    assert np.isposinf(float(losses.value_loss(jnp.full(8, 1000.0, jnp.float16),
+                                               jnp.zeros(8, jnp.float16))))
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["no mask", "mask"])
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+@pytest.mark.parametrize("name", list(MASKED_LOSSES))
+def test_half_precision_losses_are_float32_rounded_once(name, dtype, masked):
+    # The loss of half-precision inputs is the float32 loss of the same inputs (widened exactly)
+    # rounded once to their dtype, so its error against a float64 reference is at most that of
+    # the final rounding.
+    loss, _ = MASKED_LOSSES[name]
+    mask, clean, _ = masked_batch(1, shape=(32, 16))
+    m = jnp.asarray(mask) if masked else None
+    low = {k: jnp.asarray(x, dtype) for k, x in clean.items()}
+    got = jax.jit(loss)(low, m)
+    assert got.dtype == dtype
+    f32 = jax.jit(loss)({k: x.astype(jnp.float32) for k, x in low.items()}, m)
+    assert float(got) == float(f32.astype(dtype))
+    exact = {k: np.asarray(x.astype(jnp.float32), np.float64) for k, x in low.items()}
+    want = NP_LOSSES[name]({k: x[mask] if masked else x.ravel() for k, x in exact.items()})
+    assert abs(float(got) - want) <= 1.5 * abs(float(f32.astype(dtype)) - want)
+
+
+@pytest.mark.parametrize("dtype", LOW_PRECISION)
+def test_half_precision_entropy_and_kl_are_float32_rounded_once(dtype):
+    rng = np.random.default_rng(3)
+    p, q = (jnp.asarray(rng.normal(size=(6, 5, 4)), dtype) for _ in range(2))
+    mu, ls = jnp.asarray(rng.normal(size=(6, 5, 2)), dtype), jnp.asarray([0.1, -0.3], dtype)
+    mask = jnp.asarray(rng.random((6, 5)) < 0.7)
+    cases = {
+        "entropy categorical": lambda w: losses.entropy(Categorical(p.astype(w)), mask=mask),
+        "mean_kl categorical": lambda w: losses.mean_kl(Categorical(p.astype(w)),
+                                                        Categorical(q.astype(w))),
+        "entropy gaussian": lambda w: losses.entropy(DiagGaussian(mu.astype(w), ls.astype(w))),
+        "mean_kl gaussian": lambda w: losses.mean_kl(DiagGaussian(mu.astype(w), ls.astype(w)),
+                                                     DiagGaussian(mu.astype(w) + 1, ls.astype(w)),
+                                                     mask=mask),
+    }
+    for name, case in cases.items():
+        got, f32 = case(dtype), case(jnp.float32)
+        assert got.dtype == dtype, name
+        assert float(got) == float(f32.astype(dtype)), name

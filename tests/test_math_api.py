@@ -15,7 +15,7 @@ from pgjax import distributions, estimators, losses
 MATH_MODULES = {"pgjax.estimators": estimators, "pgjax.losses": losses,
                 "pgjax.distributions": distributions}
 # what the math layer must not pull in: flax (linen), optax, environments, the host side
-HEAVY = ("flax", "optax", "gymnax", "envs", "pgjax.algorithms", "pgjax.run", "pgjax.report",
+HEAVY = ("flax", "optax", "gymnax", "pgjax.envs", "pgjax.algorithms", "pgjax.run", "pgjax.report",
          "pgjax.cli", "pgjax.config", "pgjax.networks", "pgjax.rollout", "pgjax.train")
 
 

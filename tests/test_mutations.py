@@ -24,7 +24,7 @@ import pytest
 from flax import struct
 from gymnax.environments import environment, spaces
 
-import envs
+from pgjax import envs
 from pgjax.algorithms import common, impala, ppo
 from pgjax.config import hparams_as_arrays
 

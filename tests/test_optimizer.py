@@ -11,6 +11,8 @@ import pgjax
 from pgjax.algorithms import common, reinforce
 from pgjax.config import hparams_as_arrays
 
+from float_compare import assert_trees_close
+
 CONFIG = reinforce.Config(baseline="learned", optimizer="sgd", num_envs=2, rollout_length=64,
                           total_steps=6 * 128, hidden_sizes=(8,))
 HPARAMS = reinforce.Hparams(learning_rate=0.1, critic_learning_rate=0.003, max_grad_norm=1e6)
@@ -52,8 +54,10 @@ def test_anneal_lr_follows_the_linear_schedule_and_changes_training(plain_run):
     k, total = np.arange(annealed.num_updates), annealed.num_updates
     np.testing.assert_allclose(np.asarray(m_annealed["learning_rate"]), 0.1 * (1 - k / total), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(m_constant["learning_rate"]), 0.1, rtol=1e-6)
-    # the first update uses lr_0 in both; the annealed run's later steps are smaller
-    np.testing.assert_allclose(m_annealed["policy_loss"][:2], m_constant["policy_loss"][:2], rtol=1e-5)
+    # the first update uses lr_0 in both, so the losses of updates 0 and 1 agree (two programs, one
+    # update apart: to rounding, relative to the larger loss); the annealed run's later steps are
+    # smaller
+    assert_trees_close(m_annealed["policy_loss"][:2], m_constant["policy_loss"][:2], 1e-5)
     assert not np.allclose(m_annealed["policy_loss"][2:], m_constant["policy_loss"][2:])
 
 
@@ -63,7 +67,10 @@ def test_make_train_hooks_start_and_record(plain_run):
     plain = plain_run
     record = lambda state, metrics: (metrics["entropy"], state.update_step)
     _, (entropy, steps) = jax.jit(pgjax.make_train(CONFIG, record=record))(jax.random.key(1), HPARAMS)
-    np.testing.assert_array_equal(np.asarray(entropy), np.asarray(plain["entropy"]))
+    # a hook that returns less is another program, rounded its own way: six SGD updates later the
+    # entropies agree to ~1e-6 (measured with --xla_cpu_max_isa=AVX2 and SSE4_2 too); a hook that
+    # saw another update's metrics would be off by ~1e-2
+    assert_trees_close(np.asarray(entropy), np.asarray(plain["entropy"]), 1e-4)
     np.testing.assert_array_equal(np.asarray(steps), np.arange(1, CONFIG.num_updates + 1))
 
     def uniform_start(state):

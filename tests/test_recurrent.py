@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import envs
+from pgjax import envs
 from pgjax import recurrent, shuffle
 from pgjax.algorithms import a2c, common, ppo, reinforce, trpo
 from pgjax.config import ConfigError
@@ -282,7 +282,7 @@ def test_masked_cartpole_observes_position_and_angle_of_the_same_dynamics():
         obs_m, state_m, r_m, term_m, trunc_m, _ = masked.step(step_key, state_m, t % 2, params)
         obs_f, state_f, r_f, term_f, trunc_f, _ = full.step(step_key, state_f, t % 2, params)
         assert (float(r_m), bool(term_m), bool(trunc_m)) == (float(r_f), bool(term_f), bool(trunc_f))
-    from envs import rendering  # its episodes render as CartPole's (`pgjax episodes --gif`)
+    from pgjax.envs import rendering  # its episodes render as CartPole's (`pgjax episodes --gif`)
     np.testing.assert_array_equal(rendering.render_frame("CartPoleNoVelocity-v1", state_m, params),
                                   rendering.render_frame("CartPole-v1", state_f, params))
 

@@ -7,7 +7,7 @@ import pytest
 from gymnax.environments.classic_control import cartpole, pendulum
 from PIL import Image
 
-from envs import rendering
+from pgjax.envs import rendering
 
 
 def _cartpole(x=0.0, theta=0.0):
@@ -81,7 +81,7 @@ def test_minatar_grid_colours_each_cell_by_its_first_channel():
 def test_minatar_renderer_draws_breakout_paddle_and_ball_where_the_state_puts_them():
     import jax
 
-    from envs import make
+    from pgjax.envs import make
     env, params = make("Breakout-MinAtar")
     state = jax.tree.map(np.asarray, env.reset(jax.random.key(0), params)[1])
     frame = rendering.render_frame("Breakout-MinAtar", state, params)

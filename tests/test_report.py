@@ -187,8 +187,10 @@ def test_report_writes_figures_and_a_table_of_hand_computed_numbers(tmp_path):
     for name in ("episode_return", "eval_return_mean", "policy_loss"):
         assert (out / f"{name}.png").stat().st_size > 0
         assert f"({name}.png)" in markdown
-    assert {p.name for p in (a / "plots").iterdir()} == {"episode_return.png", "policy_loss.png"}
-    assert (b / "plots" / "eval_return_mean.png").exists()
+    # each run's own curves go under the report's folder; the run folders are only read
+    assert {p.name for p in (out / a.name).iterdir()} == {"episode_return.png", "policy_loss.png"}
+    assert (out / b.name / "eval_return_mean.png").exists()
+    assert not (a / "plots").exists() and not (b / "plots").exists()
 
     rows = _table_rows(markdown)
     # runs without status.json (older pgjax): completed when summary.json is there

@@ -227,6 +227,26 @@ def test_vtrace_lambda_below_one(seed):
     assert_close(np.asarray(pg) - np.asarray(pg_rlax), expected_gap)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("lam", [0.6, 1.0])
+def test_vtrace_without_clipping_is_importance_corrected_td_errors(seed, lam):
+    """rlax's per-decision importance-sampled errors are V-trace's ``vs − values`` with
+    ρ̄ = c̄ = ∞. rlax cuts a trace only at a zero discount, so here every episode end is a
+    termination (``dones = terminated``) and V(s') is the next row's value."""
+    try:
+        from rlax._src.multistep import importance_corrected_td_errors
+    except ImportError:
+        pytest.skip("this rlax has no importance_corrected_td_errors")
+    s = make_segment(seed)
+    values_ext = np.concatenate([s["values"], s["next_values"][-1:]], axis=0)
+    vs, _ = estimators.vtrace(s["rewards"], s["values"], values_ext[1:], s["discounts"],
+                              s["terminated"], s["log_rhos"], lambda_=lam, rho_bar=jnp.inf,
+                              c_bar=jnp.inf)
+    theirs = over_batch(importance_corrected_td_errors, s["rewards"], s["discounts"],
+                        np.exp(s["log_rhos"]), lam, values_ext)
+    assert_close(vs - s["values"], theirs)
+
+
 def test_gae_naive_mapping_differs():
     """The classic bugs: a truncation mapped as a termination (discount 0, no fold), or not cut
     at all, disagree with pgjax exactly at and before truncations, and only there."""
@@ -290,6 +310,25 @@ def test_policy_gradient_loss(seed):
 
     def theirs(logits):
         return rlax.policy_gradient_loss(logits, p["actions"], p["advantages"], ones)
+
+    assert_close(ours(p["logits"]), theirs(p["logits"]))
+    assert_close(jax.grad(ours)(p["logits"]), jax.grad(theirs)(p["logits"]))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_policy_gradient_loss_with_signed_weights(seed):
+    """rlax's weights of either sign go into pgjax's advantages (its mask only selects steps)."""
+    p = make_policy_batch(seed)
+    weights = jnp.asarray(np.random.default_rng(seed).normal(size=p["advantages"].shape),
+                          jnp.float32)
+    assert bool((weights < 0).any())
+
+    def ours(logits):
+        return losses.policy_gradient_loss(Categorical(logits=logits).log_prob(p["actions"]),
+                                           p["advantages"] * weights)
+
+    def theirs(logits):
+        return rlax.policy_gradient_loss(logits, p["actions"], p["advantages"], weights)
 
     assert_close(ours(p["logits"]), theirs(p["logits"]))
     assert_close(jax.grad(ours)(p["logits"]), jax.grad(theirs)(p["logits"]))

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import gymnax
 import numpy as np
 
-from envs import make_vec_env
-from envs.wrappers import VecEnv
+from pgjax.envs import make_vec_env
+from pgjax.envs.wrappers import VecEnv
 from pgjax.rollout import policy_step, rollout
 
 NUM_ENVS, NUM_STEPS = 3, 64  # random actions end CartPole episodes in ~20 steps: several resets

@@ -307,7 +307,9 @@ def test_multi_process_settings_from_flags_environment_and_slurm():
     from pgjax.run.distributed import settings
     assert settings(environ={}) is None                                   # one process
     assert settings(environ={"SLURM_NTASKS": "1"}) is None                # a one-task job step
-    assert settings(environ={"SLURM_NTASKS": "8"}) == {}                  # jax reads SLURM's layout
+    step = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_NTASKS": "8",
+            "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}                    # an srun job step
+    assert settings(environ=step) == {}                                   # jax reads SLURM's layout
     expected = {"coordinator_address": "10.0.0.1:1234", "num_processes": 2, "process_id": 1}
     assert settings("10.0.0.1:1234", 2, 1, environ={}) == expected
     env = {"PGJAX_COORDINATOR": "10.0.0.1:1234", "PGJAX_NUM_PROCESSES": "2", "PGJAX_PROCESS_ID": "0"}

@@ -159,7 +159,7 @@ def test_eval_cache_round_trip(reference):
     # the cached env state before each step is what the agent observed: CartPole's obs = (x, ẋ, θ, θ̇)
     np.testing.assert_allclose(cache["state.x"][valid], cache["obs"][..., 0][valid], rtol=1e-6)
     np.testing.assert_allclose(cache["state.theta"][valid], cache["obs"][..., 2][valid], rtol=1e-6)
-    from envs import make
+    from pgjax.envs import make
     env, params = make("CartPole-v1")
     _, like = env.reset(jax.random.key(0), params)
     length = cache["lengths"][1, 2]
@@ -174,10 +174,11 @@ def test_eval_cache_round_trip(reference):
     assert f"| {8 * CONFIG.steps_per_update:,d} | 12 | {cache['returns'].mean():.2f} |" in text
 
 
-def test_pgjax_eval_reproduces_the_final_evaluation(reference, capsys):
-    assert cli.main(["eval", str(reference.run_dir), "--episodes", "6"]) == 0
+def test_pgjax_eval_reproduces_the_final_evaluation(reference, capsys, tmp_path):
+    assert cli.main(["eval", str(reference.run_dir), "--episodes", "6", "--out",
+                     str(tmp_path / "reeval.jsonl")]) == 0
     out = capsys.readouterr().out
-    rows = _rows(reference.run_dir / "reeval.jsonl")[-2:]
+    rows = _rows(tmp_path / "reeval.jsonl")
     np.testing.assert_allclose([r["eval_return_mean"] for r in rows], reference.eval_returns)
     assert f"{reference.eval_returns[0]:.2f}" in out
     assert cli.main(["eval", str(reference.run_dir), "--step", "7"]) == 2
@@ -275,10 +276,13 @@ def test_a_diverging_member_is_frozen_and_the_others_finish(reference, tmp_path,
     healthy = jax.tree.map(lambda x: x[0], result.final_state.params)
     for x, y in zip(jax.tree.leaves(healthy), jax.tree.leaves(jax.tree.map(lambda x: x[0], reference.final_state.params))):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-    one = runner.Population((0,), (HPARAMS,))  # the runner's own (jitted) initialisation
-    initial = runner.init_program(CONFIG)(one.keys(), one.hparams())
+    # the runner's own (jitted) initialisation of this two-member population: the run's own init
+    # program, so bit for bit (a one-member population is another program, whose orthogonal
+    # initialisation can round differently in the last bit: seen at optimisation level 2)
+    population = runner.Population((0,), tuple(settings))
+    initial = runner.init_program(CONFIG)(population.keys(), population.hparams())
     for x, y in zip(jax.tree.leaves(jax.tree.map(lambda x: x[1], result.final_state.params)),
-                    jax.tree.leaves(jax.tree.map(lambda x: x[0], initial.params))):
+                    jax.tree.leaves(jax.tree.map(lambda x: x[1], initial.params))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     rows = _rows(tmp_path / "div" / "metrics.jsonl")
     assert [r["update"] for r in rows if r["member"] == 0] == list(range(1, 9))

@@ -15,7 +15,7 @@ import griffe
 
 ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|obj|exc|const):`([^`]+)`")
 DOCUMENTED = ("pgjax.estimators", "pgjax.losses", "pgjax.distributions", "pgjax.trust_region",
-              "pgjax.diagnostics")  # the modules with a page under docs/api/
+              "pgjax.diagnostics", "pgjax.errors")  # the modules with a page under docs/api/
 
 
 def _objects(obj):

@@ -26,7 +26,7 @@ from flax import struct
 
 from pgjax import estimators
 from pgjax.algorithms import common
-from pgjax.config import CommonConfig, CommonHparams, require
+from pgjax.config import CommonConfig, CommonHparams, setting
 
 NAME = "a2c"
 ADVANTAGE_ESTIMATORS = ("k_step", "gae")
@@ -39,14 +39,11 @@ class Config(CommonConfig):
     rollout_length: int = 5
     total_steps: int = 1_000_000
     optimizer: str = "rmsprop"
-    normalize_advantages: bool = False  # normalise advantages over the batch
-    advantage_estimator: str = "k_step"  # "k_step" (A3C's forward view) or "gae" (GAE(γ, λ), gae_lambda)
-    anneal_lr: bool = False  # decay the learning rate linearly to 0 over the run
-
-    def __post_init__(self):
-        super().__post_init__()
-        require(self.advantage_estimator in ADVANTAGE_ESTIMATORS, "advantage_estimator",
-                self.advantage_estimator, f"one of {list(ADVANTAGE_ESTIMATORS)}")
+    normalize_advantages: bool = setting(False, help="normalise advantages over the batch")
+    advantage_estimator: str = setting(
+        "k_step", choices=ADVANTAGE_ESTIMATORS, help="k_step (A3C's forward view) or gae "
+        "(GAE(γ, λ), gae_lambda)")
+    anneal_lr: bool = setting(False, help="decay the learning rate linearly to 0 over the run")
 
 
 @struct.dataclass
@@ -55,7 +52,9 @@ class Hparams(CommonHparams):
     ent_coef: Any = 0.01
     vf_coef: Any = 0.5
     max_grad_norm: Any = 0.5
-    gae_lambda: Any = 0.95  # λ of advantage_estimator="gae" (λ = 1 gives the k-step advantages)
+    gae_lambda: Any = setting(
+        0.95, low=0, high=1, help="λ of advantage_estimator=gae (λ = 1 gives the k-step "
+        "advantages)")
 
 
 def init(config: Config, hparams: Hparams, key) -> common.TrainState:

@@ -43,7 +43,7 @@ from flax import struct
 
 from pgjax import diagnostics, estimators
 from pgjax.algorithms import common
-from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
+from pgjax.config import CommonConfig, CommonHparams, require, setting
 from pgjax.networks import ActorCritic
 
 NAME = "actor-critic"
@@ -53,19 +53,18 @@ ADVANTAGE_ESTIMATORS = ("q_minus_v", "n_step", "gae")
 
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
-    variant: str = "advantage"  # q, advantage, td or td_lambda (online, eligibility traces)
-    advantage_estimator: str = "gae"  # variant=advantage: q_minus_v, n_step or gae
-    n_steps: int = 5  # advantage_estimator=n_step: n
+    variant: str = setting(
+        "advantage", choices=VARIANTS, help="q, advantage, td or td_lambda (online, "
+        "eligibility traces)")
+    advantage_estimator: str = setting(
+        "gae", choices=ADVANTAGE_ESTIMATORS, help="variant=advantage: q_minus_v, n_step or gae")
+    n_steps: int = setting(5, low=1, help="advantage_estimator=n_step: n")
     num_envs: int = 16
     rollout_length: int = 16
     total_steps: int = 1_000_000
 
     def __post_init__(self):
         super().__post_init__()
-        require(self.variant in VARIANTS, "variant", self.variant, f"one of {list(VARIANTS)}")
-        require(self.advantage_estimator in ADVANTAGE_ESTIMATORS, "advantage_estimator",
-                self.advantage_estimator, f"one of {list(ADVANTAGE_ESTIMATORS)}")
-        require_positive_int("n_steps", self.n_steps)
         require(not self.shared_torso, "shared_torso", True,
                 "actor and critic have their own step sizes (and traces), so torsos are separate")
         require(not (self.gsde and self.variant == "td_lambda"), "gsde", self.gsde,
@@ -82,11 +81,16 @@ class Config(CommonConfig):
 
 @struct.dataclass
 class Hparams(CommonHparams):
-    learning_rate: Any = 3e-4          # α^θ, below α^w: the critic on the faster timescale (Konda & Tsitsiklis 2000)
-    critic_learning_rate: Any = 1e-3   # α^w
-    gae_lambda: Any = 0.95  # advantage_estimator=gae: λ
-    lambda_actor: Any = 0.9            # λ^θ (td_lambda)
-    lambda_critic: Any = 0.9           # λ^w (td_lambda)
+    learning_rate: Any = setting(
+        3e-4, low=0, low_open=True, help="the actor's step size α^θ, below α^w: the critic on "
+        "the faster timescale (Konda & Tsitsiklis 2000)")
+    critic_learning_rate: Any = setting(
+        1e-3, low=0, low_open=True, help="the critic's step size α^w")
+    gae_lambda: Any = setting(0.95, low=0, high=1, help="advantage_estimator=gae: λ of GAE")
+    lambda_actor: Any = setting(
+        0.9, low=0, high=1, help="td_lambda: trace decay λ^θ of the actor's eligibility trace")
+    lambda_critic: Any = setting(
+        0.9, low=0, high=1, help="td_lambda: trace decay λ^w of the critic's eligibility trace")
     vf_coef: Any = 1.0
     max_grad_norm: Any = 10.0
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from envs import make_vec_env  # before gymnax: envs imports it without its plotting stack
+from pgjax.envs import make_vec_env  # before gymnax: envs imports it without its plotting stack
 from gymnax.environments import spaces  # noqa: E402,I001
 from pgjax import diagnostics, estimators, losses, recurrent
 from pgjax.networks import ActorCritic, RecurrentActorCritic, init_params

@@ -59,7 +59,7 @@ from flax import struct
 
 from pgjax import estimators, losses
 from pgjax.algorithms import common
-from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
+from pgjax.config import CommonConfig, CommonHparams, require, setting
 from pgjax.networks import ActorCritic
 from pgjax.rollout import Trajectory, episode_metrics
 
@@ -77,25 +77,24 @@ class Config(CommonConfig):
     num_envs: int = 16
     rollout_length: int = 20       # the unroll length of the paper's Atari experiments
     optimizer: str = "rmsprop"     # the paper's optimiser; "adam" also works
-    policy_lag: int = 0            # behaviour params = learner params from this many updates ago
-    queue_size: int = 1            # trajectories kept in the FIFO queue (1: no reuse)
-    replay_times: int = 1          # learner steps each trajectory is used for (≤ queue_size)
-    correction: str = "vtrace"     # "vtrace" or "none" (log ρ = 0: uncorrected actor-critic)
-    anneal_lr: bool = True         # linear decay to 0 over the run
-    normalize_advantages: bool = False  # normalise the V-trace advantages over the batch
+    policy_lag: int = setting(
+        0, low=0, help="behaviour params = learner params from this many updates ago "
+        "(0: on-policy)")
+    queue_size: int = setting(1, low=1, help="trajectories kept in the FIFO queue (1: no reuse)")
+    replay_times: int = setting(
+        1, low=1, help="learner steps each trajectory is used for (at most queue_size)")
+    correction: str = setting(
+        "vtrace", choices=CORRECTIONS, help="vtrace, or none (log ρ = 0: uncorrected "
+        "actor-critic)")
+    anneal_lr: bool = setting(True, help="decay the learning rate linearly to 0 over the run")
+    normalize_advantages: bool = setting(
+        False, help="normalise the V-trace advantages over the batch")
 
     def __post_init__(self):
         super().__post_init__()
-        require(isinstance(self.policy_lag, int) and not isinstance(self.policy_lag, bool)
-                and self.policy_lag >= 0, "policy_lag", self.policy_lag,
-                "must be an integer >= 0 (0 = on-policy)")
-        require_positive_int("queue_size", self.queue_size)
-        require_positive_int("replay_times", self.replay_times)
         require(self.replay_times <= self.queue_size, "replay_times", self.replay_times,
                 f"must be <= queue_size = {self.queue_size} (a trajectory is used at most once per "
                 "update while it is queued)")
-        require(self.correction in CORRECTIONS, "correction", self.correction,
-                f"one of {list(CORRECTIONS)}")
 
     @property
     def replay_ages(self) -> tuple[int, ...]:
@@ -109,10 +108,14 @@ class Config(CommonConfig):
 class Hparams(CommonHparams):
     learning_rate: Any = 3e-3      # measured on CartPole-v1 (1e-3: 333.5 ± 119.3 over 3 seeds; 3e-3: 500)
     max_grad_norm: Any = 40.0      # the paper clips the global norm at 40
-    lambda_: Any = 1.0             # trace-cutting λ of Espeholt et al., Remark 2
-    rho_bar: Any = 1.0             # ρ̄: truncation of ρ_t in the value target (fixed point)
-    c_bar: Any = 1.0               # c̄: truncation of the trace coefficients (contraction speed)
-    pg_rho_bar: Any = 1.0          # ρ̄ of the policy-gradient advantage (§4.2)
+    lambda_: Any = setting(1.0, low=0, high=1, help="trace-cutting λ of Espeholt et al. "
+                           "2018, Remark 2")
+    rho_bar: Any = setting(1.0, low=0, low_open=True, help="ρ̄: truncation of ρ_t in the value "
+                           "target (its fixed point)")
+    c_bar: Any = setting(1.0, low=0, low_open=True, help="c̄: truncation of the trace "
+                         "coefficients (contraction speed)")
+    pg_rho_bar: Any = setting(1.0, low=0, low_open=True, help="ρ̄ of the policy-gradient "
+                              "advantage (§4.2)")
 
 
 @struct.dataclass

@@ -23,7 +23,7 @@ from flax import struct
 
 from pgjax import estimators, losses
 from pgjax.algorithms import common
-from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
+from pgjax.config import CommonConfig, CommonHparams, require, setting
 from pgjax.rollout import episode_metrics
 from pgjax import shuffle
 from pgjax.shuffle import SHUFFLES
@@ -34,18 +34,19 @@ NAME = "ppo"
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
     supports_recurrent: ClassVar[bool] = True
-    epochs: int = 4  # passes over each rollout
-    minibatches: int = 4  # minibatches per epoch (must divide num_envs*rollout_length)
-    normalize_advantages: bool = True  # normalise advantages per minibatch
-    clip_value: bool = True  # clip the value loss around the old values (value_clip_eps)
-    anneal_lr: bool = True  # decay the learning rate linearly to 0 over the run
-    shuffle: str = "sort"  # minibatch order: "sort" (jax.random.permutation's, bit for bit) or "hash" (sort-free); pgjax.shuffle
+    epochs: int = setting(4, low=1, help="passes over each rollout")
+    minibatches: int = setting(
+        4, low=1, help="minibatches per epoch (must divide num_envs*rollout_length)")
+    normalize_advantages: bool = setting(True, help="normalise advantages per minibatch")
+    clip_value: bool = setting(
+        True, help="clip the value loss around the old values (value_clip_eps)")
+    anneal_lr: bool = setting(True, help="decay the learning rate linearly to 0 over the run")
+    shuffle: str = setting(
+        "sort", choices=SHUFFLES, help="minibatch order: sort (jax.random.permutation's, bit for "
+        "bit) or hash (sort-free); pgjax.shuffle")
 
     def __post_init__(self):
         super().__post_init__()
-        require(self.shuffle in SHUFFLES, "shuffle", self.shuffle, f"one of {list(SHUFFLES)}")
-        require_positive_int("epochs", self.epochs)
-        require_positive_int("minibatches", self.minibatches)
         require(self.steps_per_update % self.minibatches == 0, "minibatches", self.minibatches,
                 f"must divide the batch num_envs*rollout_length = {self.steps_per_update}")
         require(self.torso != "gru" or self.num_envs % self.minibatches == 0, "minibatches",
@@ -61,9 +62,10 @@ class Config(CommonConfig):
 
 @struct.dataclass
 class Hparams(CommonHparams):
-    clip_eps: Any = 0.2  # ε of the clipped surrogate
-    gae_lambda: Any = 0.95  # λ of GAE
-    value_clip_eps: Any = 0.2  # clip range of the value loss (with clip_value)
+    clip_eps: Any = setting(0.2, low=0, low_open=True, help="ε of the clipped surrogate")
+    gae_lambda: Any = setting(0.95, low=0, high=1, help="λ of GAE")
+    value_clip_eps: Any = setting(
+        0.2, low=0, low_open=True, help="clip range of the value loss (with clip_value)")
 
 
 def init(config: Config, hparams: Hparams, key) -> common.TrainState:

@@ -44,7 +44,7 @@ from flax import struct
 
 from pgjax import estimators
 from pgjax.algorithms import common
-from pgjax.config import CommonConfig, CommonHparams, require
+from pgjax.config import CommonConfig, CommonHparams, require, setting
 
 NAME = "reinforce"
 BASELINES = ("none", "running_average", "learned")
@@ -54,19 +54,22 @@ REDUCTIONS = ("mean", "sum")
 @dataclasses.dataclass(frozen=True)
 class Config(CommonConfig):
     supports_recurrent: ClassVar[bool] = True
-    baseline: str = "learned"  # none, running_average or learned (a critic V_φ)
+    baseline: str = setting(
+        "learned", choices=BASELINES, help="b: none, running_average (of past returns) or "
+        "learned (a critic V_φ with its own step size)")
     num_envs: int = 8
     rollout_length: int = 500
     total_steps: int = 1_000_000
-    normalize_psi: bool = False  # divide G − b by its batch std (a common variance trick; off = textbook)
-    loss_reduction: str = "mean"  # "sum": Σ over valid steps (S&B's per-episode sum), see module doc
-    anneal_lr: bool = False  # decay the policy's step size α linearly to 0 over the run
+    normalize_psi: bool = setting(
+        False, help="divide G − b by its batch std (a common variance trick; off = textbook)")
+    loss_reduction: str = setting(
+        "mean", choices=REDUCTIONS, help="mean over valid steps, or sum (Sutton & Barto's "
+        "per-episode sum; see the module doc)")
+    anneal_lr: bool = setting(
+        False, help="decay the policy's step size α linearly to 0 over the run")
 
     def __post_init__(self):
         super().__post_init__()
-        require(self.baseline in BASELINES, "baseline", self.baseline, f"one of {list(BASELINES)}")
-        require(self.loss_reduction in REDUCTIONS, "loss_reduction", self.loss_reduction,
-                f"one of {list(REDUCTIONS)}")
         require(not (self.baseline == "learned" and self.shared_torso), "shared_torso", True,
                 "a learned baseline has its own step size, so the torsos must be separate")
 
@@ -74,11 +77,14 @@ class Config(CommonConfig):
 @struct.dataclass
 class Hparams(CommonHparams):
     learning_rate: Any = 1e-3
-    critic_learning_rate: Any = 1e-3  # step size of the learned baseline V_φ
+    critic_learning_rate: Any = setting(
+        1e-3, low=0, low_open=True, help="step size α^w of the learned baseline V_φ")
     vf_coef: Any = 1.0
     ent_coef: Any = 0.0
     max_grad_norm: Any = 10.0
-    baseline_decay: Any = 0.05  # running-average baseline: b ← b + rate·(mean G − b)
+    baseline_decay: Any = setting(
+        0.05, low=0, low_open=True, high=1, help="rate of the running-average baseline: "
+        "b ← b + rate·(mean G − b)")
 
 
 def init(config: Config, hparams: Hparams, key) -> common.TrainState:

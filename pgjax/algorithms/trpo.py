@@ -27,7 +27,7 @@ from flax import struct
 
 from pgjax import losses, trust_region
 from pgjax.algorithms import common
-from pgjax.config import CommonConfig, CommonHparams, require, require_positive_int
+from pgjax.config import CommonConfig, CommonHparams, require, setting
 from pgjax.networks import ActorCritic
 from pgjax.shuffle import shuffled_minibatches
 
@@ -39,27 +39,31 @@ class Config(CommonConfig):
     num_envs: int = 16
     rollout_length: int = 128
     total_steps: int = 500_000
-    cg_iterations: int = 10  # conjugate-gradient iterations for F⁻¹g
-    line_search_steps: int = 10  # backtracking line-search halvings
-    critic_epochs: int = 5  # critic regression passes per update
-    critic_minibatches: int = 4  # critic minibatches per pass
+    cg_iterations: int = setting(10, low=1, help="conjugate-gradient iterations for F⁻¹g")
+    line_search_steps: int = setting(10, low=1, help="backtracking line-search halvings")
+    critic_epochs: int = setting(5, low=1, help="critic regression passes per update")
+    critic_minibatches: int = setting(
+        4, low=1, help="critic minibatches per pass (must divide num_envs*rollout_length)")
 
     def __post_init__(self):
         super().__post_init__()
         require(not self.shared_torso, "shared_torso", True,
                 "TRPO steps the policy and the critic separately, so torsos must be separate")
-        for name in ("cg_iterations", "line_search_steps", "critic_epochs", "critic_minibatches"):
-            require_positive_int(name, getattr(self, name))
         require(self.steps_per_update % self.critic_minibatches == 0, "critic_minibatches",
                 self.critic_minibatches, f"must divide num_envs*rollout_length = {self.steps_per_update}")
 
 
 @struct.dataclass
 class Hparams(CommonHparams):
-    learning_rate: Any = 1e-3     # critic step size
-    max_kl: Any = 0.01            # trust-region radius δ: bound on the mean KL of an update
-    cg_damping: Any = 0.1  # damping added to the Fisher-vector product
-    gae_lambda: Any = 0.97  # λ of GAE
+    learning_rate: Any = setting(
+        1e-3, low=0, low_open=True, help="the critic's step size (the policy's step is set by "
+        "max_kl)")
+    max_kl: Any = setting(
+        0.01, low=0, low_open=True, help="trust-region radius δ: bound on the mean KL of an "
+        "update")
+    cg_damping: Any = setting(
+        0.1, low=0, help="damping added to the Fisher-vector product (F + damping·I)")
+    gae_lambda: Any = setting(0.97, low=0, high=1, help="λ of GAE")
     max_grad_norm: Any = 10.0
     ent_coef: Any = 0.0
 

@@ -1,5 +1,6 @@
 """The report: overlay figures and a markdown table of final evaluation returns per run and
-setting, with status marks for runs that did not finish."""
+setting, with status marks for runs that did not finish; for a sweep, its settings ranked and
+compared with the best (:mod:`pgjax.report.sweep`) and its sensitivity plots."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from pgjax.report.figures import _plot_entries, plot_run
-from pgjax.report.load import RunData, Setting, _as_float, load_run, report_entries, run_labels
+from pgjax.report.figures import (TOP_SETTINGS, _plot_entries, _safe, curve_entries, plot_run,
+                                  plot_sensitivity)
+from pgjax.report.load import (RunData, Setting, _as_float, load_run, report_entries, run_labels,
+                               settings)
 from pgjax.report.stats import BOOTSTRAP_SEED, NUM_RESAMPLES, final_eval
+from pgjax.report.sweep import (BEST, INDISTINGUISHABLE, METRICS, NO_VALUE, WORSE, Comparison,
+                                axis_scales, rank, score_settings)
+
+
+FEW_SEEDS = 5  # below this many seeds the ranking notes that its intervals are rough
 
 
 def _fmt(value: float, spec: str = ".2f") -> str:
@@ -81,25 +89,135 @@ def _run_state(run: RunData, setting: Setting) -> tuple[str, list[dict]]:
     return state, diverged
 
 
-def report(run_dirs: Sequence, out_dir, *, smooth: int = 1, per_run_plots: bool = True) -> str:
+def _fmt_delta(comparison: Comparison) -> tuple[str, str, str]:
+    """(pairs, Δ, CI of Δ) cells of a ranking row."""
+    difference = comparison.difference
+    if difference is None:
+        return "—", "—", "—"
+    delta = "—" if not math.isfinite(difference.mean) else f"{difference.mean:+.2f}"
+    return str(difference.n), delta, _fmt_ci(difference.ci)
+
+
+def _per_seed_cell(comparison: Comparison, metric: str) -> str:
+    score = comparison.score
+    return ", ".join(f"s{seed}: {_fmt(value)}" for seed, value in
+                     sorted(zip(score.seeds, score.scores(metric).tolist()), key=lambda p: str(p[0])))
+
+
+def ranking_table(ranked: Sequence[Comparison], metric: str, per_seed: bool = False) -> str:
+    """The markdown table of a ranking (:func:`pgjax.report.sweep.rank`), best first."""
+    header = (f"| rank | setting | seeds | {METRICS[metric]} (mean) | 95% CI | pairs "
+              "| Δ vs best (mean of paired differences) | 95% CI of Δ | verdict | diverged |"
+              + (" per seed |" if per_seed else ""))
+    lines = [header, "|" + "---|" * header.count(" |")]
+    for c in ranked:
+        pairs, delta, delta_ci = _fmt_delta(c)
+        place = str(c.rank) if c.estimate.n else "—"  # no value: not ranked
+        lines.append(f"| {place} | {c.score.label} | {c.estimate.n} | {_fmt(c.estimate.mean)} "
+                     f"| {_fmt_ci(c.estimate.ci)} | {pairs} | {delta} | {delta_ci} | {c.verdict} "
+                     f"| {c.score.diverged}/{len(c.score.seeds)} |"
+                     + (f" {_per_seed_cell(c, metric)} |" if per_seed else ""))
+    return "\n".join(lines)
+
+
+def _decision(ranked: Sequence[Comparison], metric: str) -> str:
+    """One sentence: which settings the ranking cannot tell apart from the best."""
+    best = ranked[0]
+    if best.verdict == NO_VALUE:
+        return f"No setting has a {METRICS[metric]} yet."
+    if best.estimate.n < 2:
+        return (f"Best by {METRICS[metric]}: {best.score.label}, but with one seed per setting "
+                "there is no interval: the settings cannot be told apart.")
+    same = [c.score.label for c in ranked[1:] if c.verdict == INDISTINGUISHABLE]
+    undecided = [f"{c.score.label} ({c.verdict})" for c in ranked[1:]
+                 if c.verdict not in (INDISTINGUISHABLE, WORSE, BEST)]
+    text = (f"Best by {METRICS[metric]}: **{best.score.label}**. "
+            + (f"Indistinguishable from it (the 95% CI of the paired difference contains 0): "
+               f"{', '.join(same)}." if same else
+               "Every other setting is distinguishable from it (worse: the 95% CI of the paired "
+               "difference lies below 0)." if not undecided else ""))
+    if undecided:
+        text += f" Not decided: {'; '.join(undecided)}."
+    return text
+
+
+def ranking_markdown(label: str, run: RunData, per_seed: bool = False) -> str:
+    """The section of the report that ranks the settings of the sweep ``run`` (labelled
+    ``label``) by final evaluation return and by the area under the evaluation curve, each with
+    the paired comparison of every setting with the best."""
+    scores = score_settings(run)
+    seeds = sorted({len(s.seeds) for s in scores})
+    parts = [f"## Settings of {label}, best first", "",
+             f"{run.algorithm} on {run.env_id}: {len(scores)} settings × "
+             f"{'/'.join(map(str, seeds))} seed(s), the same seeds in every setting.", ""]
+    for metric in METRICS:
+        ranked = rank(scores, metric)
+        parts += [f"### By {METRICS[metric]}", "", ranking_table(ranked, metric, per_seed), "",
+                  _decision(ranked, metric), ""]
+    parts += [
+        "- final evaluation return: each seed's mean return at the final evaluation; mean over "
+        f"seeds with a 95% percentile-bootstrap CI ({NUM_RESAMPLES} resamples, seed "
+        f"{BOOTSTRAP_SEED}; Agarwal et al. 2021).",
+        "- area under the evaluation curve: for each seed, the trapezoid rule over its "
+        "evaluations (eval.jsonl) divided by the env-step span they cover, i.e. its average "
+        "evaluation return over training; rewards learning early as well as ending high.",
+        "- Δ vs best: mean over the seeds both settings have (pairs) of setting − best. A seed "
+        "gives the same initial parameters and environment keys in every setting, so the "
+        "differences are paired; their 95% CI is the percentile bootstrap over resampled seeds "
+        f"(seed {BOOTSTRAP_SEED}). A CI that contains 0: indistinguishable from the best.",
+        "- diverged: members that went non-finite, frozen at their last finite state and "
+        "evaluated there (included above).",
+    ]
+    if 1 < seeds[0] < FEW_SEEDS:
+        parts.append(f"- only {seeds[0]} seeds: a percentile-bootstrap interval over so few seeds "
+                     "cannot reach beyond the values observed, so it is narrow by construction; "
+                     "treat the verdicts as tentative (Agarwal et al. 2021).")
+    return "\n".join(parts) + "\n"
+
+
+def report(run_dirs: Sequence, out_dir, *, smooth: int = 1, per_run_plots: bool = True,
+           top: int = TOP_SETTINGS, per_seed: bool = False) -> str:
     """Compare runs: overlay figures ``out_dir/<metric>.png`` and ``out_dir/report.md``.
 
     Each run is labelled by its directory name (and its hyperparameter setting when it swept
-    several). With ``per_run_plots`` each run's own curves also go to ``RUN_DIR/plots/``.
-    ``smooth`` is a moving-average window in points (1: no smoothing). Returns the markdown.
+    several). A sweep also gets its settings ranked (:func:`ranking_markdown`, per-seed scores
+    with ``per_seed``) and ``sensitivity_<key>.png`` per swept key; its learning curves show its
+    ``top`` best settings only. Environments get a panel each. With ``per_run_plots`` each run's
+    own curves also go to ``out_dir/<run label>/``. Nothing is written into the run folders (a
+    reader never modifies a run). ``smooth`` is a moving-average window in points (1: no
+    smoothing). Returns the markdown.
     """
     paths = [Path(p) for p in run_dirs]
     if not paths:
         raise ValueError("report needs at least one run directory")
+    if not (isinstance(top, int) and top >= 1):
+        from pgjax.config import ConfigError
+        raise ConfigError(f"--top={top!r} is not allowed: a positive integer (settings per sweep "
+                          "whose learning curves are drawn)")
     runs = [load_run(p) for p in paths]
-    entries = report_entries(runs, run_labels(paths))
+    for run in runs:
+        axis_scales(run)  # a bad sweep_space is refused before anything is written
+    labels = run_labels(paths)
+    entries = report_entries(runs, labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if per_run_plots:
-        for run in runs:
-            plot_run(run, smooth=smooth)
-    figures = _plot_entries(entries, out, smooth, "mean over seeds and 95% bootstrap CI")
+    if per_run_plots and len(runs) > 1:
+        for run, label in zip(runs, labels):
+            plot_run(run, out / _safe(label), smooth=smooth, top=top)
+    drawn, cut = [], False
+    for run, label in zip(runs, labels):
+        chosen, total = curve_entries(run, label, top)
+        drawn += chosen
+        cut |= len(chosen) < total
+    title = "mean over seeds and 95% bootstrap CI" + (
+        f"; a sweep shows its top {top} settings by final evaluation return" if cut else "")
+    figures = _plot_entries(drawn, out, smooth, title)
     parts = ["# pgjax report", "", report_table(entries)]
+    sweeps = [(run, label) for run, label in zip(runs, labels) if len(settings(run)) > 1]
+    for run, label in sweeps:
+        prefix = f"{_safe(label)}_" if len(sweeps) > 1 else ""
+        parts += [ranking_markdown(label, run, per_seed)]
+        parts += [f"![{f.stem}]({f.name})" for f in plot_sensitivity(run, out, prefix)] + [""]
     if figures:
         parts += ["## Curves", ""] + [f"![{f.stem}]({f.name})" for f in figures]
     markdown = "\n".join(parts) + "\n"

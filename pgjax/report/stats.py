@@ -1,6 +1,7 @@
 """Statistics over seeds (Agarwal et al. 2021, "Deep RL at the edge of the statistical precipice"):
-the interquartile mean (IQM) and percentile-bootstrap confidence intervals, curve bands, smoothing;
-and a run's final evaluation numbers (:func:`final_eval`). NumPy only."""
+the interquartile mean (IQM) and percentile-bootstrap confidence intervals, curve bands, smoothing,
+the normalised area under a curve and the paired bootstrap of per-seed differences; and a run's
+final evaluation numbers (:func:`final_eval`). NumPy only."""
 
 from __future__ import annotations
 
@@ -165,6 +166,69 @@ def forward_fill(values) -> np.ndarray:
 
 
 
+def normalised_auc(env_steps, values) -> np.ndarray:
+    """Area under each row's curve divided by the env-step span it covers: the curve's average
+    height, in the units of ``values`` (Agarwal et al. 2021 report such areas to compare learning
+    speed, not only the end point).
+
+    ``values`` is ``[num_seeds, num_points]`` against ``env_steps [num_points]`` (NaN: no value).
+    For each row, the trapezoid rule over its finite points ``(x_i, y_i)`` in order of ``x``,
+    ``sum_i (x_{i+1} - x_i) (y_i + y_{i+1}) / 2``, divided by ``x_last - x_first``. A row with one
+    finite point gets that value (the limit of a vanishing span); a row with none gets NaN.
+    Returns ``[num_seeds]``.
+    """
+    env_steps = np.asarray(env_steps, dtype=np.float64)
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    if values.shape[-1] != env_steps.shape[0]:
+        raise ValueError(f"values have {values.shape[-1]} points but env_steps has {env_steps.shape[0]}")
+    order = np.argsort(env_steps, kind="stable")
+    return np.array([_row_auc(env_steps[order], row[order]) for row in values])
+
+
+def _row_auc(x: np.ndarray, y: np.ndarray) -> float:
+    keep = np.isfinite(y) & np.isfinite(x)
+    x, y = x[keep], y[keep]
+    if x.size == 0:
+        return math.nan
+    span = x[-1] - x[0]
+    if x.size == 1 or span <= 0:
+        return float(y.mean())
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0) / span)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``mean(other − reference)`` over the seeds both have, with a bootstrap interval."""
+
+    n: int                      # seeds in common (with a finite value in both)
+    mean: float
+    ci: tuple[float, float]     # NaN when n < 2 (one pair says nothing about the spread)
+
+
+def paired_difference(reference: dict, other: dict, confidence: float = 0.95,
+                      num_resamples: int = NUM_RESAMPLES, seed: int = BOOTSTRAP_SEED
+                      ) -> PairedDifference:
+    """Paired comparison of two settings that were trained with the same seeds.
+
+    ``reference`` and ``other`` map seed → value (e.g. final return). Runs with the same seed
+    start from the same parameters and environment keys, so the per-seed differences
+    ``d_s = other[s] − reference[s]`` remove the part of the variation that the seed causes. The
+    interval is the percentile bootstrap of ``mean(d)`` over resampled seeds (Efron & Tibshirani
+    1993, ch. 13; the paired design as in Agarwal et al. 2021's probability of improvement),
+    with the fixed ``seed`` so that a report is reproducible.
+    """
+    shared = [s for s in reference if s in other
+              and math.isfinite(reference[s]) and math.isfinite(other[s])]
+    differences = np.array([other[s] - reference[s] for s in shared], dtype=np.float64)
+    if differences.size == 0:
+        return PairedDifference(0, math.nan, (math.nan, math.nan))
+    mean = float(differences.mean())
+    if differences.size == 1:
+        return PairedDifference(1, mean, (math.nan, math.nan))
+    low, high = bootstrap_ci(differences, "mean", confidence, num_resamples, seed)
+    return PairedDifference(int(differences.size), mean, (float(low), float(high)))
+
+
 @dataclass(frozen=True)
 class FinalEval:
     """The final evaluation of one setting of a run, with its statistics over seeds."""
@@ -220,21 +284,33 @@ def _summary_rows(run: RunData, setting: Setting, key: str) -> list | None:
     return values if len(settings(run)) == 1 else None  # older runs: one entry per seed
 
 
-def _final_per_seed(run: RunData, setting: Setting) -> tuple[np.ndarray, str, list | None]:
-    """Each seed's final mean evaluation return, where it came from, and (summary) its entries."""
+def final_returns(run: RunData, setting: Setting) -> tuple[np.ndarray, str]:
+    """Final mean evaluation return of each member of ``setting``, in the order of its rows (NaN
+    for a member without one), and where they came from: ``summary.json``
+    (``eval_return_per_seed``) when it has any finite value for the setting, else each member's
+    last evaluation in ``eval.jsonl``, else ``"none"``. An older run whose files name no members
+    has one value per entry of its summary instead of one per row."""
     from_summary = _summary_rows(run, setting, "eval_return_per_seed")
     if from_summary is not None:
         values = np.array([_as_float(v) for v in from_summary])
         if np.isfinite(values).any():
-            return values[np.isfinite(values)], "summary.json", list(np.isfinite(values))
+            return values, "summary.json"
     returns = run.eval.get("eval_return_mean")
     if returns is not None and returns.size and setting.rows:
         last = np.array([row[np.isfinite(row)][-1] if np.isfinite(row).any() else np.nan
                          for row in returns[list(setting.rows)]])
-        last = last[np.isfinite(last)]
-        if last.size:
-            return last, "eval.jsonl (last evaluation)", None
-    return np.zeros(0), "none", None
+        if np.isfinite(last).any():
+            return last, "eval.jsonl (last evaluation)"
+    return np.full(len(setting.rows), np.nan), "none"
+
+
+def _final_per_seed(run: RunData, setting: Setting) -> tuple[np.ndarray, str, list | None]:
+    """Each seed's final mean evaluation return, where it came from, and (summary) its entries."""
+    values, source = final_returns(run, setting)
+    finite = np.isfinite(values)
+    if source == "none":
+        return np.zeros(0), source, None
+    return values[finite], source, (list(finite) if source == "summary.json" else None)
 
 
 def _episode_returns(run: RunData, setting: Setting, keep: list | None) -> np.ndarray | None:

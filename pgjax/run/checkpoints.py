@@ -12,19 +12,39 @@ unpickled on load.
 
 Typed PRNG keys are stored as their raw ``uint32`` key data and re-wrapped on restore. Arrays
 with no elements (e.g. an empty ring buffer of parameter snapshots) are not stored at all (orbax
-refuses zero-size arrays) and are rebuilt empty on restore. A temporary folder left by a process
-killed mid-save is removed when the run folder is next opened.
+refuses zero-size arrays) and are rebuilt empty on restore.
+
+**Writer and readers.** Only the run's lock holder, the trainer, opens the folder for writing: it
+removes the temporary folder a process killed mid-save left. Everything else (``pgjax eval``,
+tests, any load path) opens it read-only (``read_only=True``): nothing is created, removed or
+rewritten, so a reader may look at a run while it trains (a save in progress is a temporary folder
+it ignores) and at a folder it cannot write.
+
+**Faults.** A save that cannot be written (disk full, file too large, I/O error) raises
+:class:`pgjax.run.loggers.WriteFailed` naming the step's folder. A restore first compares the
+shapes and dtypes stored with the checkpoint against the state the configuration builds, and
+refuses a mismatch (a hand-edited ``config.json``) naming the first leaf that differs; then a step
+whose files are damaged (truncated or deleted) is skipped, with a one-line warning, for the newest
+intact one, and with none intact the restore is refused in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
+
+from pgjax.config import ConfigError
+from pgjax.run.loggers import WriteFailed, describe_error, writing
 
 
 def _is_key(x) -> bool:
@@ -86,17 +106,111 @@ def with_injected_hyperparams(like_state):
         inner_state=like_state.opt_state))
 
 
-class Checkpoints:
-    """The latest ``keep`` checkpoints plus the best one by evaluation return."""
+class CheckpointDamaged(ConfigError):
+    """A checkpoint whose files cannot be read back (truncated or deleted data, missing metadata)."""
 
-    def __init__(self, run_dir: Path, keep: int = 3):
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
+
+
+def _key_name(key) -> str:
+    for attribute in ("name", "key", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def leaf_specs(tree) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{"params.params.Dense_0.kernel": (shape, dtype)}`` for every array of ``tree``, named by
+    its path the way orbax names a saved leaf (attribute, key or index, joined by dots), in the
+    tree's order."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {".".join(_key_name(k) for k in path): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+            for path, leaf in flat}
+
+
+def first_mismatch(expected: dict, saved: dict) -> str | None:
+    """The first leaf (in ``expected``'s order, then ``saved``'s) whose shape or dtype differs, or
+    which only one of the two has, described in words; None when they agree."""
+    def text(spec):
+        return f"{spec[1]}{list(spec[0])}"
+    for name, spec in expected.items():
+        if name not in saved:
+            return f"{name} ({text(spec)}) is not in the checkpoint"
+        if saved[name] != spec:
+            return f"{name} is {text(spec)} in the configuration but {text(saved[name])} in the checkpoint"
+    extra = [name for name in saved if name not in expected]
+    return f"the checkpoint holds {extra[0]} ({text(saved[extra[0]])}), which the configuration does not" \
+        if extra else None
+
+
+@contextlib.contextmanager
+def _orbax_quiet():
+    """Orbax logs through absl: a read-only manager warns that it is read-only, and a failed save
+    or restore logs its error with a traceback from each of orbax's threads before raising it.
+    The caller reports that error once, in one line, so orbax's log is kept to CRITICAL here."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    _drop_late_wakeups()
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _drop_late_wakeups() -> None:
+    """A save or restore that fails ends orbax's event loop on the first error, yet tensorstore
+    completes every read or write it had started, and each completion's wake-up of the closed loop
+    is reported by Python as an unraisable ``RuntimeError: Event loop is closed`` with its
+    traceback: dozens for one damaged checkpoint, saying nothing the first error did not. This
+    process-wide hook drops exactly those and hands anything else to the hook it wraps; put in
+    place before each save or restore unless it already is."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_late_wakeups", False):
+        return
+
+    def hook(unraisable):
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.drops_late_wakeups = True
+    sys.unraisablehook = hook
+
+
+def _is_write_error(error: BaseException) -> bool:
+    """An OSError, or tensorstore's ValueError for one (it carries ``os_error_code``)."""
+    return isinstance(error, OSError) or (isinstance(error, ValueError)
+                                          and "os_error_code=" in str(error))
+
+
+class Checkpoints:
+    """The latest ``keep`` checkpoints plus the best one by evaluation return; ``read_only`` for
+    every reader (nothing in the folder is created, removed or rewritten)."""
+
+    def __init__(self, run_dir: Path, keep: int = 3, *, read_only: bool = False):
+        self.shown = Path(run_dir) / "checkpoints"  # as the caller wrote it, for messages
+        self.read_only = read_only
+        self.restored_step: int | None = None  # the step the last restore read
+        self.damaged: dict[str, set[int]] = {"latest": set(), "best": set()}  # skipped by a restore
         root = Path(run_dir).absolute() / "checkpoints"
-        common = dict(enable_async_checkpointing=False, create=True, cleanup_tmp_directories=True)
-        self.latest = ocp.CheckpointManager(
-            root / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, **common))
-        self.best = ocp.CheckpointManager(
-            root / "best", options=ocp.CheckpointManagerOptions(
-                max_to_keep=1, best_fn=lambda m: m["eval_return"], best_mode="max", **common))
+        if read_only:
+            common = dict(read_only=True, create=False, cleanup_tmp_directories=False,
+                          save_interval_steps=0, max_to_keep=None)
+        else:
+            common = dict(create=True, cleanup_tmp_directories=True, max_to_keep=keep)
+        # a writer creates the folders and removes what a killed save left: that may fail to write
+        with _orbax_quiet(), contextlib.nullcontext() if read_only else writing(self.shown):
+            self.latest = ocp.CheckpointManager(
+                root / "latest", item_handlers=_handlers(), options=ocp.CheckpointManagerOptions(
+                    enable_async_checkpointing=False, **common))
+            self.best = ocp.CheckpointManager(
+                root / "best", item_handlers=_handlers(), options=ocp.CheckpointManagerOptions(
+                    enable_async_checkpointing=False, best_fn=lambda m: m["eval_return"],
+                    best_mode="max", **{**common, "max_to_keep": None if read_only else 1}))
 
     def _manager(self, which: str) -> ocp.CheckpointManager:
         if which not in ("latest", "best"):
@@ -104,52 +218,136 @@ class Checkpoints:
         return self.latest if which == "latest" else self.best
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
-        """Save ``state`` (all members) and the runner's ``meta`` counters as ``step``."""
+        """Save ``state`` (all members) and the runner's ``meta`` counters as ``step`` (in place of
+        a damaged save of that step that a restore skipped)."""
         if step in self.latest.all_steps():
-            return
-        self.latest.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(to_savable(state)), meta=ocp.args.JsonSave(meta)))
-        self.latest.wait_until_finished()
+            if step not in self.damaged["latest"]:
+                return
+            with _orbax_quiet():
+                self.latest.delete(step)
+            self.damaged["latest"].discard(step)
+        self._save("latest", step, state, meta)
 
     def save_best(self, step: int, state, meta: dict[str, Any], eval_return: float) -> None:
         """Offer ``state`` to the best-by-evaluation slot (kept only if it beats the saved one)."""
         if step in self.best.all_steps():
             return
-        self.best.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(to_savable(state)), meta=ocp.args.JsonSave(meta)),
-            metrics={"eval_return": float(eval_return)})
-        self.best.wait_until_finished()
+        self._save("best", step, state, meta, metrics={"eval_return": float(eval_return)})
+
+    def _save(self, which: str, step: int, state, meta: dict[str, Any], **extra) -> None:
+        """One orbax save, waited for; :class:`WriteFailed` naming the step's folder when it
+        cannot be written (orbax leaves a temporary folder, removed when the run resumes)."""
+        if self.read_only:
+            raise ValueError(f"{self.shown} was opened read-only: a reader does not save")
+        manager = self._manager(which)
+        try:
+            with _orbax_quiet():
+                manager.save(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(to_savable(state)), meta=ocp.args.JsonSave(meta)),
+                    **extra)
+                manager.wait_until_finished()
+        except (OSError, ValueError) as error:
+            if not _is_write_error(error):
+                raise
+            raise WriteFailed(self.shown / which / str(step), error) from None
 
     def steps(self, which: str = "latest") -> list[int]:
         return sorted(self._manager(which).all_steps())
 
     def restore(self, like_state, step: int | None = None, which: str = "latest"):
-        """Return (state, meta) of checkpoint ``step`` (default: the newest of ``which``).
-        ``like_state`` gives the structure: a state or ``jax.eval_shape`` of one."""
+        """Return (state, meta) of checkpoint ``step`` (default: the newest intact one of
+        ``which``). ``like_state`` gives the structure: a state or ``jax.eval_shape`` of one.
+
+        A checkpoint that does not hold ``like_state``'s leaves (shapes, dtypes) is refused
+        (ConfigError naming the first that differs) before anything is read. Without ``step``, a
+        damaged newer checkpoint is skipped with a one-line warning (a writer saves that step
+        again when it trains past it). :class:`CheckpointDamaged` when none is intact (or the
+        ``step`` asked for is damaged)."""
         manager = self._manager(which)
         steps = sorted(manager.all_steps())
         if not steps:
-            raise FileNotFoundError(f"no {which} checkpoint in {manager.directory}")
-        if step is None:
-            step = steps[-1]
-        if step not in steps:
+            raise FileNotFoundError(f"no {which} checkpoint in {self.shown / which}")
+        if step is not None and step not in steps:
             raise ValueError(f"step={step} is not allowed: the {which} checkpoints hold steps {steps}")
-        try:
-            return self._restore(manager, step, like_state)
-        except ValueError as error:
-            mismatch = error
-        try:  # saved before the learning rate moved out of the optimiser state?
-            state, meta = self._restore(manager, step, with_injected_hyperparams(like_state))
-        except ValueError:
-            raise mismatch from None
-        return state.replace(opt_state=state.opt_state.inner_state), meta
+        damaged = []
+        for candidate in [step] if step is not None else reversed(steps):
+            try:
+                restored = self._restore(manager, which, candidate, like_state)
+            except CheckpointDamaged as error:
+                damaged.append(error)
+                continue
+            self._skipped(which, damaged, candidate)
+            self.restored_step = candidate
+            return restored
+        if step is not None:
+            raise damaged[0]
+        raise CheckpointDamaged(f"no intact {which} checkpoint in {self.shown / which}: "
+                                + "; ".join(str(error) for error in damaged))
 
-    @staticmethod
-    def _restore(manager, step: int, like_state):
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_of(like_state)), meta=ocp.args.JsonRestore()))
-        return from_saved(restored["state"], like_state), dict(restored["meta"])
+    def _skipped(self, which: str, damaged: list[CheckpointDamaged], restored: int) -> None:
+        """Warn, one line each, about the damaged steps skipped for ``restored``; a writer saves
+        those steps again as it trains past them (:meth:`save`)."""
+        for error in damaged:
+            self.damaged[which].add(error.step)
+            again = "" if self.read_only or which != "latest" else " (saved again when training reaches it)"
+            warnings.warn(f"{error}: skipped{again}; using step {restored}", stacklevel=3)
+
+    def check_matches(self, like_state, which: str = "latest") -> None:
+        """Refuse (ConfigError naming the first leaf that differs) a ``like_state`` that the
+        newest checkpoint with readable metadata does not hold, in today's layout or the one
+        before 2026-12-01. Reads the stored metadata only."""
+        manager = self._manager(which)
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                self._layout(manager, which, step, like_state)
+            except CheckpointDamaged:
+                continue
+            return
+
+    def _layout(self, manager, which: str, step: int, like_state):
+        """(the ``like_state`` to restore ``step`` into, whether it is the old layout)."""
+        saved = self._saved_leaves(manager, which, step)
+        mismatch = first_mismatch(leaf_specs(jax.eval_shape(to_savable, like_state)), saved)
+        if mismatch is None:
+            return like_state, False
+        legacy = with_injected_hyperparams(like_state)
+        if first_mismatch(leaf_specs(jax.eval_shape(to_savable, legacy)), saved) is None:
+            return legacy, True
+        raise ConfigError(f"the run's configuration does not match its {which} checkpoint at step "
+                          f"{step} ({self.shown / which / str(step)}): {mismatch} (was config.json "
+                          "edited after the run saved it?)")
+
+    def _saved_leaves(self, manager, which: str, step: int) -> dict:
+        """The stored shapes and dtypes of checkpoint ``step`` (:func:`leaf_specs`)."""
+        where = self.shown / which / str(step)
+        try:
+            with _orbax_quiet():
+                metadata = manager.item_metadata(step)["state"]
+        except (OSError, ValueError, KeyError) as error:  # missing or damaged metadata files
+            raise CheckpointDamaged(f"checkpoint {where} is damaged ({describe_error(error)})",
+                                    step) from None
+        if metadata is None:
+            raise CheckpointDamaged(f"checkpoint {where} is damaged (its metadata is missing)", step)
+        return leaf_specs(metadata)
+
+    def _restore(self, manager, which: str, step: int, like_state):
+        into, legacy = self._layout(manager, which, step, like_state)
+        try:
+            with _orbax_quiet():
+                restored = manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_of(into)), meta=ocp.args.JsonRestore()))
+        except (OSError, ValueError, KeyError) as error:  # the leaves matched: the files failed
+            raise CheckpointDamaged(f"checkpoint {self.shown / which / str(step)} is damaged "
+                                    f"({describe_error(error)})", step) from None
+        state, meta = from_saved(restored["state"], into), dict(restored["meta"])
+        return (state.replace(opt_state=state.opt_state.inner_state) if legacy else state), meta
 
     def close(self) -> None:
-        self.latest.close()
-        self.best.close()
+        with _orbax_quiet():
+            self.latest.close()
+            self.best.close()
+
+
+def _handlers() -> dict:
+    """The two items of every save: the train state (arrays) and the runner's counters (JSON)."""
+    return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}

@@ -16,6 +16,7 @@ the other members and the program are untouched) for the rest of the run, and it
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -76,6 +77,17 @@ def chunk_fn(config, max_updates: int):
 _COMPILED: dict = {}
 
 
+def _program_key(config, states, max_updates: int, shardings=None) -> tuple:
+    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype), str(getattr(x, "sharding", None))), states)
+    return (config, max_updates, jax.tree.structure(states), tuple(jax.tree.leaves(shapes)),
+            None if shardings is None else str(shardings[1:]))
+
+
+def compiled_already(config, states, max_updates: int, shardings=None) -> bool:
+    """Whether :func:`compile_chunk` holds this program already (it returns at once)."""
+    return _program_key(config, states, max_updates, shardings) in _COMPILED
+
+
 def compile_chunk(config, states, max_updates: int, shardings=None):
     """AOT-compile :func:`chunk_fn` for these state shapes (compile time is measured apart).
     Programs are kept per (config, max_updates, state shapes and shardings), so runs in one process
@@ -87,9 +99,7 @@ def compile_chunk(config, states, max_updates: int, shardings=None):
     (:class:`pgjax.run.devices.Layout`): the state keeps its sharding from call to call, and the
     metrics and health flags the host reads come back with the ``host`` sharding."""
     from pgjax import compile_program
-    shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype), str(getattr(x, "sharding", None))), states)
-    key = (config, max_updates, jax.tree.structure(states), tuple(jax.tree.leaves(shapes)),
-           None if shardings is None else str(shardings[1:]))
+    key = _program_key(config, states, max_updates, shardings)
     if key not in _COMPILED:
         members = jax.tree.leaves(states)[0].shape[0]
         placement = {}
@@ -136,6 +146,112 @@ class ChunkPlanner:
 
     def observe(self, size: int, seconds: float) -> None:
         self.seconds_per_update = seconds / max(size, 1)
+
+
+class CompileNotice:
+    """Says that a program is compiling instead of leaving the terminal silent: a line when it
+    starts, the elapsed time while it goes on (after ``quiet`` seconds: on a terminal the same line
+    rewritten every ``every`` seconds, default 1; otherwise a line every ``every`` seconds, default
+    10), and how long it took, noting a hit in the persistent compilation cache. ``out`` None says
+    nothing (a process other than 0 of a multi-process run).
+
+    :meth:`start`, then :meth:`finish` (or :meth:`close` when the compilation failed or was
+    abandoned); :meth:`run` does both around a function. The compile thread starts and finishes
+    it while a daemon thread ticks; a lock keeps their lines whole."""
+
+    def __init__(self, what: str, detail: str, out, *, tty: bool | None = None,
+                 every: float | None = None, quiet: float = 5.0, clock=time.monotonic):
+        self.what, self.detail, self.out, self.clock = what, detail, out, clock
+        self.tty = _is_terminal(out) if tty is None else tty
+        self.every = every if every is not None else (1.0 if self.tty else 10.0)
+        self.quiet = quiet
+        self.started: float | None = None
+        self._cache_before: int | None = None
+        self._over = threading.Event()
+        self._lock = threading.Lock()
+        self._ticker: threading.Thread | None = None
+        self._open = False  # started and not yet finished or closed
+
+    @property
+    def head(self) -> str:
+        return f"compiling {self.what} ({self.detail})… "
+
+    def _write(self, text: str, last: bool = False) -> None:
+        with self._lock:
+            if self._open and self.out is not None:
+                self.out.write(text)
+                self.out.flush()
+            if last:
+                self._open = False
+
+    def start(self, started: float | None = None) -> None:
+        """Announce the compilation (begun at ``started`` on :attr:`clock`, default now)."""
+        from pgjax.run import compilation_cache
+        self.started = self.clock() if started is None else started
+        self._cache_before = compilation_cache.entries()
+        self._open = True
+        self._write(self.head if self.tty else self.head.rstrip() + "\n")
+        if self.out is not None:
+            self._ticker = threading.Thread(target=self._tick, name="pgjax-compile-notice",
+                                            daemon=True)
+            self._ticker.start()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def _tick(self) -> None:
+        wait = max(self.quiet - self.elapsed(), 0.0)
+        while not self._over.wait(wait):
+            seconds = self.elapsed()
+            self._write(f"\r{self.head}{seconds:.0f} s" if self.tty
+                        else f"  still compiling {self.what}: {seconds:.0f} s\n")
+            wait = self.every
+
+    def finish(self) -> float:
+        """Say how long it took (from :meth:`start`); returns the seconds."""
+        from pgjax.run import compilation_cache
+        seconds = self.elapsed()
+        self._stop_ticker()
+        after = compilation_cache.entries()
+        hit = " (from the compilation cache)" if after is not None and after == self._cache_before \
+            else ""
+        self._write(f"\r{self.head}compiled in {seconds:.1f} s{hit}\n" if self.tty
+                    else f"compiled {self.what} in {seconds:.1f} s{hit}\n", last=True)
+        return seconds
+
+    def close(self) -> None:
+        """Stop saying anything (a terminal's open line is ended)."""
+        self._stop_ticker()
+        self._write("\n" if self.tty else "", last=True)
+
+    def _stop_ticker(self) -> None:
+        self._over.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join()
+
+    def run(self, fn, *args):
+        """``fn(*args)`` announced: :meth:`start`, then :meth:`finish` (:meth:`close` if it raised)."""
+        self.start()
+        try:
+            result = fn(*args)
+        except BaseException:
+            self.close()
+            raise
+        self.finish()
+        return result
+
+
+def _is_terminal(out) -> bool:
+    try:
+        return bool(out is not None and out.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def training_notice_detail(members: int, config, max_updates: int) -> str:
+    """What :class:`CompileNotice` says of the training program."""
+    return (f"{members:,d} member(s), {config.num_envs:,d} envs × {config.rollout_length:,d} steps, "
+            f"up to {max_updates:,d} updates per call")
 
 
 def timed(fn, *args):

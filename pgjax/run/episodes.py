@@ -13,7 +13,9 @@ Every evaluation during a run saves its episodes, compressed, to
 
 M is the population (seeds × hyperparameter settings), E the evaluation episodes, K the cached
 ones. :func:`load` returns them as NumPy arrays; :func:`summary` tabulates the cache;
-:func:`episode_states` cuts one episode out for rendering.
+:func:`episode_states` cuts one episode out for rendering. A file that cannot be written raises
+:class:`pgjax.run.loggers.WriteFailed` (no partial file is left); one that cannot be read back
+(truncated, not an ``.npz``) raises :class:`DamagedCache`, one line naming it.
 
 Frames are the states the agent acted in (``s_0 … s_{T−1}``) and the state the episode ended in
 (``final_state.<field>`` ``[M, K, ...]``), which evaluation records through ``envs.VecEnv``'s
@@ -22,15 +24,25 @@ Frames are the states the agent acted in (``s_0 … s_{T−1}``) and the state t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from pgjax.config import ConfigError
+from pgjax.run.loggers import WriteFailed, writing
+
 STEP_FILE = re.compile(r"step_(\d+)\.npz$")
 STEP_NAMES = ("obs", "actions", "rewards", "terminated", "truncated", "valid")
+
+
+class DamagedCache(ConfigError):
+    """A cached evaluation file that cannot be read back."""
 
 
 def eval_dir(run_dir: Path) -> Path:
@@ -62,12 +74,19 @@ def save(run_dir: Path, env_steps: int, result: dict, seeds: list[int], greedy: 
         if "final_states" in result:
             arrays.update(_state_fields(result["final_states"], "final_state"))
     folder = eval_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{int(env_steps):012d}.npz"
     tmp = folder / f".tmp_{path.name}"
-    with open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, **arrays)
+            os.replace(tmp, path)
+    except WriteFailed:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -87,8 +106,14 @@ def load(run_dir: Path, step: int | None = None) -> dict[str, np.ndarray]:
     step = steps[-1] if step is None else step
     if step not in steps:
         raise ValueError(f"step={step} is not allowed: cached evaluations are at steps {steps}")
-    with np.load(eval_dir(run_dir) / f"step_{step:012d}.npz", allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+    path = eval_dir(run_dir) / f"step_{step:012d}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        raise DamagedCache(f"{path} is damaged and cannot be read ({reason.rstrip(': ')}); the "
+                           "other cached evaluations are intact") from None
 
 
 def episode_states(cache: dict[str, np.ndarray], like_state, member: int = 0, episode: int = 0,
@@ -115,22 +140,35 @@ def episode_states(cache: dict[str, np.ndarray], like_state, member: int = 0, ep
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def summary(run_dir: Path) -> str:
-    """A markdown table: one row per cached evaluation (returns over training), then the
-    distribution of episode lengths in the latest one."""
+def summary(run_dir: Path, step: int | None = None) -> str:
+    """A markdown table: one row per cached evaluation (returns over training), or only the one at
+    ``step``, then the distribution of episode lengths in the latest one (or at ``step``). A damaged
+    file is left out with a one-line warning (an error when it is the one asked for)."""
     steps = cached_steps(run_dir)
     if not steps:
         raise FileNotFoundError(f"no cached evaluation episodes in {eval_dir(run_dir)}")
+    if step is not None and step not in steps:
+        raise ValueError(f"step={step} is not allowed: cached evaluations are at steps {steps}")
+    cached = {}
+    for at in [step] if step is not None else steps:
+        try:
+            cached[at] = load(run_dir, at)
+        except DamagedCache as error:
+            if step is not None:
+                raise
+            warnings.warn(f"{error}: left out", stacklevel=2)
+    if not cached:
+        raise DamagedCache(f"every cached evaluation in {eval_dir(run_dir)} is damaged")
     lines = ["| env steps | episodes | return mean | std | min | median | max | length mean |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for step in steps:
-        data = load(run_dir, step)
+    for at, data in cached.items():
         r, n = data["returns"], data["lengths"]
-        lines.append(f"| {step:,d} | {r.size} | {r.mean():.2f} | {r.std():.2f} | {r.min():.2f} | "
+        lines.append(f"| {at:,d} | {r.size} | {r.mean():.2f} | {r.std():.2f} | {r.min():.2f} | "
                      f"{np.median(r):.2f} | {r.max():.2f} | {n.mean():.1f} |")
-    lengths = load(run_dir, steps[-1])["lengths"].ravel()
+    last = max(cached)
+    lengths = cached[last]["lengths"].ravel()
     quantiles = np.percentile(lengths, [0, 10, 25, 50, 75, 90, 100])
-    lines += ["", f"episode lengths at step {steps[-1]:,d} (all members): "
+    lines += ["", f"episode lengths at step {last:,d} (all members): "
               + ", ".join(f"p{q}={v:.0f}" for q, v in zip((0, 10, 25, 50, 75, 90, 100), quantiles))]
     counts, edges = np.histogram(lengths, bins=min(10, max(1, len(np.unique(lengths)))))
     width = max(counts.max(), 1)
@@ -139,18 +177,31 @@ def summary(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def check_gif_path(out: Path) -> None:
+    """``--gif OUT``: a file to (over)write, not a directory, in a folder that is not a file."""
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"--gif={str(out)!r} is not allowed: it is a directory; give the file to "
+                          f"write, e.g. {out / 'episode.gif'}")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"--gif={str(out)!r} is not allowed: {parent} is a file, not a folder")
+
+
 def render_gif(run_dir: Path, config, out: Path, step: int | None = None, member: int = 0,
                episode: int = 0, fps: int = 30) -> Path:
     """Render cached episode ``episode`` of ``member`` at evaluation ``step`` to a GIF."""
-    from envs import make
-    from envs.rendering import can_render, render_episode
+    check_gif_path(out)
+    from pgjax.envs import make
+    from pgjax.envs.rendering import can_render, render_episode
     if not can_render(config.env_id):
-        from envs.rendering import render_frame
+        from pgjax.envs.rendering import render_frame
         render_frame(config.env_id, None, None)  # raises the error that lists what can draw
     env, env_params = make(config.env_id, **dict(config.env_overrides))
     _, like = env.reset(jax.random.key(0), env_params)
     states = episode_states(load(run_dir, step), like, member, episode)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    render_episode(config.env_id, states, env_params, out, fps=fps)
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        render_episode(config.env_id, states, env_params, out, fps=fps)
     return out

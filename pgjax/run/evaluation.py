@@ -89,7 +89,7 @@ class _Episodes(NamedTuple):
 
     @classmethod
     def start(cls, env_state, obs, num_recorded: int, memory=None) -> "_Episodes":
-        from envs import base_env_state
+        from pgjax.envs import base_env_state
         num_episodes = obs.shape[0]
         return cls(env_state, obs, jnp.ones((num_episodes,), bool), jnp.zeros((num_episodes,)),
                    jnp.zeros((num_episodes,), jnp.int32),
@@ -100,7 +100,7 @@ def _step(venv, env_params, policy_fn, params, num_recorded: int, episodes: _Epi
     """One step of every evaluation environment through the rollout engine's
     :func:`pgjax.rollout.policy_step`; rewards and steps count only until each first episode
     ends. Returns (episodes, what is recorded of the first ``num_recorded``)."""
-    from envs import base_env_state
+    from pgjax.envs import base_env_state
     state_before = base_env_state(episodes.env_state)
     s = policy_step(venv, env_params, policy_fn, params, episodes.env_state, episodes.obs, step_key,
                     episodes.memory)
@@ -122,7 +122,7 @@ def _step(venv, env_params, policy_fn, params, num_recorded: int, episodes: _Epi
 def _reset(config, venv, env_params, key, env_state_for_stats):
     """(obs, env_state) of fresh evaluation environments, normalised with the trained agent's
     frozen observation statistics when the config normalises observations."""
-    from envs import obs_stats_of
+    from pgjax.envs import obs_stats_of
     obs, env_state = venv.reset(key, env_params)
     stats = obs_stats_of(env_state_for_stats) if env_state_for_stats is not None else None
     if config.normalize_obs and stats is not None:
@@ -149,18 +149,33 @@ def make_eval_fn(config, num_episodes: int, greedy: bool, cache_episodes: int):
 class EvalProgram:
     """The evaluation program of a run, compiled in a background thread while the first chunks
     train (so evaluation adds nothing to the time before training starts); the first call waits
-    for it. ``seconds`` is its compile time."""
+    for it, saying so on ``out`` (:class:`pgjax.run.chunks.CompileNotice`) while it does. Once
+    compiled, a program that cannot fit beside the train state is refused (ConfigError, raised by
+    that first call) before it runs. ``seconds`` is its compile time."""
 
-    def __init__(self, config, options, state):
-        fn = make_eval_fn(config, options.eval_episodes, options.greedy_eval, options.cache_episodes)
+    def __init__(self, config, options, state, out=None):
+        from pgjax.run import memory
+        from pgjax.run.chunks import CompileNotice
+        episodes = options.eval_episodes
+        fn = make_eval_fn(config, episodes, options.greedy_eval, options.cache_episodes)
         self.seconds: float | None = None
+        members = jax.tree.leaves(state.params)[0].shape[0]
+        self.notice = CompileNotice("the evaluation program",
+                                    f"{members:,d} member(s) × {episodes:,d} episodes of up to "
+                                    f"{max_episode_steps(config):,d} steps", out)
+        self._started = self.notice.clock()
+        beside = memory.nbytes(state) - memory.nbytes((state.params, state.env_state))
+        placement = memory.Placement.of_run(_device_count(state))
 
         def build():
             start = time.perf_counter()
             try:
-                return fn.lower(state.params, state.env_state).compile()
+                compiled = fn.lower(state.params, state.env_state).compile()
             finally:
                 self.seconds = time.perf_counter() - start
+            memory.check_compiled(compiled, "the evaluation program", "eval_episodes", episodes,
+                                  memory.EVAL_ADVICE, placement, also=beside)
+            return compiled
 
         self._compiling = Background("pgjax-eval-compile", build)
 
@@ -170,7 +185,21 @@ class EvalProgram:
         self._compiling.wait()
 
     def __call__(self, params, env_state):
+        if not self._compiling.wait(0):  # still compiling: say so while waiting
+            self.notice.start(started=self._started)
+            try:
+                self._compiling.result()
+            except BaseException:
+                self.notice.close()
+                raise
+            self.notice.finish()
         return self._compiling.result()(params, env_state)
+
+
+def _device_count(tree) -> int:
+    """Devices the first leaf of ``tree`` lives on (1 for host arrays)."""
+    sharding = getattr(jax.tree.leaves(tree)[0], "sharding", None)
+    return len(sharding.device_set) if sharding is not None else 1
 
 
 def eval_rows(result: dict, labels: list[dict], update: int, env_steps: int, greedy: bool,

@@ -8,7 +8,8 @@ can handle:
   is lost). A folder that holds a checkpoint is never overwritten by a fresh start.
 - ``.lock`` is held (``fcntl.flock``, released by the kernel when the process dies, so it is
   never stale) by the one process that owns the run; a second process is refused with the
-  holder's pid.
+  holder's pid. A ``.lock`` that is a symbolic link, a directory or anything but a regular file
+  is refused in one line and never followed (a link would have the run overwrite its target).
 - ``status.json`` records ``running`` / ``interrupted`` / ``diverged`` / ``completed`` with the
   update reached and the pid. A folder whose status says ``running`` while nobody holds the lock
   was killed (SIGKILL, power loss) and resumes from its latest checkpoint.
@@ -20,11 +21,12 @@ import errno
 import json
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
 from pgjax.config import ConfigError, require
-from pgjax.run.loggers import write_json_atomic
+from pgjax.run.loggers import write_json_atomic, writing
 
 RUNNING, INTERRUPTED, DIVERGED, COMPLETED = "running", "interrupted", "diverged", "completed"
 KILLED = "killed"  # read-only: 'running' in status.json but no process holds the lock
@@ -35,11 +37,23 @@ _OUTPUTS = ("metrics.jsonl", "eval.jsonl", "reeval.jsonl", "summary.json", STATU
 _OUTPUT_DIRS = ("eval", "tb", "plots", "checkpoints")
 
 
-def check_name(name: str) -> None:
-    """A run name is one folder inside the runs directory: no separators, not '.' or '..'."""
+def check_name(name: str, runs_dir: Path | None = None) -> None:
+    """A run name is one folder inside the runs directory: no separators, not '.' or '..', and
+    no longer than the file system of ``runs_dir`` allows (its ``PC_NAME_MAX`` bytes, or 255)."""
     require(bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
             and "\0" not in name, "--name", name,
             "a single folder name (no '/', not '.' or '..'), e.g. ppo-cartpole")
+    # the file system's limit on one name, in bytes: PC_NAME_MAX where the runs go, or 255
+    where = Path(runs_dir if runs_dir is not None else ".").absolute()
+    existing = next((p for p in (where, *where.parents) if p.is_dir()), Path("/"))
+    try:
+        limit = int(os.pathconf(existing, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        limit = 255
+    size = len(os.fsencode(name))
+    if size > limit:
+        raise ConfigError(f"--name={name[:32]!r}… ({size} bytes) is not allowed: at most {limit} "
+                          "bytes (the file system's limit on a folder name)")
 
 
 def check_writable_dir(path: Path, what: str) -> None:
@@ -94,7 +108,7 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         import fcntl
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -104,11 +118,31 @@ class RunLock:
             raise ConfigError(f"run_dir={str(self.path.parent)!r} is not allowed: it is in use by "
                               f"process {holder_pid(self.path.parent) or '?'} (lock {self.path}); "
                               "wait for it to finish or stop it first") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        os.fsync(fd)
         self._fd = fd
+        try:
+            with writing(self.path):
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                os.fsync(fd)
+        except BaseException:
+            self.release()
+            raise
         return self
+
+    def _open(self) -> int:
+        """The lock file, opened (created if absent) without following a symbolic link: a link
+        there would have the run truncate and overwrite whatever it points to. A symbolic link, a
+        directory or anything else that is not a regular file is refused in one line."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            raise ConfigError(what_is_not_a_lock(self.path) or (
+                f"run_dir={str(self.path.parent)!r} is not allowed: cannot open its lock "
+                f"{self.path} ({error.strerror})")) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(what_is_not_a_lock(self.path) or f"{self.path} is not a regular file")
+        return fd
 
     def release(self) -> None:
         if self._fd is not None:
@@ -122,21 +156,50 @@ class RunLock:
         self.release()
 
 
+def what_is_not_a_lock(path: Path) -> str | None:
+    """The one-line refusal of a ``.lock`` that is not a regular file (pgjax never follows or
+    replaces it: it is the user's to remove), or None when it is one or absent."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a symbolic link" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode)
+            else "not a regular file")
+    return (f"run_dir={str(Path(path).parent)!r} is not allowed: its lock {path} is {kind}; a run "
+            "folder's lock must be a regular file (pgjax never follows or replaces it): remove it")
+
+
+def _read_lock(path: Path) -> int | None:
+    """A read-only descriptor of the lock file, or None when it is absent or not a regular file."""
+    if what_is_not_a_lock(path) is not None:
+        return None
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+
+
 def holder_pid(run_dir: Path) -> int | None:
     """The pid written in the lock file (whether or not it still holds the lock)."""
+    fd = _read_lock(Path(run_dir) / LOCK_NAME)
+    if fd is None:
+        return None
     try:
-        return int((Path(run_dir) / LOCK_NAME).read_text().strip() or 0) or None
+        return int(os.read(fd, 64).decode().strip() or 0) or None
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
 
 
 def is_locked(run_dir: Path) -> bool:
     """Whether some process holds ``run_dir``'s lock now."""
     import fcntl
-    path = Path(run_dir) / LOCK_NAME
-    if not path.exists():
+    fd = _read_lock(Path(run_dir) / LOCK_NAME)
+    if fd is None:
         return False
-    fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
@@ -147,6 +210,7 @@ def is_locked(run_dir: Path) -> bool:
 
 
 def write_status(run_dir: Path, status: str, update: int, message: str = "", **extra) -> None:
+    """``status.json``, atomically; :class:`pgjax.run.loggers.WriteFailed` when it cannot be written."""
     write_json_atomic(Path(run_dir) / STATUS_NAME, {
         "status": status, "update": int(update), "pid": os.getpid(), "message": message,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra})

@@ -8,13 +8,21 @@ of :class:`Sink` overriding the events it cares about:
 - ``scalars(values, env_steps)``: run-level numbers (compile time, steps/s);
 - ``close()``.
 
-Non-finite numbers are written as JSON ``null``."""
+Non-finite numbers are written as JSON ``null``.
+
+**Write failures.** Every sink writes in the caller's thread, and a failed write (disk full, file
+too large, an I/O error, a folder turned read-only) raises :class:`WriteFailed` naming the file,
+which stops the run (:mod:`pgjax.run.runner`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import re
+import time
+import warnings
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,12 +43,60 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON through a temporary file and ``os.replace`` so a reader never sees half a file."""
+class WriteFailed(Exception):
+    """A file of the run folder could not be written: ``cannot write PATH: [Errno N] reason``."""
+
+    def __init__(self, path: Path, error: BaseException):
+        self.path, self.error = Path(path), error
+        super().__init__(f"cannot write {path}: {describe_error(error)}")
+
+
+_TENSORSTORE_OS_ERROR = re.compile(r"([^:\[\]]+?) \[os_error_code='(\d+)'\]")
+
+
+def describe_error(error: BaseException) -> str:
+    """``[Errno 27] File too large`` for an OSError, and for the same error reported by
+    tensorstore inside a ValueError; else the error's first line, without tensorstore's spec."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return f"[Errno {error.errno}] {error.strerror or os.strerror(error.errno)}"
+    text = str(error)
+    found = _TENSORSTORE_OS_ERROR.search(text)
+    if found:
+        return f"[Errno {found.group(2)}] {os.strerror(int(found.group(2)))}"
+    text = text.split(" [tensorstore_spec")[0].splitlines()[0] if text else type(error).__name__
+    code = re.match(r"[A-Z_]+: ", text)
+    if code and '": ' in text:  # tensorstore's "CODE: context: context: what went wrong"
+        text = code.group(0) + text.rsplit('": ', 1)[1]
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+    """Turn an OSError raised inside the block into :class:`WriteFailed` naming ``path``."""
+    try:
+        yield
+    except OSError as error:
+        raise WriteFailed(path, error) from None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` through a temporary file and ``os.replace`` so a reader never sees half a
+    file; :class:`WriteFailed` (and no temporary file left) when it cannot be written."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(payload), indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            tmp.write_text(text)
+            os.replace(tmp, path)
+    except WriteFailed:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """``payload`` as JSON, through :func:`write_text_atomic`."""
+    write_text_atomic(path, json.dumps(to_jsonable(payload), indent=2, sort_keys=True))
 
 
 @dataclass
@@ -127,23 +183,42 @@ class FanOut(Sink):
             sink.flush()
 
     def close(self):
-        for sink in self.sinks:
-            sink.close()
+        close_all(self.sinks)
+
+
+def close_all(closables) -> None:
+    """Close each of ``closables``, then raise the first :class:`WriteFailed`, if any."""
+    failures = []
+    for thing in closables:
+        try:
+            thing.close()
+        except WriteFailed as failure:
+            failures.append(failure)
+    if failures:
+        raise failures[0]
 
 
 class JsonlFile(Sink):
-    """Appends one JSON object per line (``write``); the base of the two files below."""
+    """Appends one JSON object per line (``write``), line-buffered so each line reaches the file
+    (or fails) at once; the base of the three files below."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", buffering=1)
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", buffering=1)
 
     def write(self, row: dict) -> None:
-        self._file.write(json.dumps(to_jsonable(row), sort_keys=True) + "\n")
+        self._append(json.dumps(to_jsonable(row), sort_keys=True) + "\n")
+
+    def _append(self, text: str) -> None:
+        with writing(self.path):
+            self._file.write(text)
 
     def close(self):
-        self._file.close()
+        """Close the file; a line the failed write left in the buffer is given up (WriteFailed)."""
+        with writing(self.path):
+            self._file.close()
 
 
 class MetricsFile(JsonlFile):
@@ -180,7 +255,7 @@ class MetricsFile(JsonlFile):
 
     def _write(self, lines: list[str]) -> None:
         if lines:
-            self._file.write("\n".join(lines) + "\n")
+            self._append("\n".join(lines) + "\n")
 
 
 class SettingsFile(JsonlFile):
@@ -223,19 +298,57 @@ def _eval_scalars(row: dict) -> dict[str, float]:
             "eval/length_mean": row["eval_length_mean"]}
 
 
+class EventFile:
+    """One TensorBoard event file (tensorboardX's record format), written in the caller's thread so
+    that a failed write raises :class:`WriteFailed` there. (tensorboardX's ``SummaryWriter`` hands
+    events to a thread of its own: a write error ends that thread, and the next event then waits
+    forever on its full queue, deaf to signals.) A ``purge_step`` tells TensorBoard to drop the
+    events an earlier process logged after it (a resumed run)."""
+
+    def __init__(self, folder: Path, purge_step: int | None = None):
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        self.path = Path(folder)
+        with writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._writer = EventsWriter(str(self.path / "events"))
+        self.path = Path(getattr(self._writer, "_file_name", self.path))  # the file, for messages
+        if purge_step is not None:
+            self._write(Event(step=purge_step, file_version="brain.Event:2"))
+            self._write(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+        self.flush()
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+        self._write(Event(wall_time=time.time(), step=int(step), summary=scalar(tag, float(value))))
+
+    def _write(self, event) -> None:
+        with writing(self.path):
+            self._writer.write_event(event)
+
+    def flush(self) -> None:
+        with writing(self.path):
+            self._writer.flush()
+
+    def close(self) -> None:
+        with writing(self.path):
+            self._writer.close()
+
+
 class TensorBoard(Sink):
     """One TensorBoard event folder per population member (``tb/<member label>``), scalars
     against environment steps; for a population larger than ``max_writers``, one folder per
     hyperparameter setting (``tb/setting<k>``) with the mean, min and max over its seeds instead.
-    tensorboardX writes the event files; TensorFlow is not needed."""
+    Each event file is written synchronously (:class:`EventFile`) and flushed after every event
+    of the run, so a chunk's numbers are on disk, or the write has failed, before the next chunk;
+    TensorFlow is not needed."""
 
     def __init__(self, root: Path, member_names: list[str], purge_step: int | None = None,
                  groups: list[list[int]] | None = None, max_writers: int = 64):
-        from tensorboardX import SummaryWriter
         self.groups = groups if groups is not None and len(member_names) > max_writers else None
         names = member_names if self.groups is None else [f"setting{g}" for g in range(len(self.groups))]
-        self.writers = [SummaryWriter(str(Path(root) / name), purge_step=purge_step, flush_secs=30)
-                        for name in names]
+        self.writers = [EventFile(Path(root) / name, purge_step) for name in names]
 
     def chunk(self, record: ChunkRecord) -> None:
         metrics = record.hidden()
@@ -251,27 +364,33 @@ class TensorBoard(Sink):
             for name, values in metrics.items():
                 for value, step in zip(values[m], env_steps[m]):
                     if math.isfinite(value):
-                        writer.add_scalar(f"train/{name}", value, int(step))
+                        writer.scalar(f"train/{name}", value, int(step))
+        self.flush()
 
     def evaluation(self, rows: list[dict], env_steps: int) -> None:
         if self.groups is not None:
             return  # a large population's evaluations are in eval.jsonl
         for writer, row in zip(self.writers, rows):
             self._add(writer, _eval_scalars(row), env_steps)
+        self.flush()
 
     def scalars(self, values: dict[str, float], env_steps: int) -> None:
         for writer in self.writers:
             self._add(writer, values, env_steps)
+        self.flush()
 
     @staticmethod
     def _add(writer, values, env_steps):
         for name, value in values.items():
             if value is not None and math.isfinite(float(value)):
-                writer.add_scalar(name, float(value), int(env_steps))
+                writer.scalar(name, float(value), int(env_steps))
+
+    def flush(self):
+        for writer in self.writers:
+            writer.flush()
 
     def close(self):
-        for writer in self.writers:
-            writer.close()
+        close_all(self.writers)
 
 
 class Wandb(Sink):
@@ -325,16 +444,39 @@ def progress_line(s: Progress) -> str:
             f"{s.steps_per_second:>9,.0f} steps/s | ETA {s.eta_seconds:6.1f}s{eval_part}")
 
 
+def jsonl_lines(path: Path) -> tuple[list[tuple[str, dict]], list[int], bool]:
+    """(the lines of a JSONL file that hold a JSON object, each with its row; the numbers, 1-based,
+    of the other non-empty lines before the last one; whether the last one is cut short). A line
+    cut short, by a process killed or a disk that filled while it was written, never parses: the
+    prefix of an object is not JSON."""
+    kept, damaged, last = [], [], 0
+    for number, line in enumerate(Path(path).read_text(errors="replace").split("\n"), start=1):
+        if not line.strip():
+            continue
+        last = number
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            kept.append((line, row))
+        else:
+            damaged.append(number)
+    cut_short = bool(damaged) and damaged[-1] == last
+    return kept, damaged[:-1] if cut_short else damaged, cut_short
+
+
 def truncate_jsonl(path: Path, keep) -> None:
     """Atomically rewrite ``path`` keeping the rows for which ``keep(row)`` is true (a resumed run
-    drops what was logged after its checkpoint)."""
+    drops what was logged after its checkpoint). A last line cut short is dropped; a damaged line
+    before it is dropped with a warning naming it."""
     path = Path(path)
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip() and keep(json.loads(line))]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in rows))
-    os.replace(tmp, path)
+    lines, damaged, _ = jsonl_lines(path)
+    if damaged:
+        warnings.warn(f"{path}: line(s) {damaged} are not JSON rows and were dropped", stacklevel=2)
+    write_text_atomic(path, "".join(line + "\n" for line, row in lines if keep(row)))
 
 
 def wandb_available() -> bool:

@@ -34,6 +34,14 @@ chunk's size, on stopping and on wall-time checkpoints.
 last finite state inside the program and marked ``diverged`` in the logs, the summary and the
 report; the others train on (``on_nonfinite="stop"`` stops the whole run instead). When every
 member has diverged the run stops.
+
+**Write failures.** A file of the folder that cannot be written (a log line, an event file, the
+episode cache, a checkpoint, status.json: disk full, file too large, I/O error, a folder turned
+read-only) raises :class:`pgjax.run.loggers.WriteFailed` where it is written; the chunk loop stops
+on it at once, status.json says ``failed`` (when it can still be written) and the error goes up in
+one line. What was written stays resumable: a log line cut short and the rows after the latest
+checkpoint are dropped on resume, and an unfinished checkpoint is a temporary folder the resume
+removes.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import numpy as np
 from pgjax import algorithms
 from pgjax.config import require, validate_hparams
 from pgjax.run import chunks, compilation_cache, devices as run_devices, distributed, episodes
+from pgjax.run import memory
 from pgjax.run import thinning
 from pgjax.run import folder as run_folder
 from pgjax.run import spec as run_specs
@@ -62,8 +71,8 @@ from pgjax.run.checkpoints import Checkpoints
 from pgjax.run.divergence import divergence_message, divergences, live_rows
 from pgjax.run.evaluation import EvalProgram, eval_rows, make_eval_fn
 from pgjax.run.loggers import (ChunkRecord, EvalFile, FanOut, JsonlFile, MetricsFile, Progress,
-                               ProgressDisplay, SettingsFile, TensorBoard, Wandb, truncate_jsonl,
-                               write_json_atomic)
+                               ProgressDisplay, SettingsFile, TensorBoard, Wandb, WriteFailed,
+                               truncate_jsonl, write_json_atomic, writing)
 from pgjax.run.options import RunOptions
 from pgjax.run.population import Population
 from pgjax.run.schedule import Events
@@ -72,7 +81,8 @@ from pgjax.run.summary import RunResult, summary_record, summary_table
 
 COMPLETED, INTERRUPTED, NON_FINITE = run_folder.COMPLETED, run_folder.INTERRUPTED, run_folder.DIVERGED
 __all__ = ["COMPLETED", "INTERRUPTED", "NON_FINITE", "EvalProgram", "Population", "RunOptions",
-           "RunResult", "init_program", "reevaluate", "run", "run_spec", "warn_unusual"]
+           "RunResult", "init_program", "reevaluation", "record_reevaluation", "run",
+           "run_spec", "warn_unusual"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,12 +128,14 @@ def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) ->
         validate_hparams(hp)
     require(len(spec.seeds) > 0 and all(isinstance(s, int) and 0 <= s < 2 ** 32 for s in spec.seeds),
             "seeds", list(spec.seeds), "non-empty, each an integer in [0, 2^32)")
-    run_devices.device_count(spec.options.devices, len(spec.seeds) * len(spec.settings),
-                             spec.config.num_envs, spec.options.shard)
+    count = run_devices.device_count(spec.options.devices, len(spec.seeds) * len(spec.settings),
+                                     spec.config.num_envs, spec.options.shard)
+    check_memory(spec, memory.Placement.of_run(count))
     run_dir = Path(run_dir)
     run_folder.check_writable_dir(run_dir, "run_dir")
     if resume:
         run_specs.check_resumable(run_specs.load(run_dir), spec, run_dir)
+        check_checkpoint_matches(spec, run_dir)
     else:
         run_folder.check_fresh_start(run_dir)
     warn_unusual(spec.config, spec.settings)
@@ -135,6 +147,32 @@ def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) ->
         if not resume:
             run_folder.check_fresh_start(run_dir)  # again, now that no other process can write
         return _Run(spec, run_dir, out or sys.stdout).execute(resume)
+
+
+def check_memory(spec: RunSpec, placement) -> None:
+    """Refuse (ConfigError) a run whose training or evaluation program cannot fit the device's
+    memory, from shapes alone (:mod:`pgjax.run.memory`): before anything is created or compiled."""
+    seeds, settings = len(spec.seeds), len(spec.settings)
+    memory.check_training(spec.config, seeds, settings, placement)
+    memory.check_evaluation(spec.config, seeds * settings, spec.options.eval_episodes,
+                            spec.options.cache_episodes,
+                            memory.evaluation_culprit(spec.options, seeds, settings),
+                            placement=placement)
+
+
+def check_checkpoint_matches(spec: RunSpec, run_dir: Path) -> None:
+    """Refuse to resume a run whose configuration builds a train state its checkpoint does not
+    hold (a hand-edited ``config.json``), naming the first leaf that differs: from the shapes
+    stored with the checkpoint, before anything is created or compiled."""
+    if not run_folder.has_checkpoint(run_dir):
+        return
+    population = Population(spec.seeds, spec.settings)
+    like = jax.eval_shape(init_program(spec.config), population.keys(), population.hparams())
+    checkpoints = Checkpoints(run_dir, read_only=True)
+    try:
+        checkpoints.check_matches(like)
+    finally:
+        checkpoints.close()
 
 
 class _Run:
@@ -157,6 +195,10 @@ class _Run:
         self.events = Events.for_run(self.num_updates, config.steps_per_update, options)
         self.diverged: dict[int, dict] = {}  # member -> {"update", "metric"}
         self.cache_hit: bool | None = None    # the train program came from the persistent cache
+        self.compile_notice = chunks.CompileNotice(
+            "the training program", chunks.training_notice_detail(population.size, config,
+                                                                  self.max_chunk),
+            out if self.primary else None)
         self.eval_compile_seconds: float | None = None
 
     # ---------------------------------------------------------------- set-up
@@ -184,21 +226,35 @@ class _Run:
         """(state, meta, compiled chunk): restored from the latest checkpoint when resuming (a run
         stopped before its first checkpoint starts again at step 0), else initialised."""
         meta = {"update": 0, "train_seconds": 0.0, "last_eval": None, "diverged": {}}
-        shapes = jax.eval_shape(self._init_state)
+        shapes = memory.state_shapes(self.config, self.population.size)  # as traced for the check
         shardings = self.state_shardings(shapes)
         abstract = run_devices.abstract(shapes, shardings)
         # the training program compiles from the state's shapes while init (or a restore) runs:
         # two programs compiling at once on two cores
         placement = None if shardings is None else (shardings, self.layout.members(),
                                                     self.layout.replicated())
-        compiling = Background("pgjax-chunk-compile", chunks.compile_chunk, self.config, abstract,
-                                self.max_chunk, placement)
+        compiling = Background("pgjax-chunk-compile", self._compile, abstract, placement)
         if resume and checkpoints.steps():
             state, saved = checkpoints.restore(abstract)
             meta.update(saved)
         else:
             state = self._init_state()
         return run_devices.place(state, shardings), meta, compiling.result()
+
+    def _compile(self, abstract, placement):
+        """The chunk program (:func:`pgjax.run.chunks.compile_chunk`), announced while it compiles
+        and refused (ConfigError) before it runs when XLA's account of it cannot fit the device."""
+        compile_ = functools.partial(chunks.compile_chunk, self.config, abstract, self.max_chunk,
+                                     placement)
+        if chunks.compiled_already(self.config, abstract, self.max_chunk, placement):
+            compiled = compile_()  # reused from this process: nothing to announce
+        else:
+            compiled = self.compile_notice.run(compile_)
+        field, value = memory.training_culprit(self.config, len(self.spec.seeds),
+                                               len(self.spec.settings))
+        memory.check_compiled(compiled, "the training program", field, value, memory.TRAIN_ADVICE,
+                              memory.Placement.of_run(self.layout.count))
+        return compiled
 
     def state_shardings(self, shapes):
         """The sharding of every leaf of the train state on this run's mesh (None: one device)."""
@@ -224,12 +280,26 @@ class _Run:
         try:
             with StopSignals(self.out) as stop:
                 return self._execute(checkpoints, resume, stop)
+        except WriteFailed as error:
+            saved = checkpoints.steps()
+            self._status_if_writable("failed", saved[-1] // self.config.steps_per_update if saved else 0,
+                                     f"{error}; pgjax train --resume {self.run_dir} continues from "
+                                     f"the latest checkpoint once it can be written")
+            raise
         except BaseException as error:
             if not isinstance(error, StoppedBeforeTraining):
-                self._status("failed", 0, f"{type(error).__name__}: {error}")
+                self._status_if_writable("failed", 0, f"{type(error).__name__}: {error}")
             raise
         finally:
             checkpoints.close()
+
+    def _status_if_writable(self, status: str, update: int, message: str) -> None:
+        """Record a failure in status.json unless status.json itself cannot be written (the
+        failure in flight is the one to report)."""
+        try:
+            self._status(status, update, message)
+        except WriteFailed:
+            pass
 
     def _execute(self, checkpoints: Checkpoints, resume: bool, stop: StopSignals) -> RunResult:
         run_dir, config = self.run_dir, self.config
@@ -261,6 +331,7 @@ class _Run:
         return _Loop(self, checkpoints, stop, state, meta, compiled, compile_seconds, t0, resume).run()
 
     def _stopped_before_training(self, signum, checkpoints, t0) -> RunResult:
+        self.compile_notice.close()  # the compilation goes on in its thread, unannounced
         saved = checkpoints.steps()
         update = saved[-1] // self.config.steps_per_update if saved else 0
         message = (f"received {signal.Signals(signum).name} before training started (during set-up "
@@ -327,7 +398,8 @@ class _Run:
         self._print(summary_table(summary))
         if self.options.plots:
             from pgjax import report
-            report.plot_run(self.run_dir)
+            with writing(self.run_dir / "plots"):
+                report.plot_run(self.run_dir)
         return result
 
     def _already_complete(self, state) -> RunResult:
@@ -360,7 +432,7 @@ class _Loop:
         self.last_returns = np.full(run.population.size, np.nan)
         self.planner = chunks.ChunkPlanner(run.max_chunk, run.options.chunk_seconds,
                                            run.options.chunk_updates)
-        self.eval_fn = EvalProgram(run.config, run.options, state)
+        self.eval_fn = EvalProgram(run.config, run.options, state, run.out if run.primary else None)
         self.thinner = thinning.Thinner(run.options.log_every_seconds)
         self.sinks: FanOut | None = None
 
@@ -403,12 +475,21 @@ class _Loop:
         self.r._status(run_folder.RUNNING, update)
 
     def run(self) -> RunResult:
+        """Train to the end (or a stop); a write that fails (:class:`WriteFailed`, from any sink,
+        the episode cache, a checkpoint or status.json) stops the loop at once and is raised."""
         sinks = self._open_sinks()
         try:
             status, message = self._train(sinks)
             self._flush_rows()
-        finally:
+        except BaseException:
+            try:
+                sinks.close()
+            except WriteFailed:
+                pass  # the error in flight is the one to report
+            raise
+        else:
             sinks.close()
+        finally:
             self.eval_fn.wait()
         self.r.eval_compile_seconds = self.eval_fn.seconds
         return self.r.finish(status, message, self.final_eval, self.done, self.train_seconds,
@@ -517,28 +598,26 @@ def _update_last_returns(chunk_returns, last_returns) -> None:
             last_returns[m] = finite[-1]
 
 
-def reevaluate(run_dir: Path, algo, config, settings, seeds, *, episodes: int = 200,
-               step: int | None = None, which: str = "latest", greedy: bool = True) -> str:
-    """Evaluate the saved checkpoint ``step`` (default: the newest of ``which``) of every member
-    with the fixed evaluation keys; appends to ``reeval.jsonl`` and returns a markdown table."""
+def reevaluation(run_dir: Path, algo, config, settings, seeds, *, episodes: int = 200,
+                 step: int | None = None, which: str = "latest",
+                 greedy: bool = True) -> tuple[str, list[dict]]:
+    """(markdown table, a row per member) of evaluating the saved checkpoint ``step`` (default: the
+    newest intact one of ``which``) of every member with the fixed evaluation keys. The run folder
+    is only read (read-only checkpoints): a run that is training there is left alone."""
     population = Population(tuple(seeds), tuple(settings))
     if not run_folder.has_checkpoint(run_dir):
         raise FileNotFoundError(f"{run_dir} holds no checkpoint (checkpoints/ is missing or empty): "
                                 "nothing to evaluate; resume or rerun the training first")
     like = jax.eval_shape(init_program(config), population.keys(), population.hparams())
-    checkpoints = Checkpoints(run_dir)
+    checkpoints = Checkpoints(run_dir, read_only=True)
     try:
         state, meta = checkpoints.restore(like, step=step, which=which)
-        saved_steps = checkpoints.steps(which)
+        step = checkpoints.restored_step
     finally:
         checkpoints.close()
-    step = saved_steps[-1] if step is None else step
     result = jax.tree.map(np.asarray, make_eval_fn(config, episodes, greedy, 0)(state.params, state.env_state))
-    rows = eval_rows(result, population.labels(), meta["update"], step, greedy)
-    log = JsonlFile(Path(run_dir) / "reeval.jsonl")
-    for row in rows:
-        log.write({**row, "checkpoint": which})
-    log.close()
+    rows = [{**row, "checkpoint": which}
+            for row in eval_rows(result, population.labels(), meta["update"], step, greedy)]
     lines = [f"{which} checkpoint at step {step:,d} of {run_dir}: {episodes} "
              f"{'greedy' if greedy else 'sampled'} episodes per member", "",
              "| member | seed | return mean | std | median | length mean |", "|---:|---:|---:|---:|---:|---:|"]
@@ -546,4 +625,19 @@ def reevaluate(run_dir: Path, algo, config, settings, seeds, *, episodes: int = 
               f"{r['eval_return_median']:.2f} | {r['eval_length_mean']:.1f} |" for r in rows]
     means = np.asarray([r["eval_return_mean"] for r in rows])
     lines.append(f"\nmean over members: {means.mean():.2f} ± {means.std():.2f}")
-    return "\n".join(lines)
+    return "\n".join(lines), rows
+
+
+def record_reevaluation(path: Path, rows: list[dict]) -> Path:
+    """Append :func:`reevaluation`'s rows to the JSONL file ``path`` (``pgjax eval --out``;
+    :class:`WriteFailed` when it cannot be written); returns the file."""
+    log = JsonlFile(Path(path))
+    try:
+        for row in rows:
+            log.write(row)
+    finally:
+        try:
+            log.close()
+        except WriteFailed:
+            pass  # the write that failed first is the one raised
+    return log.path

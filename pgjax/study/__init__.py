@@ -1,0 +1,1 @@
+"""Studies: search spaces and how a population of settings is spent (host side)."""
