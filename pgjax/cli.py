@@ -169,6 +169,9 @@ def _eval_parser(evaluate) -> None:
     evaluate.add_argument("--episodes", type=int, default=200, help="episodes per seed (default 200)")
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     evaluate.add_argument("--best", action="store_true", help="use the best-by-evaluation checkpoint")
+    evaluate.add_argument("--setting", default=None, metavar="K|KEY=V,...",
+                      help="only the members of this setting of a sweep: its index or its swept values")
+    evaluate.add_argument("--seed", type=integer, default=None, help="only the members of this seed")
     evaluate.add_argument("--out", default=None, metavar="FILE.jsonl",
                           help="also append a row per member to this JSONL file (the run folder "
                                "itself is only read)")
@@ -184,7 +187,11 @@ def _episodes_parser(show) -> None:
                       help="one cached evaluation, by env steps (default: all, and the latest for --gif)")
     show.add_argument("--gif", default=None, metavar="OUT.gif", help="render one cached episode")
     show.add_argument("--member", type=int, default=None,
-                      help="with --gif: population member of the episode (default 0)")
+                      help="with --gif: population member of the episode (default 0; or choose it "
+                           "by --setting and --seed)")
+    show.add_argument("--setting", default=None, metavar="K|KEY=V,...",
+                      help="only the members of this setting of a sweep: its index or its swept values")
+    show.add_argument("--seed", type=integer, default=None, help="only the members of this seed")
     show.add_argument("--episode", type=int, default=None, help="with --gif: which cached episode "
                       "(default 0)")
     show.add_argument("--fps", type=int, default=None, help="with --gif: frames per second (default 30)")
@@ -299,6 +306,7 @@ def _eval(args) -> int:
         run = spec.load(run_dir)
         memory.check_evaluation(run.config, len(run.seeds) * len(run.settings), args.episodes, 0,
                                 ("--episodes", args.episodes), "lower --episodes")  # reads nothing
+        members = _chosen_members(args)
     except (ConfigError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
@@ -307,7 +315,8 @@ def _eval(args) -> int:
         with StopSignals(sys.stderr) as stop:
             text, rows = while_listening(
                 stop, functools.partial(runner.reevaluation, episodes=args.episodes, step=args.step,
-                                        which="best" if args.best else "latest", greedy=args.greedy),
+                                        which="best" if args.best else "latest", greedy=args.greedy,
+                                        members=members),
                 run_dir, run.algo, run.config, run.settings, run.seeds)
     except StoppedBeforeTraining as stopped:
         print(f"pgjax: received {signal.Signals(stopped.signum).name} during the evaluation: "
@@ -326,6 +335,16 @@ def _eval(args) -> int:
     return 0
 
 
+def _chosen_members(args) -> list[int] | None:
+    """The members ``--setting`` and ``--seed`` choose (None: every member)."""
+    if args.setting is None and args.seed is None:
+        return None
+    from pgjax.run import spec
+    from pgjax.run.population import Population
+    run = spec.load(Path(args.run_dir))
+    return Population(run.seeds, run.settings).select(args.setting, args.seed)
+
+
 def _episodes(args) -> int:
     """Summarise the episode cache (all evaluations, or the one at ``--step``), or render one
     cached episode with ``--gif``; flags that only a GIF uses are refused without it."""
@@ -339,12 +358,17 @@ def _episodes(args) -> int:
             if given:
                 raise ConfigError(f"{given[0]} is not allowed without --gif: it only applies to the "
                                   "GIF (the summary covers every member and episode)")
-            print(episodes.summary(run_dir, step=args.step))
+            print(episodes.summary(run_dir, step=args.step, members=_chosen_members(args)))
             return 0
         episodes.check_gif_path(Path(args.gif))
         from pgjax.run import spec
+        member = args.member or 0
+        if args.setting is not None or args.seed is not None:
+            require(args.member is None, "--member", args.member, "not together with --setting/--seed "
+                    "(they choose the member)")
+            member = _chosen_members(args)[0]
         path = episodes.render_gif(run_dir, spec.load(run_dir).config, Path(args.gif), step=args.step,
-                                   member=args.member or 0, episode=args.episode or 0,
+                                   member=member, episode=args.episode or 0,
                                    fps=30 if args.fps is None else args.fps)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"pgjax: error: {error}", file=sys.stderr)

@@ -96,8 +96,9 @@ def test_population_members_are_setting_major():
     assert population.size == 4
     assert [(l["hp_learning_rate"], l["seed"]) for l in population.labels()] == [
         (1e-3, 7), (1e-3, 8), (3e-3, 7), (3e-3, 8)]
-    assert population.names() == ["seed7_learning_rate=0.001", "seed8_learning_rate=0.001",
-                                  "seed7_learning_rate=0.003", "seed8_learning_rate=0.003"]
+    assert population.setting_names() == ["learning_rate=0.001", "learning_rate=0.003"]
+    assert population.setting_values() == [{"learning_rate": 1e-3}, {"learning_rate": 3e-3}]
+    assert Population((0,), settings[:1]).setting_names() == ["setting0"]
     np.testing.assert_allclose(np.asarray(population.hparams().learning_rate), [1e-3, 1e-3, 3e-3, 3e-3])
     assert Population((0,), settings[:1]).labels() == [{"seed": 0, "member": 0}]  # nothing swept
 
@@ -198,8 +199,25 @@ def test_progress_line_shows_diverged_and_missing_returns():
     from pgjax.run.loggers import Progress, progress_line
     line = progress_line(Progress(2048, 10240, np.array([12.5, np.nan, 99.0]), 1500.0, 5.46, 42.0,
                                   frozenset({2})))
-    assert "2,048/10,240" in line and "[  12.5   nan    div ]" in line
+    assert "2,048/10,240" in line and "[  12.5      —   div ]" in line
     assert "1,500 steps/s" in line and "ETA    5.5s" in line and "eval    42.0" in line
+    quiet = progress_line(Progress(0, 10240, np.full(3, np.nan), 0.0, 5.0, None))
+    assert "nan" not in quiet and "[     —      —      —]" in quiet
+
+
+def test_progress_of_a_sweep_shows_each_settings_median_best_first():
+    """Settings count by the median over their seeds (a hand computation), diverged members and
+    members without an ended episode left out; the evaluation likewise."""
+    from pgjax.run.loggers import Progress, progress_line
+    returns = np.array([10.0, 30.0, 20.0,   50.0, np.nan, 70.0,   5.0, 1.0, 3.0,   9.0, 9.0, 9.0])
+    evals = np.array([1.0, 2.0, 3.0,   7.0, 8.0, 9.0,   4.0, 5.0, 6.0,   0.0, 0.0, 0.0])
+    groups = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11]]
+    names = ["lr=1", "lr=2", "lr=3", "lr=4"]
+    line = progress_line(Progress(64, 128, returns, 10.0, 1.0, 3.0, frozenset({5}), evals), groups, names)
+    # medians: 20, 50 (70 diverged, NaN no episode), 3, 9 -> best 50 (lr=2), median of 4 = 14.5
+    assert "return/setting best 50.0 (lr=2) median 14.5 worst 3.0 of 4" in line
+    # eval medians 2, 8, 5, 0 -> best 8 (lr=2), median 3.5, worst 0
+    assert "eval/setting best 8.0 (lr=2) median 3.5 worst 0.0" in line
 
 
 # --------------------------------------------------------------------------- chunk sizes

@@ -228,8 +228,9 @@ def test_sweep_member_matches_the_single_setting_run(reference, tmp_path):
     rows = _rows(tmp_path / "sweep" / "metrics.jsonl")
     assert {(r["member"], round(r["hp_learning_rate"], 6)) for r in rows} == {(0, 0.003), (1, 0.001)}
     assert {r["member"]: round(r["learning_rate"], 6) for r in rows if r["update"] == 1} == {0: 0.003, 1: 0.001}
-    assert sorted(p.name for p in (tmp_path / "sweep" / "tb").iterdir()) == [
-        "seed0_learning_rate=0.001", "seed0_learning_rate=0.003"]
+    tb = tmp_path / "sweep" / "tb"
+    assert sorted(str(p.relative_to(tb)) for p in tb.glob("*/*") if p.is_dir()) == [
+        "learning_rate=0.001/seed0", "learning_rate=0.003/seed0"]
 
 
 def test_resuming_a_finished_run_changes_nothing(reference):

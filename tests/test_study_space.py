@@ -170,3 +170,19 @@ def test_a_random_search_trains_the_recorded_draws_and_the_report_reads_its_spac
     assert record["study"]["sweep_seed"] == 4 and record["sweep_space"] == {"learning_rate": "log"}
     assert axis_scales(load_run(tmp_path / "rs")) == {"learning_rate": "log"}
     assert len(record["members"]) == 4
+    # pgjax eval and pgjax episodes choose a setting (by index or values) and a seed
+    run_dir = tmp_path / "rs"
+    capsys.readouterr()
+    second = record["hparams_settings"][1]["learning_rate"]
+    assert cli.main(["eval", str(run_dir), "--episodes", "2", "--setting",
+                     f"learning_rate={second!r}", "--seed", "1"]) == 0
+    table = capsys.readouterr().out
+    members = [line for line in table.splitlines() if line.startswith("| 3 |")]
+    assert len(members) == 1 and "| 1 |" in members[0]  # member 3 = setting 1, seed 1
+    assert not [line for line in table.splitlines() if line.startswith(("| 0 |", "| 1 |", "| 2 |"))]
+    assert cli.main(["episodes", str(run_dir), "--setting", "0"]) == 0
+    assert "members [0, 1]" in capsys.readouterr().out
+    assert cli.main(["eval", str(run_dir), "--setting", "learning_rate=7"]) == 2
+    assert "it matches no setting" in capsys.readouterr().err
+    assert cli.main(["eval", str(run_dir), "--seed", "5"]) == 2
+    assert "the run's seeds are [0, 1]" in capsys.readouterr().err

@@ -140,10 +140,11 @@ def episode_states(cache: dict[str, np.ndarray], like_state, member: int = 0, ep
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def summary(run_dir: Path, step: int | None = None) -> str:
+def summary(run_dir: Path, step: int | None = None, members: list[int] | None = None) -> str:
     """A markdown table: one row per cached evaluation (returns over training), or only the one at
-    ``step``, then the distribution of episode lengths in the latest one (or at ``step``). A damaged
-    file is left out with a one-line warning (an error when it is the one asked for)."""
+    ``step``, then the distribution of episode lengths in the latest one (or at ``step``), over
+    every member or only ``members`` (a setting, a seed). A damaged file is left out with a
+    one-line warning (an error when it is the one asked for)."""
     steps = cached_steps(run_dir)
     if not steps:
         raise FileNotFoundError(f"no cached evaluation episodes in {eval_dir(run_dir)}")
@@ -161,14 +162,15 @@ def summary(run_dir: Path, step: int | None = None) -> str:
         raise DamagedCache(f"every cached evaluation in {eval_dir(run_dir)} is damaged")
     lines = ["| env steps | episodes | return mean | std | min | median | max | length mean |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    chosen = slice(None) if members is None else list(members)
     for at, data in cached.items():
-        r, n = data["returns"], data["lengths"]
+        r, n = np.asarray(data["returns"])[chosen], np.asarray(data["lengths"])[chosen]
         lines.append(f"| {at:,d} | {r.size} | {r.mean():.2f} | {r.std():.2f} | {r.min():.2f} | "
                      f"{np.median(r):.2f} | {r.max():.2f} | {n.mean():.1f} |")
     last = max(cached)
-    lengths = cached[last]["lengths"].ravel()
+    lengths = np.asarray(cached[last]["lengths"])[chosen].ravel()
     quantiles = np.percentile(lengths, [0, 10, 25, 50, 75, 90, 100])
-    lines += ["", f"episode lengths at step {last:,d} (all members): "
+    lines += ["", f"episode lengths at step {last:,d} ({'all members' if members is None else f'members {list(members)}'}): "
               + ", ".join(f"p{q}={v:.0f}" for q, v in zip((0, 10, 25, 50, 75, 90, 100), quantiles))]
     counts, edges = np.histogram(lengths, bins=min(10, max(1, len(np.unique(lengths)))))
     width = max(counts.max(), 1)

@@ -132,6 +132,7 @@ class Progress:
     eta_seconds: float
     last_eval: float | None
     diverged: frozenset = frozenset()
+    eval_returns: np.ndarray | None = None  # [members] mean return of the latest evaluation
 
 
 class Sink:
@@ -323,6 +324,21 @@ class EventFile:
         from tensorboardX.summary import scalar
         self._write(Event(wall_time=time.time(), step=int(step), summary=scalar(tag, float(value))))
 
+    def hparams_start(self, values: dict, metric_tags: list[str]) -> None:
+        """Make this folder an HParams session with these hyperparameter ``values`` (the
+        experiment's description, naming them and ``metric_tags``, goes with it)."""
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import hparams
+        experiment, start, _ = hparams(values, {tag: 0.0 for tag in metric_tags})
+        for summary in (experiment, start):
+            self._write(Event(wall_time=time.time(), summary=summary))
+
+    def hparams_end(self) -> None:
+        """Mark the HParams session of this folder as ended."""
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import hparams
+        self._write(Event(wall_time=time.time(), summary=hparams({}, {})[2]))
+
     def _write(self, event) -> None:
         with writing(self.path):
             self._writer.write_event(event)
@@ -337,41 +353,68 @@ class EventFile:
 
 
 class TensorBoard(Sink):
-    """One TensorBoard event folder per population member (``tb/<member label>``), scalars
-    against environment steps; for a population larger than ``max_writers``, one folder per
-    hyperparameter setting (``tb/setting<k>``) with the mean, min and max over its seeds instead.
-    Each event file is written synchronously (:class:`EventFile`) and flushed after every event
-    of the run, so a chunk's numbers are on disk, or the write has failed, before the next chunk;
-    TensorFlow is not needed."""
+    """TensorBoard event folders, scalars against environment steps, TensorFlow not needed.
 
-    def __init__(self, root: Path, member_names: list[str], purge_step: int | None = None,
-                 groups: list[list[int]] | None = None, max_writers: int = 64):
-        self.groups = groups if groups is not None and len(member_names) > max_writers else None
-        names = member_names if self.groups is None else [f"setting{g}" for g in range(len(self.groups))]
-        self.writers = [EventFile(Path(root) / name, purge_step) for name in names]
+    A population of at most ``max_writers`` members gets a folder per member: ``tb/seed<k>``, or
+    ``tb/<setting>/seed<k>`` for a sweep, where ``<setting>`` names the swept values
+    (``learning_rate=0.0003,clip_eps=0.2``). A larger one gets a folder per setting, ``tb/<setting>``,
+    holding the mean, min and max over its seeds of every training and evaluation metric. Every
+    folder is also an HParams session (its swept values, and the seed where a folder is one
+    member; the metric is ``eval/return_mean``), so TensorBoard's HParams table and
+    parallel-coordinates views compare the settings. Each event file is written synchronously
+    (:class:`EventFile`) and flushed after every event of the run, so a chunk's numbers are on
+    disk, or the write has failed, before the next chunk."""
+
+    METRIC = "eval/return_mean"  # the HParams metric: the latest evaluation's mean return
+
+    def __init__(self, root: Path, member_seeds: list[int], purge_step: int | None = None,
+                 groups: list[list[int]] | None = None, max_writers: int = 64,
+                 setting_names: list[str] | None = None, setting_values: list[dict] | None = None):
+        groups = groups or [list(range(len(member_seeds)))]
+        setting_names = setting_names or [f"setting{g}" for g in range(len(groups))]
+        setting_values = setting_values or [{} for _ in groups]
+        self.groups = groups if len(member_seeds) > max_writers else None
+        if self.groups is None:
+            setting_of = {m: g for g, group in enumerate(groups) for m in group}
+            folders = [(f"{setting_names[setting_of[m]]}/" if len(groups) > 1 else "") + f"seed{seed}"
+                       for m, seed in enumerate(member_seeds)]
+            sessions = [{**setting_values[setting_of[m]], "seed": seed} for m, seed in enumerate(member_seeds)]
+        else:
+            folders, sessions = list(setting_names), [dict(v) for v in setting_values]
+        self.writers = [EventFile(Path(root) / folder, purge_step) for folder in folders]
+        for writer, values in zip(self.writers, sessions):
+            writer.hparams_start(values or {"setting": 0}, [self.METRIC])
+        self.flush()
+
+    def _per_folder(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """``{suffix: [folders, ...]}``: each member's values, or each setting's mean/min/max."""
+        if self.groups is None:
+            return {"": values}
+        from pgjax.run.thinning import setting_statistics
+        stats = setting_statistics(values, self.groups)
+        return {f"/{stat}" if stat != "mean" else "": stats[stat] for stat in ("mean", "min", "max")}
 
     def chunk(self, record: ChunkRecord) -> None:
-        metrics = record.hidden()
         env_steps = record.metrics["env_steps"]
         if self.groups is not None:
-            from pgjax.run.thinning import setting_statistics
             env_steps = env_steps[[group[0] for group in self.groups]]
-            metrics = {f"{name}/{stat}": stats[stat] for name, values in metrics.items()
-                       if name != "env_steps"
-                       for stats in [setting_statistics(values, self.groups)]
-                       for stat in ("mean", "min", "max")}
-        for m, writer in enumerate(self.writers):
-            for name, values in metrics.items():
-                for value, step in zip(values[m], env_steps[m]):
-                    if math.isfinite(value):
-                        writer.scalar(f"train/{name}", value, int(step))
+        for name, values in record.hidden().items():
+            if name == "env_steps":
+                continue
+            for suffix, folders in self._per_folder(values).items():
+                for writer, row, steps in zip(self.writers, folders, env_steps):
+                    for value, step in zip(row, steps):
+                        if math.isfinite(value):
+                            writer.scalar(f"train/{name}{suffix}", value, int(step))
         self.flush()
 
     def evaluation(self, rows: list[dict], env_steps: int) -> None:
-        if self.groups is not None:
-            return  # a large population's evaluations are in eval.jsonl
-        for writer, row in zip(self.writers, rows):
-            self._add(writer, _eval_scalars(row), env_steps)
+        scalars = [_eval_scalars(row) for row in rows]
+        for tag in scalars[0]:
+            values = np.array([[np.nan if s[tag] is None else s[tag]] for s in scalars], np.float64)
+            for suffix, folders in self._per_folder(values).items():
+                for writer, (value,) in zip(self.writers, folders):
+                    self._add(writer, {f"{tag}{suffix}": value}, env_steps)
         self.flush()
 
     def scalars(self, values: dict[str, float], env_steps: int) -> None:
@@ -390,57 +433,118 @@ class TensorBoard(Sink):
             writer.flush()
 
     def close(self):
+        for writer in self.writers:
+            writer.hparams_end()
         close_all(self.writers)
 
 
 class Wandb(Sink):
-    """Weights & Biases (optional; ``pip install 'pgjax[wandb]'``): the population mean of every
-    metric per update, and every member's evaluation under its own name."""
+    """Weights & Biases (optional; ``pip install 'pgjax[wandb]'``): one W&B run per setting,
+    grouped under the study (the run folder's name), its config holding the run's config and the
+    setting's swept values; each logs the mean over its seeds of every training metric per update
+    and its evaluation's mean, min and max over seeds. A run of one setting is one W&B run named
+    as the folder, as before. Several runs in one process need wandb ≥ 0.19.10
+    (``reinit="create_new"``)."""
 
-    def __init__(self, project: str, name: str, config: dict, run_dir: Path, member_names: list[str]):
+    def __init__(self, project: str, name: str, config: dict, run_dir: Path, groups: list[list[int]],
+                 setting_names: list[str], setting_values: list[dict]):
         import wandb
-        self.member_names = member_names
-        self.run = wandb.init(project=project, name=name, config=to_jsonable(config),
-                              dir=str(run_dir), resume="allow", id=name)
+        self.groups = groups
+        one = len(groups) == 1
+        self.runs = [wandb.init(project=project, group=name, name=name if one else f"{name}/{label}",
+                                id=name if one else f"{name}-setting{g}",
+                                config=to_jsonable({**config, "setting": g, **values}),
+                                dir=str(run_dir), resume="allow", reinit="create_new")
+                     for g, (label, values) in enumerate(zip(setting_names, setting_values))]
+
+    def _per_setting(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        from pgjax.run.thinning import setting_statistics
+        return setting_statistics(values, self.groups)
 
     def chunk(self, record: ChunkRecord) -> None:
-        with np.errstate(all="ignore"):
-            means = {n: np.nanmean(v, axis=0) for n, v in record.hidden().items()}
-        for k, step in enumerate(record.metrics["env_steps"][0]):
-            self.run.log({f"train/{n}": float(v[k]) for n, v in means.items() if math.isfinite(v[k])},
-                         step=int(step))
+        means = {n: self._per_setting(v)["mean"] for n, v in record.hidden().items() if n != "env_steps"}
+        steps = record.metrics["env_steps"][[group[0] for group in self.groups]]
+        for g, run in enumerate(self.runs):
+            for k, step in enumerate(steps[g]):
+                run.log({f"train/{n}": float(v[g, k]) for n, v in means.items() if math.isfinite(v[g, k])},
+                        step=int(step))
 
     def evaluation(self, rows: list[dict], env_steps: int) -> None:
-        for name, row in zip(self.member_names, rows):
-            self.run.log({f"{name}/{k}": v for k, v in _eval_scalars(row).items()}, step=int(env_steps))
+        scalars = [_eval_scalars(row) for row in rows]
+        logged = [{} for _ in self.runs]
+        for tag in scalars[0]:
+            values = np.array([[np.nan if s[tag] is None else s[tag]] for s in scalars], np.float64)
+            stats = self._per_setting(values)
+            for g, entry in enumerate(logged):
+                entry.update({f"{tag}{suffix}": float(stats[stat][g, 0])
+                              for stat, suffix in (("mean", ""), ("min", "/min"), ("max", "/max"))
+                              if math.isfinite(stats[stat][g, 0])})
+        for run, entry in zip(self.runs, logged):
+            run.log(entry, step=int(env_steps))
 
     def scalars(self, values: dict[str, float], env_steps: int) -> None:
-        self.run.log({k: float(v) for k, v in values.items() if v is not None}, step=int(env_steps))
+        for run in self.runs:
+            run.log({k: float(v) for k, v in values.items() if v is not None}, step=int(env_steps))
 
     def close(self):
-        self.run.finish()
+        for run in self.runs:
+            run.finish()
 
 
 class ProgressDisplay(Sink):
-    """The live line after each chunk: env steps, latest return per member (``div`` for a diverged
-    one), steps/s, ETA and the latest evaluation."""
+    """The live line after each chunk: env steps, the latest return (per member, or per setting for
+    a sweep), steps/s, ETA and the latest evaluation."""
 
-    def __init__(self, out):
-        self.out = out
+    def __init__(self, out, groups: list[list[int]] | None = None, setting_names: list[str] | None = None):
+        self.out, self.groups, self.setting_names = out, groups, setting_names
 
     def progress(self, snapshot: Progress) -> None:
-        print(progress_line(snapshot), file=self.out, flush=True)
+        print(progress_line(snapshot, self.groups, self.setting_names), file=self.out, flush=True)
 
 
-def progress_line(s: Progress) -> str:
-    returns = s.last_returns
-    shown = returns if len(returns) <= 8 else returns[:8]
-    per_member = " ".join("  div " if m in s.diverged else "  nan " if not np.isfinite(r) else f"{r:6.1f}"
-                          for m, r in enumerate(shown))
-    if len(returns) > 8:
-        per_member += f" … (mean {np.nanmean(returns):.1f} over {len(returns)})"
-    eval_part = f" | eval {s.last_eval:7.1f}" if s.last_eval is not None else ""
-    return (f"  steps {s.env_steps:>10,d}/{s.total_env_steps:,d} | return/member [{per_member}] | "
+NO_VALUE = "—"  # shown where no episode has ended (or no evaluation has run) yet
+
+
+def _number(value: float, width: int = 6) -> str:
+    return f"{value:{width}.1f}" if np.isfinite(value) else NO_VALUE.rjust(width)
+
+
+def _quiet_median(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else math.nan
+
+
+def _spread(values: np.ndarray, names: list[str] | None = None) -> str:
+    """``best X (name) median Y worst Z`` of the finite ``values``; — when there are none."""
+    finite = np.flatnonzero(np.isfinite(values))
+    if finite.size == 0:
+        return NO_VALUE
+    best = finite[np.argmax(values[finite])]
+    named = f" ({names[best]})" if names else ""
+    return (f"best {values[best]:.1f}{named} median {np.median(values[finite]):.1f} "
+            f"worst {values[finite].min():.1f}")
+
+
+def progress_line(s: Progress, groups: list[list[int]] | None = None,
+                  setting_names: list[str] | None = None) -> str:
+    """One line of progress. With several settings (``groups``: each setting's members), each
+    setting counts by the median over its seeds and the line shows the best, median and worst
+    setting, for the training return and the evaluation; otherwise up to 8 members one by one."""
+    returns = np.where([m in s.diverged for m in range(len(s.last_returns))], np.nan, s.last_returns)
+    if groups is not None and len(groups) > 1:
+        per_setting = np.array([_quiet_median(returns[g]) for g in groups])
+        part = f"return/setting {_spread(per_setting, setting_names)} of {len(groups)}"
+        evals = s.eval_returns
+        eval_part = "" if evals is None else (
+            " | eval/setting " + _spread(np.array([_quiet_median(evals[g]) for g in groups]), setting_names))
+    else:
+        if len(returns) <= 8:
+            shown = " ".join("  div " if m in s.diverged else _number(r) for m, r in enumerate(s.last_returns))
+            part = f"return/member [{shown}]"
+        else:
+            part = f"return over {len(returns)} members {_spread(returns)}"
+        eval_part = "" if s.last_eval is None else f" | eval {_number(s.last_eval, 7)}"
+    return (f"  steps {s.env_steps:>10,d}/{s.total_env_steps:,d} | {part} | "
             f"{s.steps_per_second:>9,.0f} steps/s | ETA {s.eta_seconds:6.1f}s{eval_part}")
 
 

@@ -27,10 +27,6 @@ class Population:
         return [{"seed": seed, "member": i, **{f"hp_{k}": hparams_to_dict(hp)[k] for k in swept}}
                 for i, (hp, seed) in enumerate((hp, s) for hp in self.settings for s in self.seeds)]
 
-    def names(self) -> list[str]:
-        return ["_".join(f"{k[3:]}={v:g}" if k.startswith("hp_") else f"{k}{v}"
-                         for k, v in label.items() if k != "member") for label in self.labels()]
-
     def groups(self) -> list[list[int]]:
         """The member indices of each setting (its seeds)."""
         seeds = len(self.seeds)
@@ -41,6 +37,55 @@ class Population:
         labels = self.labels()
         return [{"setting": g, **{k: v for k, v in labels[group[0]].items() if k.startswith("hp_")}}
                 for g, group in enumerate(self.groups())]
+
+    def setting_names(self) -> list[str]:
+        """Each setting named by its swept values, ``learning_rate=0.0003,clip_eps=0.2``
+        (``setting0`` when nothing is swept; ``#k`` added where two names would coincide)."""
+        names = [",".join(f"{k[3:]}={v:g}" for k, v in label.items() if k.startswith("hp_"))
+                 or f"setting{label['setting']}" for label in self.setting_labels()]
+        return [f"{name}#{g}" if names.count(name) > 1 else name for g, name in enumerate(names)]
+
+    def setting_values(self) -> list[dict]:
+        """Each setting's swept hyperparameters, ``{name: value}``."""
+        return [{k[3:]: v for k, v in label.items() if k.startswith("hp_")}
+                for label in self.setting_labels()]
+
+    def select(self, setting: str | None = None, seed: int | None = None) -> list[int]:
+        """The members of one setting and/or one seed: ``setting`` is an index (``"2"``) or the
+        swept values (``"learning_rate=0.001,clip_eps=0.2"``, numbers compared as float32, the
+        train state's precision). A choice that matches nothing is a ConfigError naming what is
+        there."""
+        from pgjax.config import ConfigError
+        members = list(range(self.size))
+        if setting is not None:
+            g = self._setting_index(setting)
+            members = [m for m in members if m in self.groups()[g]]
+        if seed is not None:
+            if seed not in self.seeds:
+                raise ConfigError(f"--seed={seed!r} is not allowed: the run's seeds are {list(self.seeds)}")
+            members = [m for m in members if self.seeds[m % len(self.seeds)] == seed]
+        return members
+
+    def _setting_index(self, text: str) -> int:
+        from pgjax.config import ConfigError
+        names = self.setting_names()
+        allowed = f"an index 0..{len(names) - 1} or the swept values, one of {names}"
+        text = str(text).strip()
+        if text.isdigit():
+            if int(text) < len(names):
+                return int(text)
+            raise ConfigError(f"--setting={text!r} is not allowed: {allowed}")
+        try:
+            wanted = {k.strip(): np.float32(float(v)) for k, v in
+                      (pair.split("=", 1) for pair in text.split(",") if pair.strip())}
+        except ValueError:
+            raise ConfigError(f"--setting={text!r} is not allowed: {allowed}") from None
+        found = [g for g, values in enumerate(self.setting_values())
+                 if wanted and all(k in values and np.float32(values[k]) == v for k, v in wanted.items())]
+        if len(found) != 1:
+            why = "it matches no setting" if not found else f"it matches settings {found}"
+            raise ConfigError(f"--setting={text!r} is not allowed: {why}; {allowed}")
+        return found[0]
 
     def keys(self):
         seeds = jnp.asarray([s for _ in self.settings for s in self.seeds], jnp.uint32)

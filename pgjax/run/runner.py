@@ -458,12 +458,14 @@ class _Loop:
             sinks.append(SettingsFile(r.run_dir / "metrics_settings.jsonl", groups,
                                       population.setting_labels()))
         if options.tensorboard:
-            sinks.append(TensorBoard(r.run_dir / "tb", population.names(),
+            sinks.append(TensorBoard(r.run_dir / "tb", [label["seed"] for label in population.labels()],
                                      purge_step=done_steps + 1 if self.resume else None,
-                                     groups=groups, max_writers=options.log_members))
+                                     groups=groups, max_writers=options.log_members,
+                                     setting_names=population.setting_names(),
+                                     setting_values=population.setting_values()))
         if options.wandb_project:
             sinks.append(Wandb(options.wandb_project, r.run_dir.name, r._config_record(), r.run_dir,
-                               r.population.names()))
+                               groups, population.setting_names(), population.setting_values()))
         fan_out = self.sinks = FanOut(sinks)
         fan_out.scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
         return fan_out
@@ -575,8 +577,9 @@ class _Loop:
             self.checkpoints.save_best(steps, self.state, r.meta(done, self.train_seconds,
                                                                  self.last_eval), self.last_eval)
         eta = (total - steps) * r.population.size / max(sps, 1e-9)
+        evals = None if self.final_eval is None else self.final_eval["returns"].mean(axis=1)
         sinks.progress(Progress(steps, total, self.last_returns.copy(), sps, eta, self.last_eval,
-                                frozenset(r.diverged)))
+                                frozenset(r.diverged), evals))
         sinks.scalars({"perf/steps_per_second": sps,
                        "perf/wall_seconds": time.perf_counter() - self.t0}, steps)
         # stop when a signal reached any process; the wall-time checkpoint follows process 0's clock
@@ -599,11 +602,12 @@ def _update_last_returns(chunk_returns, last_returns) -> None:
 
 
 def reevaluation(run_dir: Path, algo, config, settings, seeds, *, episodes: int = 200,
-                 step: int | None = None, which: str = "latest",
-                 greedy: bool = True) -> tuple[str, list[dict]]:
+                 step: int | None = None, which: str = "latest", greedy: bool = True,
+                 members: list[int] | None = None) -> tuple[str, list[dict]]:
     """(markdown table, a row per member) of evaluating the saved checkpoint ``step`` (default: the
-    newest intact one of ``which``) of every member with the fixed evaluation keys. The run folder
-    is only read (read-only checkpoints): a run that is training there is left alone."""
+    newest intact one of ``which``) of every member (or only ``members``) with the fixed
+    evaluation keys; a sweep's table ends with each setting's mean ± std over its seeds. The run
+    folder is only read (read-only checkpoints): a run that is training there is left alone."""
     population = Population(tuple(seeds), tuple(settings))
     if not run_folder.has_checkpoint(run_dir):
         raise FileNotFoundError(f"{run_dir} holds no checkpoint (checkpoints/ is missing or empty): "
@@ -618,13 +622,20 @@ def reevaluation(run_dir: Path, algo, config, settings, seeds, *, episodes: int 
     result = jax.tree.map(np.asarray, make_eval_fn(config, episodes, greedy, 0)(state.params, state.env_state))
     rows = [{**row, "checkpoint": which}
             for row in eval_rows(result, population.labels(), meta["update"], step, greedy)]
+    chosen = set(range(population.size) if members is None else members)
+    rows = [row for row in rows if row["member"] in chosen]
+    names = population.setting_names()
+    setting_of = {m: g for g, group in enumerate(population.groups()) for m in group}
     lines = [f"{which} checkpoint at step {step:,d} of {run_dir}: {episodes} "
              f"{'greedy' if greedy else 'sampled'} episodes per member", "",
-             "| member | seed | return mean | std | median | length mean |", "|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['member']} | {r['seed']} | {r['eval_return_mean']:.2f} | {r['eval_return_std']:.2f} | "
+             "| member | setting | seed | return mean | std | median | length mean |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['member']} | {names[setting_of[r['member']]]} | {r['seed']} | "
+              f"{r['eval_return_mean']:.2f} | {r['eval_return_std']:.2f} | "
               f"{r['eval_return_median']:.2f} | {r['eval_length_mean']:.1f} |" for r in rows]
-    means = np.asarray([r["eval_return_mean"] for r in rows])
-    lines.append(f"\nmean over members: {means.mean():.2f} ± {means.std():.2f}")
+    for g in sorted({setting_of[r["member"]] for r in rows}):
+        means = np.asarray([r["eval_return_mean"] for r in rows if setting_of[r["member"]] == g])
+        lines.append(f"\n{names[g]}: {means.mean():.2f} ± {means.std():.2f} over {means.size} seed(s)")
     return "\n".join(lines), rows
 
 
