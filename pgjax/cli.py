@@ -160,6 +160,14 @@ def _run_flags(train) -> None:
     train.add_argument("--process-id", type=int, default=None, metavar="I",
                        help="multi-process run: this process's index, 0 … P-1; process 0 writes "
                             "the run folder (also PGJAX_PROCESS_ID)")
+    train.add_argument("--pbt", action="store_true", default=None,
+                       help="population-based training of the --sweep population (Jaderberg et al. "
+                            "2017): after every evaluation but the last, the bottom --pbt-fraction "
+                            "copy a top member and perturb its swept hyperparameters")
+    train.add_argument("--pbt-fraction", type=float, default=None, metavar="Q",
+                       help="PBT: the quantile that is replaced and the one copied (default 0.25)")
+    train.add_argument("--pbt-resample", type=float, default=None, metavar="P",
+                       help="PBT: probability of resampling a value instead of perturbing it (0.25)")
     train.add_argument("--no-compile-cache", action="store_true", default=None,
                        help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
 
@@ -209,7 +217,8 @@ def _given_options(args) -> dict:
             "wandb_project": args.wandb, "on_nonfinite": args.on_nonfinite,
             "chunk_seconds": args.chunk_seconds, "devices": args.devices, "shard": args.shard,
             "log_every_seconds": args.log_every_seconds, "log_members": args.log_members,
-            "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache}
+            "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache,
+            "pbt": args.pbt, "pbt_fraction": args.pbt_fraction, "pbt_resample": args.pbt_resample}
 
 
 DEFAULT_RUNS_DIR = "runs"

@@ -36,6 +36,9 @@ class RunOptions:
     devices: int | None = None           # devices the run is split over (None: as many local ones as divide it)
     shard: str = "members"               # what is split over them: the population ("members") or each member's env batch ("envs")
     compile_cache: bool = True           # JAX's persistent compilation cache (pgjax.run.compilation_cache)
+    pbt: bool = False                    # population-based training: a round after every evaluation but the last (pgjax.run.pbt_rounds)
+    pbt_fraction: float = 0.25           # PBT: the bottom fraction copies a member of the top fraction
+    pbt_resample: float = 0.25           # PBT: probability that explore resamples a value instead of perturbing it
 
     def validate(self) -> None:
         for name in ("eval_episodes", "num_evals", "keep_checkpoints", "log_members"):
@@ -61,6 +64,12 @@ class RunOptions:
                 "devices", self.devices, "a positive number of devices, or None")
         require(self.shard in SHARD_AXES, "shard", self.shard,
                 f"one of {list(SHARD_AXES)} (split the population, or each member's env batch)")
+        require(isinstance(self.pbt, bool), "pbt", self.pbt, "true or false")
+        require(isinstance(self.pbt_fraction, (int, float)) and 0 < self.pbt_fraction <= 0.5,
+                "pbt_fraction", self.pbt_fraction, "a fraction in (0, 0.5] (the bottom and the top "
+                "quantiles must not overlap)")
+        require(isinstance(self.pbt_resample, (int, float)) and 0 <= self.pbt_resample <= 1,
+                "pbt_resample", self.pbt_resample, "a probability in [0, 1]")
         require(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite,
                 f"one of {list(ON_NONFINITE)}")
         if self.wandb_project is not None and not wandb_available():

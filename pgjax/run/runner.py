@@ -65,6 +65,7 @@ from pgjax.run import chunks, compilation_cache, devices as run_devices, distrib
 from pgjax.run import memory
 from pgjax.run import thinning
 from pgjax.run import folder as run_folder
+from pgjax.run import pbt_rounds
 from pgjax.run import spec as run_specs
 from pgjax.run.background import Background, StopSignals, StoppedBeforeTraining, while_listening
 from pgjax.run.checkpoints import Checkpoints
@@ -131,6 +132,7 @@ def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) ->
     count = run_devices.device_count(spec.options.devices, len(spec.seeds) * len(spec.settings),
                                      spec.config.num_envs, spec.options.shard)
     check_memory(spec, memory.Placement.of_run(count))
+    pbt_rounds.check_options(spec)
     run_dir = Path(run_dir)
     run_folder.check_writable_dir(run_dir, "run_dir")
     if resume:
@@ -322,7 +324,8 @@ class _Run:
                             f"({meta['update'] * config.steps_per_update:,d} env steps per member)")
             if meta["update"] >= self.num_updates:
                 return self._already_complete(state)
-            for name in ("metrics.jsonl", "metrics_settings.jsonl", "eval.jsonl") if self.primary else ():
+            for name in ("metrics.jsonl", "metrics_settings.jsonl", "eval.jsonl",
+                         "pbt.jsonl") if self.primary else ():
                 truncate_jsonl(run_dir / name, lambda row: row.get("update", 0) <= meta["update"])
         self._print(f"{self.algo_name} on {config.env_id}: {self.population.size} member(s) "
                     f"(seeds {list(self.population.seeds)} × {len(self.population.settings)} setting(s)), "
@@ -435,6 +438,7 @@ class _Loop:
         self.eval_fn = EvalProgram(run.config, run.options, state, run.out if run.primary else None)
         self.thinner = thinning.Thinner(run.options.log_every_seconds)
         self.sinks: FanOut | None = None
+        self.pbt_bounds = pbt_rounds.check_options(run.spec)
 
     def _flush_rows(self) -> None:
         """Hand the unfinished metric row to the sinks (before a checkpoint, at the end)."""
@@ -469,6 +473,20 @@ class _Loop:
         fan_out = self.sinks = FanOut(sinks)
         fan_out.scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
         return fan_out
+
+    def _pbt_round(self, member_returns, done) -> None:
+        """Exploit and explore after the evaluation at ``done`` (:mod:`pgjax.run.pbt_rounds`); a
+        diverged member scores NaN (ranked last) and is revived by the copy it receives."""
+        scores = np.where(self.frozen, np.nan, member_returns)
+        self.state, rows, copied = pbt_rounds.pbt_round(self.state, scores, done, self.r.spec,
+                                                        self.pbt_bounds)
+        self.frozen = np.array(self.frozen)  # the chunk's frozen flags come back read-only
+        self.frozen[copied] = False
+        if self.r.primary:
+            log = JsonlFile(pbt_rounds.rows_path(self.r.run_dir))
+            for row in rows:
+                log.write(row)
+            log.close()
 
     def save(self, update, state, meta) -> None:
         self._flush_rows()
@@ -576,6 +594,8 @@ class _Loop:
             self.last_eval = float(healthy.mean())
             self.checkpoints.save_best(steps, self.state, r.meta(done, self.train_seconds,
                                                                  self.last_eval), self.last_eval)
+            if self.pbt_bounds is not None and done < r.num_updates:
+                self._pbt_round(member_returns, done)
         eta = (total - steps) * r.population.size / max(sps, 1e-9)
         evals = None if self.final_eval is None else self.final_eval["returns"].mean(axis=1)
         sinks.progress(Progress(steps, total, self.last_returns.copy(), sps, eta, self.last_eval,
