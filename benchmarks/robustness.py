@@ -71,9 +71,11 @@ GROUPS = {
     "folder": ("Run folder faults", "Each on a copy of the trained run. 'Bit-identical' compares "
                "every leaf of the final train state with the uninterrupted run's."),
     "packaging": ("Packaging", "A user's own `envs` package in the working folder."),
-    "signals": ("Signals (the first catalogue)", "A child paused at a phase receives the signal, "
-                "then the folder is resumed in this process. Seconds: from the signal to the "
-                "child's exit (finishing the chunk or evaluation and the checkpoint included)."),
+    "signals": ("Signals (the first catalogue)", "A child (`pgjax train` of the tiny run) paused "
+                "by a hook at a phase receives the signal, then the folder is resumed in this "
+                "process. Seconds: from the signal to the child's exit, or from the hook's release "
+                "where the hook held the process past 0.3 s (finishing the chunk or evaluation and "
+                "the checkpoint included)."),
 }
 FAULT_GROUPS_NOTE = "rows that need a trained run or a real process (kept by --no-faults)"
 
@@ -104,8 +106,13 @@ def digest_change(before: dict, after: dict) -> str | None:
 
 
 def first_and_last(err: str, out: str) -> tuple[str, str]:
-    """First and last non-blank line of stderr, or of stdout when stderr has none."""
-    lines = [line.rstrip() for line in (err if err.strip() else out).splitlines() if line.strip()]
+    """First and last non-blank line of stderr, or, when stderr has none, of stdout's text (its
+    table rows left out)."""
+    if err.strip():
+        lines = [line.rstrip() for line in err.splitlines() if line.strip()]
+    else:
+        lines = [line.rstrip() for line in out.splitlines()
+                 if line.strip() and not line.lstrip().startswith("|")]
     return (lines[0], lines[-1]) if lines else ("", "")
 
 
@@ -195,7 +202,7 @@ def run_cli(argv: list[str], cwd: Path, *, env: dict | None = None, compile_trap
                 code = exit_.code
             except PassedChecks:
                 code = "passed every check"
-            except BaseException:  # noqa: BLE001 - recorded in the row, not hidden
+            except Exception:  # noqa: BLE001 - recorded in the row, not hidden
                 traceback.print_exc()
                 code = "exception"
     finally:
@@ -521,7 +528,9 @@ class Folder:
     """The fault cases on copies of one trained run."""
 
     def __init__(self, root: Path, finished, env: dict):
+        import test_faults as harness
         self.root, self.finished, self.env = root, finished, env
+        self.step = harness.CONFIG.steps_per_update  # 64 env steps per update
         self.count = 0
 
     def copy(self) -> Path:
@@ -533,12 +542,20 @@ class Folder:
         return make_row("folder", command or shown(argv, self.root), outcome, kept, self.root,
                         fault=True)
 
-    def untouched(self, argv, run_dir: Path, kept: str, command=None, compile_trap=False) -> dict:
-        """Run ``argv`` in this process; 'kept' is ``kept`` when run_dir's tree hash is equal."""
+    def untouched(self, argv, run_dir: Path, kept: str, command=None, compile_trap=False,
+                  check=None) -> dict:
+        """Run ``argv`` in this process; 'kept' is ``kept`` when run_dir's tree hash is equal,
+        after what ``check(outcome)`` says of the output when given."""
         before = tree_digest(run_dir)
         outcome = run_cli(argv, run_dir.parent, compile_trap=compile_trap)
         change = digest_change(before, tree_digest(run_dir))
-        return self.row(argv, outcome, f"CHANGED: {change}" if change else kept, command)
+        if change and (run_dir / "status.json").exists():
+            status = json.loads((run_dir / "status.json").read_text())
+            change += f" (status.json now {status['status']!r} at update {status['update']})"
+        found = f"CHANGED: {change}" if change else kept
+        said = f"{check(outcome)}; " if check else ""
+        return self.row(argv, outcome, ("COMPILED a program; " if outcome["compiled"] else "")
+                        + said + found, command)
 
     def resume_cli(self, run_dir: Path, label: str) -> dict:
         """``pgjax train --resume`` in this process, then compare with the uninterrupted run."""
@@ -549,45 +566,49 @@ class Folder:
 
 
 def folder_rows(root: Path, finished, env: dict) -> list[dict]:
-    """Damaged files, locks, readers and flags on copies of the trained run."""
-    import test_faults as harness
+    """Readers, leftovers, damaged files, locks and flags on copies of the trained run."""
     f = Folder(root / "folder", finished, env)
-    step = harness.CONFIG.steps_per_update  # 64 env steps per update
-    rows = []
+    return [*reader_rows(f), *leftover_rows(f), *damaged_rows(f), *lock_rows(f), *flag_rows(f)]
 
-    # readers never modify the folder
+
+def reader_rows(f: Folder) -> list[dict]:
+    """`pgjax eval` (with --out, and on a read-only folder) and `pgjax report` change nothing."""
     run = f.copy()
     out = run.parent / "reeval.jsonl"
-    rows.append(f.untouched(["eval", str(run), "--episodes", "4", "--out", str(out)], run,
-                            "run folder untouched (tree hash equal)"))
+    rows = [f.untouched(["eval", str(run), "--episodes", "4", "--out", str(out)], run,
+                        "run folder untouched (tree hash equal)")]
     rows[-1]["kept"] += f"; {len(out.read_text().splitlines()) if out.exists() else 0} rows in --out"
     rows.append(f.untouched(["report", str(run)], run,
                             "run folder untouched (tree hash equal); report in ./reports/run"))
     if not (run.parent / "reports" / "run" / "report.md").is_file():
         rows[-1]["kept"] += " (MISSING: reports/run/report.md)"
-
     run = f.copy()
     for path in [run, *run.rglob("*")]:
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     try:
-        rows.append(f.untouched(["eval", str(run), "--episodes", "4"], run,
-                                "read-only folder (write bits off) untouched (tree hash equal)"
-                                + ("; run as root, so the hash is the check" if os.geteuid() == 0
-                                   else ""),
-                                command=shown(["eval", str(run), "--episodes", "4"], f.root)
-                                + "   (folder made read-only)"))
+        argv = ["eval", str(run), "--episodes", "4"]
+        rows.append(f.untouched(argv, run, "read-only folder (write bits off) untouched (tree hash "
+                                "equal)" + ("; run as root, so the hash is the check"
+                                            if os.geteuid() == 0 else ""),
+                                command=shown(argv, f.root) + "   (folder made read-only)"))
     finally:
         for path in [run, *run.rglob("*")]:
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return rows
 
-    # a half-written save left in checkpoints/best/ (a run killed while it saved its best)
+
+def leftover_rows(f: Folder) -> list[dict]:
+    """A half-written save in checkpoints/best/ (a run killed while saving its best): a reader
+    leaves it to its writer; a resume removes it. A partial last line in every log: a resume drops
+    it with the rows after its checkpoint."""
+    step = f.step
     run = f.copy()
     tmp = run / "checkpoints" / "best" / f"{9 * step}.orbax-checkpoint-tmp" / "state.orbax-checkpoint-tmp"
     tmp.mkdir(parents=True)
     (tmp / "manifest.ocdbt").write_bytes(b"half a save")
     argv = ["eval", str(run), "--episodes", "4", "--best"]
-    rows.append(f.untouched(argv, run, "the tmp folder left in place for its writer; tree hash equal",
-                            command=shown(argv, f.root) + "   (tmp save left in checkpoints/best/)"))
+    rows = [f.untouched(argv, run, "the tmp folder left in place for its writer; tree hash equal",
+                        command=shown(argv, f.root) + "   (tmp save left in checkpoints/best/)")]
     run = f.copy()
     for s in (6, 8):
         shutil.rmtree(run / "checkpoints" / "latest" / str(s * step))
@@ -597,8 +618,6 @@ def folder_rows(root: Path, finished, env: dict) -> list[dict]:
     row = f.resume_cli(run, "tmp save in checkpoints/best/, latest at update 4")
     row["kept"] += "; the tmp save removed" if not tmp.exists() else "; the tmp save STILL THERE"
     rows.append(row)
-
-    # a partial last line in every log, the latest checkpoint at update 4
     run = f.copy()
     for s in (6, 8):
         shutil.rmtree(run / "checkpoints" / "latest" / str(s * step))
@@ -607,18 +626,26 @@ def folder_rows(root: Path, finished, env: dict) -> list[dict]:
             handle.write('{"member": 0, "update": 9, "episode_ret')
     row = f.resume_cli(run, "partial last line in metrics.jsonl, metrics_settings.jsonl, "
                             "eval.jsonl; latest at update 4")
-    evals_equal = (run / "eval.jsonl").read_text() == (finished.run_dir / "eval.jsonl").read_text()
+    evals_equal = (run / "eval.jsonl").read_text() == (f.finished.run_dir / "eval.jsonl").read_text()
     row["kept"] += "; the partial lines dropped, eval.jsonl " + (
         "byte-identical to the uninterrupted run's" if evals_equal else "DIFFERS")
     rows.append(row)
+    return rows
 
-    # damaged checkpoints
+
+def damaged_rows(f: Folder) -> list[dict]:
+    """Truncated checkpoints (the newest, then all), a hand-edited config.json, a damaged file of
+    the episode cache."""
+    step = f.step
     run = f.copy()
     damage_checkpoint(run / "checkpoints" / "latest" / str(8 * step))
     argv = ["eval", str(run), "--episodes", "4"]
-    rows.append(f.untouched(argv, run, "falls back to update 6; tree hash equal",
-                            command=shown(argv, f.root) + "   (newest checkpoint truncated)"))
-    rows.append(f.resume_cli(run, "newest checkpoint truncated; falls back to update 6, saves 8 anew"))
+    rows = [f.untouched(argv, run, "tree hash equal",
+                        command=shown(argv, f.root) + "   (newest checkpoint truncated)",
+                        check=lambda outcome: f"evaluated step {6 * step}" if
+                        f"latest checkpoint at step {6 * step} " in outcome["out"] else
+                        "DID NOT evaluate the previous checkpoint"),
+            f.resume_cli(run, "newest checkpoint truncated; resumes from update 6")]
     run = f.copy()
     for s in (4, 6, 8):
         damage_checkpoint(run / "checkpoints" / "latest" / str(s * step))
@@ -626,8 +653,26 @@ def folder_rows(root: Path, finished, env: dict) -> list[dict]:
         rows.append(f.untouched(argv, run, "run folder untouched (tree hash equal)",
                                 command=shown(argv, f.root) + "   (every latest checkpoint truncated)",
                                 compile_trap=True))
+    run = f.copy()
+    record = json.loads((run / "config.json").read_text())
+    record["config"]["hidden_sizes"] = [16]
+    (run / "config.json").write_text(json.dumps(record))
+    for argv in (["eval", str(run)], ["train", "--resume", str(run)]):
+        rows.append(f.untouched(argv, run, "run folder untouched (tree hash equal), nothing compiled",
+                                command=shown(argv, f.root) + "   (config.json hidden_sizes 8 → 16)",
+                                compile_trap=True))
+    run = f.copy()
+    damaged = run / "eval" / f"step_{8 * step:012d}.npz"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    for argv in (["episodes", str(run)], ["episodes", str(run), "--step", str(8 * step)]):
+        rows.append(f.untouched(argv, run, "run folder untouched (tree hash equal)",
+                                command=shown(argv, f.root) + f"   ({damaged.name} cut to 40 bytes)"))
+    return rows
 
-    # the lock
+
+def lock_rows(f: Folder) -> list[dict]:
+    """`.lock` as a symbolic link to a file outside the run folder, and as a directory."""
+    rows = []
     for kind in ("symlink", "directory"):
         run = f.copy()
         outside = run.parent / "notes.txt"
@@ -645,31 +690,20 @@ def folder_rows(root: Path, finished, env: dict) -> list[dict]:
             row["kept"] += ("; the file it points to untouched" if outside.read_text() == "not pgjax's"
                             else "; the file it points to WAS CHANGED")
         rows.append(row)
+    return rows
 
-    # a hand-edited config.json
-    run = f.copy()
-    record = json.loads((run / "config.json").read_text())
-    record["config"]["hidden_sizes"] = [16]
-    (run / "config.json").write_text(json.dumps(record))
-    for argv in (["eval", str(run)], ["train", "--resume", str(run)]):
-        rows.append(f.untouched(argv, run, "run folder untouched (tree hash equal), nothing compiled",
-                                command=shown(argv, f.root) + "   (config.json hidden_sizes 8 → 16)",
-                                compile_trap=True))
 
-    # the episode cache and its flags
+def flag_rows(f: Folder) -> list[dict]:
+    """`pgjax episodes` flags (--step honoured, GIF-only flags refused without --gif, --gif at a
+    directory) and the flags a resume would ignore (--name, --runs-dir, --config)."""
+    step = f.step
     run = f.copy()
-    damaged = run / "eval" / f"step_{8 * step:012d}.npz"
-    damaged.write_bytes(damaged.read_bytes()[:40])
-    for argv in (["episodes", str(run)], ["episodes", str(run), "--step", str(8 * step)]):
-        rows.append(f.untouched(argv, run, "run folder untouched (tree hash equal)",
-                                command=shown(argv, f.root) + f"   (eval/step_{8 * step:012d}.npz cut to 40 bytes)"))
-    run = f.copy()
-    for argv, kept in ((["episodes", str(run), "--step", str(4 * step)], "the one evaluation at that step"),
-                       (["episodes", str(run), "--member", "1"], "nothing written"),
-                       (["episodes", str(run), "--gif", str(run.parent)], "nothing written")):
-        rows.append(f.untouched(argv, run, f"{kept}; tree hash equal"))
-
-    # flags a resume would ignore
+    argv = ["episodes", str(run), "--step", str(4 * step)]
+    rows = [f.untouched(argv, run, "tree hash equal", check=lambda outcome: (
+        "only that evaluation listed" if f"| {4 * step} |" in outcome["out"]
+        and f"| {8 * step} |" not in outcome["out"] else "NOT only that evaluation listed"))]
+    for argv in (["episodes", str(run), "--member", "1"], ["episodes", str(run), "--gif", str(run.parent)]):
+        rows.append(f.untouched(argv, run, "nothing written; tree hash equal"))
     run = f.copy()
     other = json.loads((run / "config.json").read_text())
     other["hparams_settings"][0]["learning_rate"] = 0.01
@@ -681,16 +715,41 @@ def folder_rows(root: Path, finished, env: dict) -> list[dict]:
     return rows
 
 
+def spawn_paused(env: dict, phase: str, release: Path, argv: list[str]) -> subprocess.Popen:
+    """A child running ``pgjax argv`` that pauses at ``phase`` until ``release`` exists (the hooks
+    of tests/test_faults.py's CHILD), with stdout and stderr piped."""
+    import test_faults as harness
+    args = [sys.executable, "-c", harness.CHILD, phase, str(harness.PHASES.get(phase, 1)),
+            str(release), *argv]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def wait_for_phase(process: subprocess.Popen, phase: str, timeout: float = 180) -> str:
+    """Read the child's stderr until it says it reached ``phase``; returns what it printed before."""
+    deadline, lines = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        if line.strip() == f"PGJAX-PHASE {phase}":
+            return "".join(lines)
+        lines.append(line)
+    process.kill()
+    raise RuntimeError(f"phase {phase} never reached; stderr:\n{''.join(lines)}")
+
+
 def during_training_rows(root: Path, reference, env: dict) -> list[dict]:
-    """A trainer paused inside its second chunk (it holds the lock): `pgjax eval` and a second
-    `pgjax train --resume` from this process; then the trainer is released and must finish."""
+    """A trainer paused at its first evaluation (after update 4; it holds the lock and has saved
+    checkpoints): `pgjax eval` and a second `pgjax train --resume` from this process; then the
+    trainer is released and must finish, bit-identical to the uninterrupted run."""
     import test_faults as harness
     folder = root / "live"
     folder.mkdir()
-    process, release = harness._child(folder, env, "mid_chunk")
-    harness._wait_for_phase(process, "mid_chunk")
+    release = folder / "release"
+    process = spawn_paused(env, "evaluation", release,
+                           [*harness.ARGV, "--runs-dir", str(folder), "--name", "run"])
+    wait_for_phase(process, "evaluation")
     run = folder / "run"
-    rows = []
     try:
         before = tree_digest(run)
         evaluation = run_cli(["eval", str(run), "--episodes", "4"], folder, compile_trap=False)
@@ -702,19 +761,18 @@ def during_training_rows(root: Path, reference, env: dict) -> list[dict]:
     start = time.perf_counter()
     _, err = process.communicate(timeout=300)
     finished = (f"the trainer then finished (exit {process.returncode}, "
-                f"{time.perf_counter() - start:.1f} s after release), "
+                f"{time.perf_counter() - start:.1f} s after release"
+                f"{', with a TRACEBACK' if 'Traceback' in err else ''}): "
                 f"{same_as_reference(run, reference)}")
-    rows.append(make_row("folder", shown(["eval", str(run), "--episodes", "4"], root)
-                         + "   (while the training runs)", evaluation,
-                         (f"CHANGED: {eval_change}" if eval_change else "tree hash equal during the "
-                          "training's pause") + f"; {finished}", root, fault=True))
-    rows.append(make_row("folder", shown(["train", "--resume", str(run)], root)
-                         + "   (while the training runs)", second,
-                         f"CHANGED: {second_change}" if second_change else
-                         "tree hash equal, nothing compiled", root, fault=True))
-    if "Traceback" in err:
-        rows[-1]["kept"] += "; the trainer printed a TRACEBACK"
-    return rows
+    return [make_row("folder", shown(["eval", str(run), "--episodes", "4"], root)
+                     + "   (while the training runs)", evaluation,
+                     (f"CHANGED: {eval_change}" if eval_change else "tree hash equal while the "
+                      "trainer waits") + f"; {finished}", root, fault=True),
+            make_row("folder", shown(["train", "--resume", str(run)], root)
+                     + "   (while the training runs)", second,
+                     f"CHANGED: {second_change}" if second_change else
+                     ("COMPILED a program" if second["compiled"] else "tree hash equal, nothing compiled"),
+                     root, fault=True)]
 
 
 def process_fault_rows(root: Path, reference, env: dict) -> list[dict]:
@@ -734,7 +792,7 @@ def process_fault_rows(root: Path, reference, env: dict) -> list[dict]:
         if what == "log":
             cut = not (run_dir / "metrics_settings.jsonl").read_text().endswith("\n")
             kept += "; the row cut short" if cut else "; no row cut short"
-        kept += f"; {resumes(run_dir, reference)} once the limit is gone"
+        kept += f"; once the limit is gone, {resumes(run_dir, reference)}"
         rows.append(make_row("folder", f"pgjax train ppo …   (RLIMIT_FSIZE: {where} cannot be "
                              "written in full)", outcome, kept, root, fault=True))
     folder = root / "eval-sigint"
@@ -761,11 +819,11 @@ def accepted_rows(root: Path, reference) -> list[dict]:
             "--no-tensorboard", "--runs-dir", str(work), "--name", "steps-1e5"]
     outcome = run_cli(argv, work, compile_trap=False)
     summary = work / "steps-1e5" / "summary.json"
-    steps = json.loads(summary.read_text()).get("env_steps") if summary.exists() else None
+    steps = json.loads(summary.read_text()).get("env_steps_per_seed") if summary.exists() else None
     status = json.loads((work / "steps-1e5" / "status.json").read_text())["status"] \
         if (work / "steps-1e5" / "status.json").exists() else "none"
     rows = [make_row("numbers", shown(argv, root), outcome,
-                     f"trained to the end: status {status}, summary.json env_steps = {steps}", root,
+                     f"trained to the end: status.json {status}, summary.json env_steps_per_seed = {steps}", root,
                      fault=True)]
     argv = [*harness.ARGV, "--runs-dir", str(work), "--name", "slurm"]
     outcome = run_cli(argv, work, env={"SLURM_NTASKS": "4"}, compile_trap=False)
@@ -814,25 +872,28 @@ def signal_rows(root: Path, reference, env: dict) -> list[dict]:
     def one(phase, name):
         folder = root / f"signal-{phase}-{name}"
         folder.mkdir()
-        process, release = harness._child(folder, env, phase)
-        harness._wait_for_phase(process, phase)
+        release = folder / "release"
+        process = spawn_paused(env, phase, release,
+                               [*harness.ARGV, "--runs-dir", str(folder), "--name", "run"])
+        printed = wait_for_phase(process, phase)
         process.send_signal(harness.SIGNALS[name][0])
-        sent = time.monotonic()
-        time.sleep(0.3)
+        start = time.monotonic()
+        try:  # a process that can answer while the hook holds it exits now
+            process.wait(timeout=0.3)
+        except subprocess.TimeoutExpired:  # else the time counts from the hook's release
+            start = time.monotonic()
         release.touch()
-        _, err = process.communicate(timeout=300)
-        return phase, name, process.returncode, err, max(time.monotonic() - sent - 0.3, 0.0), folder
+        out, err = process.communicate(timeout=300)
+        outcome = {"exit": process.returncode, "out": out, "err": printed + err,
+                   "seconds": time.monotonic() - start, "traceback": "Traceback" in printed + err}
+        return phase, name, outcome, folder
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         done = list(pool.map(lambda case: one(*case),
                              [(p, n) for p in phases for n in ("SIGINT", "SIGTERM", "SIGKILL")]))
     rows = []
-    for phase, name, code, err, seconds, folder in done:
-        err = "".join(line for line in err.splitlines(keepends=True)
-                      if not line.startswith("PGJAX-PHASE"))
+    for phase, name, outcome, folder in done:
         status = json.loads((folder / "run" / "status.json").read_text())["status"]
-        outcome = {"exit": code, "err": err, "out": "", "seconds": seconds,
-                   "traceback": "Traceback" in err}
         rows.append(make_row("signals", f"pgjax train ppo …   ({name} at {phase})", outcome,
                              f"status.json {status}; {resumes(folder / 'run', reference)}", root,
                              fault=True))
@@ -868,12 +929,12 @@ def counts(rows: list[dict]) -> dict:
             "new": sum(r["group"] not in ("inputs", "signals") for r in rows)}
 
 
-def markdown(rows: list[dict], machine: str) -> str:
+def markdown(rows: list[dict], machine: str, faults_measured: str) -> str:
     escape = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
     total = counts(rows)
     exits = ", ".join(f"exit {code}: {n}" for code, n in total["exits"].items())
     lines = ["# Robustness catalogue", "", f"_Generated by `{COMMAND}`; do not edit._", "",
-             machine, "",
+             machine, f"Rows that need a trained run or a real process measured {faults_measured}.", "",
              f"{total['cases']} cases ({total['new']} beyond the first catalogue); {exits}; "
              f"{total['tracebacks']} with a traceback.", ""]
     for key, (title, about) in GROUPS.items():
@@ -910,12 +971,15 @@ def main():
         if args.no_faults:
             old = json.loads(saved.read_text()) if saved.exists() else {}
             rows += [r for r in old.get("rows", []) if r.get("fault")]
+            faults_measured = old.get("faults_measured", "never")
         else:
             rows += faults(root)
+            faults_measured = time.strftime("%Y-%m-%d")
         seconds = time.perf_counter() - start
     machine = machine_line()
-    result = {"machine": machine, "seconds": round(seconds, 1), "summary": counts(rows), "rows": rows}
-    save_results(RESULTS, "robustness", result, markdown(rows, machine))
+    result = {"machine": machine, "faults_measured": faults_measured, "seconds": round(seconds, 1),
+              "summary": counts(rows), "rows": rows}
+    save_results(RESULTS, "robustness", result, markdown(rows, machine, faults_measured))
     print(f"{counts(rows)}; {seconds:.0f} s")
 
 

@@ -211,9 +211,11 @@ def test_no_intact_checkpoint_is_refused_in_one_line(finished, tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.startswith(f"pgjax: error: no intact latest checkpoint in {run_dir / 'checkpoints' / 'latest'}: ")
     assert err.count("\n") == 1, err
+    before = _digest(run_dir)
     assert cli.main(["train", "--resume", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "no intact latest checkpoint" in err and err.count("\n") == 1, err
+    assert _digest(run_dir) == before  # status.json still says how the run ended
 
 
 def test_an_edited_config_json_is_refused_naming_the_first_leaf(finished, tmp_path, capsys,

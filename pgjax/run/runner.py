@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax import algorithms
-from pgjax.config import require, validate_hparams
+from pgjax.config import ConfigError, require, validate_hparams
 from pgjax.run import chunks, compilation_cache, devices as run_devices, distributed, episodes
 from pgjax.run import memory
 from pgjax.run import thinning
@@ -73,7 +73,7 @@ from pgjax.run.divergence import divergence_message, divergences, live_rows
 from pgjax.run.evaluation import EvalProgram, eval_rows, make_eval_fn
 from pgjax.run.loggers import (ChunkRecord, EvalFile, FanOut, JsonlFile, MetricsFile, Progress,
                                ProgressDisplay, SettingsFile, TensorBoard, Wandb, WriteFailed,
-                               truncate_jsonl, write_json_atomic, writing)
+                               truncate_jsonl, write_json_atomic, write_text_atomic, writing)
 from pgjax.run.options import RunOptions
 from pgjax.run.population import Population
 from pgjax.run.schedule import Events
@@ -272,6 +272,9 @@ class _Run:
     def execute(self, resume: bool) -> RunResult:
         if self.options.compile_cache:
             compilation_cache.enable()
+        # a resume refused on what it finds (no intact checkpoint, ...) leaves the folder as it was
+        records = [self.run_dir / name for name in ("config.json", run_folder.STATUS_NAME)]
+        previous = {path: path.read_text() for path in records if resume and path.is_file()}
         if self.primary:
             if not resume or not (self.run_dir / "config.json").exists():
                 run_folder.clear_outputs(self.run_dir)
@@ -287,6 +290,10 @@ class _Run:
             self._status_if_writable("failed", saved[-1] // self.config.steps_per_update if saved else 0,
                                      f"{error}; pgjax train --resume {self.run_dir} continues from "
                                      f"the latest checkpoint once it can be written")
+            raise
+        except ConfigError:
+            for path, text in previous.items() if self.primary else ():
+                write_text_atomic(path, text)
             raise
         except BaseException as error:
             if not isinstance(error, StoppedBeforeTraining):
