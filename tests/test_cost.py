@@ -400,3 +400,27 @@ def test_slurm_tasks_outside_a_job_step_warn_in_one_line_from_the_cli(capsys, mo
                                                 "SLURM job step"), err
     assert err[0].endswith("running as one process; start a multi-process run with srun"), err
     assert err[1].startswith("pgjax: error: num_envs=0 is not allowed"), err
+
+
+def test_a_close_racing_the_start_of_the_notice_is_harmless(monkeypatch):
+    """A signal during set-up closes the notice from the main thread while the compile thread is
+    inside start(): close() must not join a ticker that has not started (it raised RuntimeError,
+    seen on a slower instruction set), and the late ticker must end at once."""
+    import io
+    import threading
+
+    from pgjax.run.chunks import CompileNotice
+    notice = CompileNotice("the training program", "test", io.StringIO(), tty=False, quiet=0.0, every=0.01)
+    real_start = threading.Thread.start
+
+    def close_first(thread):
+        if thread.name == "pgjax-compile-notice":
+            notice.close()  # the main thread's close() arrives right here
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", close_first)
+    notice.start()
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    notice._ticker.join(timeout=5)
+    assert not notice._ticker.is_alive()
+    assert "still compiling" not in notice.out.getvalue()

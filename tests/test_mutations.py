@@ -591,7 +591,10 @@ def test_impala_learner_vtrace_matches_numpy_with_off_policy_ratios(impala_run):
     np.testing.assert_allclose(terms["pg_advantages"], adv, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(float(metrics["rho_mean"]), ratio.mean(), rtol=1e-5)
     for name, bar in (("rho_clipped_fraction", "rho_bar"), ("c_clipped_fraction", "c_bar")):
-        np.testing.assert_allclose(float(metrics[name]), np.mean(ratio > hp[bar]), err_msg=name)
+        # a count over 24 samples as a float32 fraction (within an ulp or two of the float64 one,
+        # however the program divides); one sample more or less would be off by 4 %
+        np.testing.assert_allclose(float(metrics[name]), np.mean(ratio > hp[bar]), rtol=1e-6,
+                                   err_msg=name)
     np.testing.assert_allclose(float(metrics["approx_kl"]), np.mean(ratio - 1 - np.log(ratio)),
                                rtol=1e-4, atol=1e-6)
     # A flipped log ρ moves the targets by far more than the tolerance.

@@ -11,6 +11,7 @@ import signal
 import jax
 import numpy as np
 import pytest
+from progress_signals import SignalOnProgress
 
 from pgjax.algorithms import ppo
 from pgjax.run import runner, spec as run_spec
@@ -29,21 +30,6 @@ def _spec():
 
 def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-class _SignalOnProgress(io.StringIO):
-    """Raises SIGINT when the ``at``-th progress line is printed (between chunks)."""
-
-    def __init__(self, at):
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def write(self, text):
-        if text.startswith("  steps"):
-            self.seen += 1
-            if self.seen == self.at:
-                signal.raise_signal(signal.SIGINT)
-        return super().write(text)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +68,7 @@ def test_the_final_hyperparameters_are_the_last_rounds(finished):
 
 def test_a_resumed_pbt_run_is_bit_identical(finished, tmp_path):
     run_dir = tmp_path / "interrupted"
-    stopped = runner.run_spec(_spec(), run_dir, out=_SignalOnProgress(at=2))  # stops after update 4
+    stopped = runner.run_spec(_spec(), run_dir, out=SignalOnProgress(signal.SIGINT, at=2))  # stops after update 4
     assert stopped.status == runner.INTERRUPTED
     resumed = runner.run_spec(run_spec.load(run_dir), run_dir, resume=True, out=io.StringIO())
     assert resumed.status == runner.COMPLETED

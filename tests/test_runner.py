@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from progress_signals import SignalOnProgress
 
 from pgjax import cli
 from pgjax.run import episodes, runner
@@ -54,25 +55,12 @@ def reference(tmp_path_factory):
     return _train(run_dir)
 
 
-class _SignalOnProgress(io.StringIO):
-    """Raises ``signum`` in this process when the ``at``-th progress line is printed (inside the
-    training loop, between chunks, as a user's Ctrl-C would arrive)."""
 
-    def __init__(self, signum, at=1):
-        super().__init__()
-        self.signum, self.at, self.seen = signum, at, 0
-
-    def write(self, text):
-        if text.startswith("  steps"):
-            self.seen += 1
-            if self.seen == self.at:
-                signal.raise_signal(self.signum)
-        return super().write(text)
 
 
 def test_sigint_saves_and_resume_is_bit_identical(reference, tmp_path):
     run_dir = tmp_path / "interrupted"
-    stopped = _train(run_dir, out=_SignalOnProgress(signal.SIGINT, at=1))
+    stopped = _train(run_dir, out=SignalOnProgress(signal.SIGINT, at=1))
     assert stopped.status == runner.INTERRUPTED and "SIGINT" in stopped.message
     assert Checkpoints(run_dir).steps() == [2 * CONFIG.steps_per_update]  # after the first chunk
     assert len(_rows(run_dir / "metrics.jsonl")) == 2 * len(SEEDS)
@@ -86,7 +74,7 @@ def test_sigint_saves_and_resume_is_bit_identical(reference, tmp_path):
 
 
 def test_sigterm_exits_cleanly_with_a_checkpoint(tmp_path):
-    stopped = _train(tmp_path / "term", out=_SignalOnProgress(signal.SIGTERM, at=2))
+    stopped = _train(tmp_path / "term", out=SignalOnProgress(signal.SIGTERM, at=2))
     assert stopped.status == runner.INTERRUPTED and "SIGTERM" in stopped.message
     assert Checkpoints(tmp_path / "term").steps() == [4 * CONFIG.steps_per_update]
 

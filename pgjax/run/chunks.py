@@ -192,9 +192,12 @@ class CompileNotice:
         self._open = True
         self._write(self.head if self.tty else self.head.rstrip() + "\n")
         if self.out is not None:
-            self._ticker = threading.Thread(target=self._tick, name="pgjax-compile-notice",
-                                            daemon=True)
-            self._ticker.start()
+            # started before it is published: a close() racing this start (a signal during
+            # set-up) sees no ticker or a started one, never one it cannot join; a ticker that
+            # starts after close() finds the stop event set and ends at once
+            ticker = threading.Thread(target=self._tick, name="pgjax-compile-notice", daemon=True)
+            ticker.start()
+            self._ticker = ticker
 
     def elapsed(self) -> float:
         return self.clock() - self.started

@@ -291,9 +291,12 @@ class _Run:
                                      f"{error}; pgjax train --resume {self.run_dir} continues from "
                                      f"the latest checkpoint once it can be written")
             raise
-        except ConfigError:
-            for path, text in previous.items() if self.primary else ():
-                write_text_atomic(path, text)
+        except ConfigError as error:
+            if previous:  # a refused resume: the folder says what it said before
+                for path, text in previous.items() if self.primary else ():
+                    write_text_atomic(path, text)
+            else:
+                self._status_if_writable("failed", 0, f"{type(error).__name__}: {error}")
             raise
         except BaseException as error:
             if not isinstance(error, StoppedBeforeTraining):
