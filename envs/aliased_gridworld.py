@@ -1,5 +1,6 @@
-"""``AliasedGridworld-v0``: the aliased grid world of the seed's slide "Stochastic policies"
-(David Silver, RL lecture 7 "Policy Gradient", example "Aliased Gridworld").
+"""``AliasedGridworld-v0``: the aliased grid world of David Silver's UCL RL course
+(lecture 7, "Policy Gradient"): a state-aliasing example of why stochastic policies matter
+(Sutton & Barto 2018, §13.1).
 
 Layout (row 0 on top)::
 
@@ -12,7 +13,7 @@ Entering a bottom cell ends the episode (``terminated``); the time limit
 
 Observation: the four wall bits (N, E, S, W) of the current cell, 1 = blocked. The grey cells 1
 and 3 both read (1, 0, 1, 0), so no policy on these features can tell them apart (the
-aliasing of Silver's slide: "the agent cannot differentiate the grey states").
+agent cannot tell the aliased states apart).
 
 Rewards (``EnvParams``; the transition's reward depends on the cell entered):
 ``gold_reward`` = +1 on entering the gold, ``skull_reward`` = −1 on entering a skull, and
@@ -32,7 +33,7 @@ the undiscounted value J(π) = E[Σ r] is
   between a grey cell and a corner until the 20-step time limit).
 
 So the best stochastic policy beats every deterministic one by 0.6 per episode, the point of
-the slide. ``exact_values`` computes these numbers for any policy (linear solve, or the exact
+the example. ``exact_values`` computes these numbers for any policy (linear solve, or the exact
 finite-horizon recursion under the time limit); ``tests/test_env_aliased_gridworld.py`` checks
 them against hand values and Monte-Carlo returns of this environment.
 """

@@ -1,7 +1,6 @@
 """``IteratedRPS-v0``: iterated rock-paper-scissors against an opponent that exploits predictable
-play (seed slide "Stochastic policies", first example; David Silver, RL lecture 7: "a
-deterministic policy is easily exploited; a uniform random policy is optimal (i.e. Nash
-equilibrium)").
+play: a deterministic policy is easily exploited, and the uniform random policy is optimal (the
+Nash equilibrium; Sutton & Barto 2018, §13.1, on why stochastic policies matter).
 
 Actions 0, 1, 2 = rock, paper, scissors, for the agent and for the opponent. The agent's reward
 per round is ``PAYOFF[a, b]``: +1 win, 0 tie, −1 loss (a beats b iff (a − b) mod 3 = 1).
@@ -23,7 +22,7 @@ Episodes last ``max_steps_in_episode`` rounds (default 100) and end by **truncat
 termination: the iterated game has no natural end, the observation carries no round counter
 (so a value of "the last round" would depend on hidden time), and the limit only sets how often
 the opponent's memory is wiped (``reset`` starts it at uniform again). A critic therefore
-bootstraps at the cut, as for any time limit (shared/DESIGN.md, "Episode ends, done right").
+bootstraps at the cut, as for any time limit.
 """
 
 from __future__ import annotations

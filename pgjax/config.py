@@ -1,4 +1,4 @@
-"""Static configuration and traced hyperparameters (shared/DESIGN.md, "Static vs traced").
+"""Static configuration and traced hyperparameters.
 
 - A *config* is a frozen, hashable dataclass: everything that changes an array shape or the
   compiled program. It is validated in ``__post_init__`` so bad values fail before compilation.

@@ -1,8 +1,8 @@
 """Flax (linen) policy and value networks.
 
 :class:`ActorCritic` maps an observation to ``(distribution, value)``: a softmax policy over logits
-h(s, ·) for discrete actions or N(μ_θ(s), σ²) for continuous ones (seed slide "Policy
-Parametrizations"), plus a state-value head V_φ(s). Torsos are MLPs or, for MinAtar-shaped
+h(s, ·) for discrete actions or N(μ_θ(s), σ²) for continuous ones (Sutton & Barto 2018, §13.1
+and §13.7), plus a state-value head V_φ(s). Torsos are MLPs or, for MinAtar-shaped
 ``[10, 10, C]`` observations, a small CNN. Initialisation is orthogonal (Saxe et al. 2014) with
 gains √2 (hidden), 0.01 (policy head) and 1 (value head), as in Andrychowicz et al. 2021, §3.
 """
@@ -134,8 +134,7 @@ def init_params(module: nn.Module, key, *args):
     """``module.init(key, *args)`` with the standard-normal draws of all its small :func:`orthogonal`
     kernels made by one vmapped ``jax.random.normal`` over their keys (each kernel takes the prefix
     of its own key's draw that it needs; see :func:`_normal_draws`) instead of one random-number
-    loop per kernel, which XLA:CPU compiles 0.5–1 s faster in a PPO program (benchmarks/RESULTS.md,
-    issue 14). The random bits are the same; the floats made from them are the same bit for bit
+    loop per kernel, which XLA:CPU compiles 0.5–1 s faster in a PPO program (benchmarks/RESULTS.md). The random bits are the same; the floats made from them are the same bit for bit
     under XLA:CPU's default options (whole PPO runs hash the same), and can differ in the last bit
     where the compiler vectorises the two draws differently (the test suite's optimisation level
     0). Falls back to ``module.init`` where the prefix property does not hold.
@@ -249,7 +248,7 @@ class CNNTorso(nn.Module):
 
 
 class OneHotFeatures(nn.Module):
-    """Tabular features φ(s) = e_s (seed slide "VFA": Φ = I). The observation is an integer state
+    """Tabular features φ(s) = e_s (Sutton & Barto 2018, §9.3: the tabular case is Φ = I). The observation is an integer state
     index (or a length-1 vector holding it) in [0, num_states)."""
     num_states: int
 
@@ -261,7 +260,7 @@ class OneHotFeatures(nn.Module):
 
 class RandomProjectionFeatures(nn.Module):
     """φ(s) = P s with a fixed random Gaussian matrix P ∈ R^{D×d}, D = ``num_features``
-    (seed slide "VFA": random projection). P is a constant, not a parameter."""
+    (linear function approximation, Sutton & Barto 2018 §9.4, on random features). P is a constant, not a parameter."""
     num_features: int
     seed: int = 0
     obs_ndim: int = 1
@@ -278,7 +277,7 @@ class TileCodingFeatures(nn.Module):
     over the box [low, high], each offset by a fraction 1/num_tilings of a tile (uniform offsets);
     φ(s) is binary with exactly one active tile per tiling. Observations outside the box are
     clipped into it. With ``num_tilings = 1`` it is a plain state aggregation; with several it is
-    coarse coding with overlapping receptive fields (seed slide "Example: coarse coding")."""
+    coarse coding with overlapping receptive fields (Sutton & Barto 2018, §9.5.3–9.5.4)."""
     low: Sequence[float]
     high: Sequence[float]
     tiles_per_dim: int = 6
@@ -362,7 +361,7 @@ class ActorCritic(nn.Module):
       obs_ndim: rank of one observation (an MLP flattens it).
       q_critic: the critic head outputs Q_φ(s, ·) over discrete actions instead of V_φ(s).
       feature_args: settings of a linear-feature torso ("onehot", "random_projection", "tile"):
-        the heads are then linear in φ(s) (seed slides "Value Function Approximation").
+        the heads are then linear in φ(s) (Sutton & Barto 2018, §9.4).
       gsde: generalized state-dependent exploration for continuous actions (Raffin et al. 2022,
         "Smooth exploration for robotic reinforcement learning", §3): the exploration noise is
         ε(s) = Θᵀz(s), linear in the policy's last features z(s) with a matrix Θ ~ N(0, σ²)

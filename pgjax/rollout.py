@@ -38,7 +38,7 @@ class Trajectory(NamedTuple):
     memory_start: Any = None   # [N, ...] a recurrent policy's memory before step 0 (None: feed-forward)
 
     def discounts(self, gamma) -> jax.Array:
-        """γ·(1 − terminated_t): a truncation keeps its bootstrap (shared/DESIGN.md)."""
+        """γ·(1 − terminated_t): a truncation keeps its bootstrap from V(final observation)."""
         return gamma * (1.0 - self.terminated.astype(jnp.float32))
 
     def dones(self) -> jax.Array:

@@ -42,7 +42,7 @@ def update(config, state):
     """One update of ``config``'s algorithm: (state, metrics). With ``config.lean_metrics`` only the
     metrics :func:`is_lean_metric` keeps are returned, so a jitted run computes no others (XLA
     drops what no output uses): about 0.25 s less compile and 2 % more steps/s for a CartPole PPO
-    program (benchmarks/RESULTS.md, issue 14)."""
+    program (benchmarks/RESULTS.md)."""
     state, metrics = for_config(config).update(config, state)
     if config.lean_metrics:
         metrics = {name: value for name, value in metrics.items() if is_lean_metric(name)}

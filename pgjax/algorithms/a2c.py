@@ -1,10 +1,9 @@
-"""A2C: the synchronous form of A3C (Mnih et al. 2016, Algorithm S3; seed slide "Asynchronous
-Advantage Actor-Critic (A3C)").
+"""A2C: the synchronous form of A3C (Mnih et al. 2016, Algorithm S3).
 
 A3C's asynchronous actor-learner threads are replaced here by ``num_envs`` vmapped, synchronous
 actors: every ``rollout_length`` = k steps, all environments' transitions form one batch and one
 gradient step updates the single shared parameter set. Each step's advantage is the k-step
-estimate of the seed's slide, with k the number of steps left in the segment (the A3C forward
+estimate of Mnih et al. (2016), with k the number of steps left in the segment (the A3C forward
 view):
 
     A(s_t, a_t) = Σ_{i=0}^{k−1} γ^i r_{t+i} + γ^k V(s_{t+k}) − V(s_t),

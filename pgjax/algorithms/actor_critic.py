@@ -1,15 +1,15 @@
-"""The actor-critic family, selected by the term Ψ that multiplies ∇log π (seed slide "Policy
-Gradient Theorem (IV)"; Sutton & Barto 2018, §13.5):
+"""The actor-critic family, selected by the term Ψ that multiplies ∇log π (the policy
+gradient theorem, Sutton & Barto 2018, §13.2 and §13.5):
 
 - ``variant="q"``          Q actor-critic: Ψ = (1−γ)·Q_φ(s, a) (Q on one step's scale,
                            :func:`normalized_q`). The critic Q_φ(s, ·) is learned by expected SARSA,
                            y = r + γ(1−term)·Σ_a' π(a'|s') Q_φ(s', a'). Discrete actions.
 - ``variant="advantage"``  advantage actor-critic, Ψ = Â(s, a) from ``advantage_estimator``:
-    ``"q_minus_v"``  Q_φ(s, a) − V_φ(s) with V_φ(s) = Σ_a π(a|s) Q_φ(s, a) (seed slide "Baselines.
-                     Advantage Estimates"); critic as for ``"q"``. Discrete actions.
-    ``"n_step"``     the n-step advantage Σ_{i<n} γ^i r_{t+i} + γ^n V_φ(s_{t+n}) − V_φ(s_t) (seed slide
-                     "Advantage Estimates (II)"); V_φ regressed on the n-step return.
-    ``"gae"``        GAE(γ, λ) (same slide; Schulman et al. 2016); V_φ regressed on A + V.
+    ``"q_minus_v"``  Q_φ(s, a) − V_φ(s) with V_φ(s) = Σ_a π(a|s) Q_φ(s, a) (Sutton & Barto
+                     2018, §13.4, with V from Q); critic as for ``"q"``. Discrete actions.
+    ``"n_step"``     the n-step advantage Σ_{i<n} γ^i r_{t+i} + γ^n V_φ(s_{t+n}) − V_φ(s_t) (Mnih et al.
+                     2016); V_φ regressed on the n-step return.
+    ``"gae"``        GAE(γ, λ) (Schulman et al. 2016); V_φ regressed on A + V.
 - ``variant="td"``         TD actor-critic: Ψ = δ = r + γ(1−term)·V_φ(s') − V_φ(s); V_φ by TD(0).
 - ``variant="td_lambda"``  TD(λ) actor-critic with eligibility traces for actor and critic, updated
                            online at every environment step (Sutton & Barto 2018, §13.6, "Actor–Critic
@@ -131,7 +131,7 @@ def normalized_q(q_taken: jax.Array, gamma) -> jax.Array:
     the entropy bonus β's weight against it. Q ≈ r/(1 − γ) (≈ 100 on CartPole) swamps β = 0.01,
     the policy collapses to one action, and expected SARSA then evaluates only that action and
     gives no signal to leave it: 3 of 6 seeds ended at return 9.3 with Ψ = Q, none with
-    (1 − γ)·Q (issue 16, benchmarks/RESULTS.md). The advantage variants' Ψ is already on a
+    (1 − γ)·Q. The advantage variants' Ψ is already on a
     per-step scale."""
     return (1.0 - gamma) * q_taken
 

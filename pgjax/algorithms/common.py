@@ -1,6 +1,6 @@
 """What every algorithm shares: the train state, the environment stack, the network, the
 optimiser with traced hyperparameters, and the common metrics. Algorithms add only their own
-estimate-and-learn step on top (shared/DESIGN.md, "The algorithm contract")."""
+estimate-and-learn step on top."""
 
 from __future__ import annotations
 
@@ -250,7 +250,7 @@ def masked_mean(x, mask):
 
 
 def score_function_loss(params, network, traj: Trajectory, psi, critic_targets, mask, hparams):
-    """The loss every score-function method shares (seed slide "Policy Gradient Theorem (IV)"):
+    """The loss every score-function method shares:
 
     L = −E_m[log π_θ(a_t|s_t)·Ψ_t] + c_v·½E_m[(C_φ(s_t, a_t) − y_t)²] − β·E_m[H(π_θ(·|s_t))],
 

@@ -1,5 +1,5 @@
 """IMPALA: off-policy actor–learner training corrected with V-trace (Espeholt et al. 2018, eq. 1
-and §4.2; seed slide "IMPALA V-Trace").
+and §4.2).
 
 In IMPALA the actors act with a behaviour policy μ whose parameters lag behind the learner's
 policy π, and the learner corrects for the difference with truncated importance weights. Here the

@@ -1,4 +1,4 @@
-"""Proximal Policy Optimization (Schulman et al. 2017; seed slide "Proximal Policy Optimization").
+"""Proximal Policy Optimization (Schulman et al. 2017).
 
 One update = one rollout of ``rollout_length`` steps in ``num_envs`` environments (the shared
 engine), GAE(γ, λ) advantages (Schulman et al. 2016) with truncation-correct bootstrapping, then

@@ -1,5 +1,5 @@
 """REINFORCE: Monte-Carlo policy gradient, with or without a baseline (Williams 1992; Sutton &
-Barto 2018, §13.3–13.4; seed slides "Monte-Carlo PG. Aka REINFORCE" and "Baselines").
+Barto 2018, §13.3–13.4).
 
     θ ← θ + α (G_t − b(S_t)) ∇_θ log π_θ(A_t|S_t)
 
@@ -8,7 +8,7 @@ averaged over the steps of the batch. ``baseline`` selects b:
 - ``"none"``: b = 0.
 - ``"running_average"``: b = an exponential moving average of past returns G (rate
   ``baseline_decay``), updated *after* the gradient step, so b never depends on the current
-  actions (the estimator stays unbiased: seed slide "Baselines can be unbiased").
+  actions (the estimator stays unbiased).
 - ``"learned"``: b(s) = V_w(s), regressed on G_t with its own step size α^w
   (``critic_learning_rate``), as in Sutton & Barto's "REINFORCE with Baseline" box.
 

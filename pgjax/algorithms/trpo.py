@@ -1,5 +1,4 @@
-"""Trust Region Policy Optimization (Schulman et al. 2015; seed slides "Trust Region Policy
-Optimization" to "TRPO. Sum-up").
+"""Trust Region Policy Optimization (Schulman et al. 2015).
 
     maximise_θ  L^{IS}(θ) = E_t[π_θ(a_t|s_t)/π_θ_old(a_t|s_t) · A_t]
     subject to  E_t[KL[π_θ_old(·|s_t) ‖ π_θ(·|s_t)]] ≤ δ

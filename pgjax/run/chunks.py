@@ -1,5 +1,5 @@
 """The runner's one training program: up to ``max_updates`` guarded updates of every population
-member, with the number actually run chosen per call (shared/DESIGN.md, "Host side").
+member, with the number actually run chosen per call.
 
 One program serves every chunk of a run. ``num_updates`` is a traced argument: the program scans
 ``max_updates`` steps and a ``lax.cond`` on an unbatched predicate skips the steps past

@@ -1,4 +1,4 @@
-"""Training over several devices and processes (issue 15): one 2-D mesh with the axes
+"""Training over several devices and processes: one 2-D mesh with the axes
 ``members`` (population parallelism) and ``envs`` (data parallelism inside each member).
 
 - ``shard="members"`` (default) splits the population: every leaf of the member-stacked train

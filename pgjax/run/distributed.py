@@ -1,4 +1,4 @@
-"""Several processes, one run (issue 15 §3), on ``jax.distributed``: every process runs the same
+"""Several processes, one run, on ``jax.distributed``: every process runs the same
 host loop over its own devices of one global mesh (:mod:`pgjax.run.devices`); process 0 alone
 writes the run folder (config, status, logs, progress, evaluation episodes, summary, report);
 every process takes part in the collective orbax checkpoints, so a run resumes on the same or

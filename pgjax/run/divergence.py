@@ -1,5 +1,5 @@
 """Members that went non-finite in a chunk: where, on which metric, and which rows of the chunk are
-real updates (shared/DESIGN.md, "Host side"; the freezing itself happens inside the program,
+real updates (the freezing itself happens inside the program,
 :mod:`pgjax.run.chunks`)."""
 
 from __future__ import annotations

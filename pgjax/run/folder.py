@@ -1,4 +1,4 @@
-"""A run folder's life cycle (shared/DESIGN.md, "Run folder lifecycle").
+"""A run folder's life cycle.
 
 A folder is always in a state that ``pgjax train --resume`` or a fresh start under the same name
 can handle:

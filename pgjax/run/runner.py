@@ -1,12 +1,12 @@
 """The host loop: one compiled program runs chunks of updates for every population member at once,
-with I/O between chunks (shared/DESIGN.md, "Host side").
+with I/O between chunks.
 
 The population is seeds × hyperparameter settings, vmapped in one program. A run folder holds
 
     config.json        algorithm, config, hyperparameters (per setting), seeds, members, device
     status.json        running / interrupted / diverged / completed, the update reached, the pid
     metrics.jsonl      one line per row (the mean over ~log_every_seconds of updates, or every
-                       update) and per member: every metric of DESIGN.md, plus fps
+                       update) and per member: every metric the algorithm logs, plus fps
     metrics_settings.jsonl  per row and setting: each metric's mean and quantiles over its seeds
     eval.jsonl         one line per evaluation and per member
     tb/<member>/       TensorBoard event files (tensorboardX; per setting for a large population)

@@ -1,4 +1,4 @@
-"""A run, resolved once: :class:`RunSpec` (shared/DESIGN.md, "Host side").
+"""A run, resolved once: :class:`RunSpec`.
 
 A spec is the algorithm, its static config, the hyperparameter settings (one per swept point),
 the seeds and the run options, validated together. It is built in one of two ways, and only here:

@@ -1,4 +1,4 @@
-"""Bounded logging (issue 15 §1): what the metric sinks receive grows with wall time, not with
+"""Bounded logging: what the metric sinks receive grows with wall time, not with
 the number of updates or members.
 
 The training program returns every update's metrics for every member; :class:`Thinner` turns
