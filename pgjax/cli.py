@@ -168,6 +168,15 @@ def _run_flags(train) -> None:
                        help="PBT: the quantile that is replaced and the one copied (default 0.25)")
     train.add_argument("--pbt-resample", type=float, default=None, metavar="P",
                        help="PBT: probability of resampling a value instead of perturbing it (0.25)")
+    train.add_argument("--prune", default=None, choices=["halving"],
+                       help="successive halving of the --sweep settings (Jamieson & Talwalkar 2016): "
+                            "at the end of each rung only the top 1/η by evaluation go on, in a "
+                            "smaller program")
+    train.add_argument("--prune-eta", type=integer, default=None, metavar="η",
+                       help="halving: keep the top 1/η of the settings at each rung (default 3)")
+    train.add_argument("--prune-rungs", type=integer, default=None, metavar="R",
+                       help="halving: number of rungs, ending at the full budget (default: until "
+                            "one setting is left)")
     train.add_argument("--no-compile-cache", action="store_true", default=None,
                        help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
 
@@ -218,7 +227,8 @@ def _given_options(args) -> dict:
             "chunk_seconds": args.chunk_seconds, "devices": args.devices, "shard": args.shard,
             "log_every_seconds": args.log_every_seconds, "log_members": args.log_members,
             "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache,
-            "pbt": args.pbt, "pbt_fraction": args.pbt_fraction, "pbt_resample": args.pbt_resample}
+            "pbt": args.pbt, "pbt_fraction": args.pbt_fraction, "pbt_resample": args.pbt_resample,
+            "prune": args.prune, "prune_eta": args.prune_eta, "prune_rungs": args.prune_rungs}
 
 
 DEFAULT_RUNS_DIR = "runs"
@@ -258,6 +268,9 @@ def resolve(args):
                  assignments=args.set, sweeps=args.sweep, samples=args.samples,
                  sweep_seed=args.sweep_seed, seed_count=args.seeds,
                  seed_offset=args.seed_offset, given_options=_given_options(args))
+    from pgjax.run import programs
+    if args.resume and programs.is_study(args.resume):
+        return _resumed_study(Path(args.resume), asked), Path(args.resume)
     if args.resume:
         return spec.resumed(Path(args.resume), **asked), Path(args.resume)
     runs_dir = Path(args.runs_dir or DEFAULT_RUNS_DIR)
@@ -265,9 +278,26 @@ def resolve(args):
         run_folder.check_name(args.name, runs_dir)
     run_folder.check_writable_dir(runs_dir, "--runs-dir")
     file = spec_file.load(args.config) if args.config else None
-    run = spec.fresh(file=file, **asked)
-    name = args.name or f"{run.algorithm}-{run.config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = programs.fresh(file=file, **asked)
+    first = run.programs[0].spec if isinstance(run, programs.Study) else run
+    name = args.name or f"{first.algorithm}-{first.config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
     return run, runs_dir / name
+
+
+def _resumed_study(run_dir: Path, asked: dict):
+    """The study saved in ``run_dir`` with the run-option flags on top; flags that would change
+    what it trains are refused (a study resumes with the settings it recorded)."""
+    from pgjax.run import programs
+    changing = [flag for flag, key in (("ALGO", "algorithm"), ("--env", "env"),
+                                       ("--total-steps", "total_steps"), ("--set", "assignments"),
+                                       ("--sweep", "sweeps"), ("--samples", "samples"),
+                                       ("--sweep-seed", "sweep_seed"), ("--seeds", "seed_count"),
+                                       ("--seed-offset", "seed_offset")) if asked[key] not in (None, [], ())]
+    if changing:
+        raise ConfigError(f"{changing[0]} is not allowed with --resume of the study {run_dir}: a "
+                          "study resumes with the settings its study.json records (run options "
+                          "may be given)")
+    return programs.load(run_dir, asked["given_options"])
 
 
 def _train(args) -> int:
@@ -284,8 +314,12 @@ def _train(args) -> int:
         return 2
     from pgjax.run import runner
     from pgjax.run.loggers import WriteFailed
+    from pgjax.run import programs
     try:  # the runner refuses a folder that holds a run, or is in use, before compiling anything
-        result = runner.run_spec(run, run_dir, resume=bool(args.resume))
+        if isinstance(run, programs.Study):
+            result = programs.run_study(run, run_dir, resume=bool(args.resume))
+        else:
+            result = runner.run_spec(run, run_dir, resume=bool(args.resume))
     except ConfigError as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2
@@ -308,8 +342,9 @@ def _eval(args) -> int:
     stops it at once."""
     from pgjax.run.background import StoppedBeforeTraining, StopSignals, while_listening
     from pgjax.run.loggers import WriteFailed
-    run_dir = Path(args.run_dir)
     try:
+        _in_study(args)
+        run_dir = Path(args.run_dir)
         require(args.episodes >= 1, "--episodes", args.episodes, "must be a positive integer")
         from pgjax.run import memory, spec
         run = spec.load(run_dir)
@@ -344,6 +379,17 @@ def _eval(args) -> int:
     return 0
 
 
+def _in_study(args) -> None:
+    """``pgjax eval``/``episodes`` of a study folder: ``args.run_dir`` becomes the program folder
+    that holds ``--setting`` and ``args.setting`` that setting's index there (ConfigError when no
+    setting, or no single one, is chosen)."""
+    from pgjax.run import programs
+    if programs.is_study(args.run_dir):
+        folder, index = programs.locate(Path(args.run_dir), args.setting)
+        print(f"setting {args.setting} of the study trained last in {folder}", file=sys.stderr)
+        args.run_dir, args.setting = str(folder), str(index)
+
+
 def _chosen_members(args) -> list[int] | None:
     """The members ``--setting`` and ``--seed`` choose (None: every member)."""
     if args.setting is None and args.seed is None:
@@ -359,8 +405,9 @@ def _episodes(args) -> int:
     cached episode with ``--gif``; flags that only a GIF uses are refused without it."""
     from pgjax.run import episodes
     from pgjax.run.loggers import WriteFailed
-    run_dir = Path(args.run_dir)
     try:
+        _in_study(args)
+        run_dir = Path(args.run_dir)
         if args.gif is None:
             given = [flag for flag, value in (("--member", args.member), ("--episode", args.episode),
                                               ("--fps", args.fps)) if value is not None]
@@ -405,9 +452,10 @@ def _report(args) -> int:
     from pgjax.report import best_config
     from pgjax.run import folder as run_folder
     run_dirs = [Path(d) for d in args.run_dirs]
-    missing = [str(d) for d in run_dirs if not (d / "config.json").exists()]
+    missing = [str(d) for d in run_dirs if not ((d / "config.json").exists() or (d / "study.json").exists())]
     if missing:
-        print(f"pgjax: error: not run folders (no config.json): {', '.join(missing)}", file=sys.stderr)
+        print(f"pgjax: error: not run folders (no config.json or study.json): {', '.join(missing)}",
+              file=sys.stderr)
         return 2
     try:  # the report's own arguments, refused before anything is written
         require(args.top >= 1, "--top", args.top, "a positive integer (settings of a sweep whose "

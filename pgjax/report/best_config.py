@@ -58,7 +58,11 @@ def best_record(run: RunData) -> tuple[dict, str]:
     if not best.estimate.n:
         _refuse(f"--best-config: no setting of {run.name} has a final evaluation yet, so none "
                 "is best")
-    matching = [t for t in tables if _matches(t, best.score.values)]
+    values = best.score.values
+    if config.get("study_kind"):  # a study: the best setting's program holds its config
+        config, values = _program_of(run, values)
+        tables = config["hparams_settings"]
+    matching = [t for t in tables if _matches(t, values)]
     if len(matching) != 1:
         _refuse(f"{run.path / 'config.json'}: {len(matching)} entries of hparams_settings match "
                 f"the best setting {best.score.label}; expected one")
@@ -71,8 +75,23 @@ def _matches(table: dict, values: dict) -> bool:
                for k, v in values.items())
 
 
+def _program_of(run: RunData, values: dict) -> tuple[dict, dict]:
+    """(config.json record of the program where the study's setting ``values`` trained last, the
+    swept hyperparameters among ``values``): a static value is part of that program's config."""
+    from pgjax.run import programs
+    from pgjax.run.spec import read_record
+    folder, _ = programs.locate(run.path, ",".join(f"{k}={v}" for k, v in values.items()))
+    static = (read_record(folder).get("study") or {}).get("static") or {}
+    return read_record(folder), {k: v for k, v in values.items() if k not in static}
+
+
+# Options that act on a whole study, not on the rerun of one setting.
+_STUDY_OPTIONS = ("prune", "prune_eta", "prune_rungs", "pbt", "pbt_fraction", "pbt_resample")
+
+
 def _record(config: dict, hparams: dict) -> dict:
-    options = {k: v for k, v in (config.get("options") or {}).items() if v is not None}
+    options = {k: v for k, v in (config.get("options") or {}).items()
+               if v is not None and k not in _STUDY_OPTIONS}
     return {"algorithm": config["algorithm"], "seeds": list(config["seeds"]),
             "config": config["config"], "hparams": dict(hparams), "options": options}
 

@@ -206,10 +206,14 @@ def _declared_members(config: dict, summary: dict) -> list[dict]:
 
 
 def load_run(run_dir) -> RunData:
-    """Load ``run_dir``: missing files give empty parts, ``null`` numbers NaN (see :func:`align_rows`)."""
+    """Load ``run_dir``: missing files give empty parts, ``null`` numbers NaN (see :func:`align_rows`).
+    A study of several programs (:mod:`pgjax.run.programs`) loads as one run whose members are all
+    its programs' members, each labelled with its static values (:func:`load_study`)."""
     path = Path(run_dir)
     if not path.is_dir():
         raise ValueError(f"run directory {str(path)!r} does not exist")
+    if (path / "study.json").is_file():
+        return load_study(path)
     config = _read_record(path)
     summary = _read_json(path / "summary.json")
     train_rows, skipped_train = _read_jsonl(path / "metrics.jsonl")
@@ -223,6 +227,35 @@ def load_run(run_dir) -> RunData:
                    members=members, env_steps=env_steps, metrics=metrics,
                    eval_env_steps=eval_steps, eval=evals,
                    skipped_lines=skipped_train + skipped_eval, status=read_status(path))
+
+
+def load_study(path: Path) -> RunData:
+    """A study folder as one run: every program folder's metrics and evaluation rows, each member
+    renumbered study-wide and labelled with its static values and swept hyperparameters (a
+    halving study's setting continues from rung to rung: its rows from every rung it reached)."""
+    from pgjax.run import programs
+    folders, mapping = programs.member_mapping(path)
+    study = programs.load(path)
+    labels = [_member_label(label) for label in programs.member_labels(study)]
+    train_rows, eval_rows, skipped = [], [], 0
+    for folder, members in zip(folders, mapping):
+        for name, into in (("metrics.jsonl", train_rows), ("eval.jsonl", eval_rows)):
+            rows, bad = _read_jsonl(folder / name)
+            skipped += bad
+            into += [{**{k: v for k, v in row.items() if not k.startswith("hp_")},
+                      **labels[members[row["member"]]]} for row in rows
+                     if isinstance(row.get("member"), int) and row["member"] < len(members)]
+    members, env_steps, metrics = align_rows(train_rows, labels)
+    members, eval_steps, evals = align_rows(eval_rows, members)
+    first = study.programs[0].spec.record()
+    # the hyperparameters' spacing as recorded; a static key's is read from its values
+    config = {**first, "members": labels, "study_kind": study.kind}
+    from pgjax.run.folder import read_status
+    return RunData(name=path.resolve().name, path=path, config=config,
+                   summary=_read_json(path / "summary.json"), members=members, env_steps=env_steps,
+                   metrics={k: _pad_rows(v, len(members)) for k, v in metrics.items()},
+                   eval_env_steps=eval_steps, eval=evals, skipped_lines=skipped,
+                   status=read_status(path))
 
 
 def _pad_rows(array: np.ndarray, num_rows: int) -> np.ndarray:

@@ -172,6 +172,10 @@ def ranking_markdown(label: str, run: RunData, per_seed: bool = False) -> str:
         parts.append(f"- only {seeds[0]} seeds: a percentile-bootstrap interval over so few seeds "
                      "cannot reach beyond the values observed, so it is narrow by construction; "
                      "treat the verdicts as tentative (Agarwal et al. 2021).")
+    if run.config.get("study_kind") == "halving":
+        parts.append("- successive halving: a pruned setting's final evaluation and area are those "
+                     "of the evaluations it reached (its curve ends at its rung), so it is compared "
+                     "with the best on a shorter budget; study.json lists each rung's settings.")
     return "\n".join(parts) + "\n"
 
 

@@ -29,6 +29,7 @@ from pgjax.config import ConfigError, require
 from pgjax.run.loggers import write_json_atomic, writing
 
 RUNNING, INTERRUPTED, DIVERGED, COMPLETED = "running", "interrupted", "diverged", "completed"
+PAUSED = "paused"  # stopped on purpose before its last update (a rung of successive halving)
 KILLED = "killed"  # read-only: 'running' in status.json but no process holds the lock
 
 LOCK_NAME, STATUS_NAME = ".lock", "status.json"

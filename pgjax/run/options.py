@@ -11,6 +11,7 @@ from pgjax.run.devices import SHARD_AXES
 from pgjax.run.loggers import wandb_available
 
 ON_NONFINITE = ("freeze", "stop")
+PRUNERS = (None, "halving")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class RunOptions:
     pbt: bool = False                    # population-based training: a round after every evaluation but the last (pgjax.run.pbt_rounds)
     pbt_fraction: float = 0.25           # PBT: the bottom fraction copies a member of the top fraction
     pbt_resample: float = 0.25           # PBT: probability that explore resamples a value instead of perturbing it
+    prune: str | None = None             # "halving": successive halving of the settings (pgjax.run.programs)
+    prune_eta: int = 3                   # halving: the top 1/η of the settings go on at each rung
+    prune_rungs: int | None = None       # halving: rungs (default: until one setting is left)
 
     def validate(self) -> None:
         for name in ("eval_episodes", "num_evals", "keep_checkpoints", "log_members"):
@@ -70,6 +74,14 @@ class RunOptions:
                 "quantiles must not overlap)")
         require(isinstance(self.pbt_resample, (int, float)) and 0 <= self.pbt_resample <= 1,
                 "pbt_resample", self.pbt_resample, "a probability in [0, 1]")
+        require(self.prune in PRUNERS, "prune", self.prune, f"one of {list(PRUNERS)}")
+        require(isinstance(self.prune_eta, int) and not isinstance(self.prune_eta, bool)
+                and self.prune_eta >= 2, "prune_eta", self.prune_eta, "an integer ≥ 2 (the top "
+                "1/η of the settings go on at each rung)")
+        require(self.prune_rungs is None or (isinstance(self.prune_rungs, int) and self.prune_rungs >= 2),
+                "prune_rungs", self.prune_rungs, "an integer ≥ 2, or None (until one setting is left)")
+        require(not (self.pbt and self.prune), "prune", self.prune,
+                "None with pbt=True (PBT keeps the population; halving shrinks it: choose one)")
         require(self.on_nonfinite in ON_NONFINITE, "on_nonfinite", self.on_nonfinite,
                 f"one of {list(ON_NONFINITE)}")
         if self.wandb_project is not None and not wandb_available():

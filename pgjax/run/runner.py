@@ -81,8 +81,9 @@ from pgjax.run.spec import RunSpec
 from pgjax.run.summary import RunResult, summary_record, summary_table
 
 COMPLETED, INTERRUPTED, NON_FINITE = run_folder.COMPLETED, run_folder.INTERRUPTED, run_folder.DIVERGED
-__all__ = ["COMPLETED", "INTERRUPTED", "NON_FINITE", "EvalProgram", "Population", "RunOptions",
-           "RunResult", "init_program", "reevaluation", "record_reevaluation", "run",
+PAUSED = run_folder.PAUSED
+__all__ = ["COMPLETED", "INTERRUPTED", "NON_FINITE", "PAUSED", "EvalProgram", "Population", "RunOptions",
+           "RunResult", "check_spec", "init_program", "reevaluation", "record_reevaluation", "run",
            "run_spec", "warn_unusual"]
 
 
@@ -118,21 +119,18 @@ def run(algo_name: str, config, hparams, seeds: list[int], run_dir: Path, *,
                     run_dir, resume=resume, out=out)
 
 
-def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) -> RunResult:
-    """Run ``spec`` in ``run_dir``, evaluating, logging and checkpointing between chunks.
+def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None,
+             until: int | None = None) -> RunResult:
+    """Run ``spec`` in ``run_dir``, evaluating, logging and checkpointing between chunks; with
+    ``until``, stop after that many updates (evaluated and saved there, status ``paused``: a
+    rung of :mod:`pgjax.run.programs`), the schedules staying those of the whole run.
 
     Bad input raises :class:`ConfigError` before anything is created or compiled; a folder that
     holds a trained run is never started afresh, one in use by another process is refused, and a
     resume must match the saved run field by field."""
-    spec.options.validate()
-    for hp in spec.settings:
-        validate_hparams(hp)
-    require(len(spec.seeds) > 0 and all(isinstance(s, int) and 0 <= s < 2 ** 32 for s in spec.seeds),
-            "seeds", list(spec.seeds), "non-empty, each an integer in [0, 2^32)")
-    count = run_devices.device_count(spec.options.devices, len(spec.seeds) * len(spec.settings),
-                                     spec.config.num_envs, spec.options.shard)
-    check_memory(spec, memory.Placement.of_run(count))
-    pbt_rounds.check_options(spec)
+    check_spec(spec)
+    require(until is None or (isinstance(until, int) and 0 < until <= spec.config.num_updates),
+            "until", until, f"an update count in [1, {spec.config.num_updates}]")
     run_dir = Path(run_dir)
     run_folder.check_writable_dir(run_dir, "run_dir")
     if resume:
@@ -143,12 +141,26 @@ def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None) ->
     warn_unusual(spec.config, spec.settings)
     distributed.barrier("pgjax-folder-checked")  # every process checked before process 0 writes
     if not distributed.is_primary():
-        return _Run(spec, run_dir, out or sys.stdout).execute(resume)
+        return _Run(spec, run_dir, out or sys.stdout, until).execute(resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_folder.RunLock(run_dir):
         if not resume:
             run_folder.check_fresh_start(run_dir)  # again, now that no other process can write
-        return _Run(spec, run_dir, out or sys.stdout).execute(resume)
+        return _Run(spec, run_dir, out or sys.stdout, until).execute(resume)
+
+
+def check_spec(spec: RunSpec) -> None:
+    """Refuse (ConfigError) what ``spec`` cannot run: its options, hyperparameters, seeds, device
+    split, memory and PBT search space, from values and shapes alone (nothing is compiled)."""
+    spec.options.validate()
+    for hp in spec.settings:
+        validate_hparams(hp)
+    require(len(spec.seeds) > 0 and all(isinstance(s, int) and 0 <= s < 2 ** 32 for s in spec.seeds),
+            "seeds", list(spec.seeds), "non-empty, each an integer in [0, 2^32)")
+    count = run_devices.device_count(spec.options.devices, len(spec.seeds) * len(spec.settings),
+                                     spec.config.num_envs, spec.options.shard)
+    check_memory(spec, memory.Placement.of_run(count))
+    pbt_rounds.check_options(spec)
 
 
 def check_memory(spec: RunSpec, placement) -> None:
@@ -180,7 +192,7 @@ def check_checkpoint_matches(spec: RunSpec, run_dir: Path) -> None:
 class _Run:
     """One training run's host state (kept out of the jitted code)."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path, out):
+    def __init__(self, spec: RunSpec, run_dir: Path, out, until: int | None = None):
         self.spec, self.algo, self.algo_name, self.config = spec, spec.algo, spec.algorithm, spec.config
         self.population = Population(spec.seeds, spec.settings)
         self.run_dir, self.options, self.out = run_dir, spec.options, out
@@ -188,13 +200,15 @@ class _Run:
         self.labels = [{**label, "algorithm": spec.algorithm} for label in population.labels()]
         self.device = str(jax.devices()[0])
         self.num_updates = config.num_updates
+        self.stop_update = until or self.num_updates  # where this call stops (a rung's end)
         self.primary = distributed.is_primary()
         self.layout = run_devices.Layout(run_devices.device_count(
             options.devices, population.size, config.num_envs, options.shard), options.shard)
         self.device = self.layout.describe(self.device)
         self.max_chunk = (min(options.chunk_updates, self.num_updates) if options.chunk_updates
                           else chunks.default_max_updates(self.num_updates, population.size))
-        self.events = Events.for_run(self.num_updates, config.steps_per_update, options)
+        self.events = Events.for_run(self.num_updates, config.steps_per_update, options,
+                                     stops=(self.stop_update,) if until else ())
         self.diverged: dict[int, dict] = {}  # member -> {"update", "metric"}
         self.cache_hit: bool | None = None    # the train program came from the persistent cache
         self.compile_notice = chunks.CompileNotice(
@@ -332,7 +346,7 @@ class _Run:
             else:
                 self._print(f"resuming {run_dir} from update {meta['update']} "
                             f"({meta['update'] * config.steps_per_update:,d} env steps per member)")
-            if meta["update"] >= self.num_updates:
+            if meta["update"] >= self.stop_update:
                 return self._already_complete(state)
             for name in ("metrics.jsonl", "metrics_settings.jsonl", "eval.jsonl",
                          "pbt.jsonl") if self.primary else ():
@@ -416,12 +430,14 @@ class _Run:
         return result
 
     def _already_complete(self, state) -> RunResult:
+        status = COMPLETED if self.stop_update == self.num_updates else PAUSED
         summary_path = self.run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        self._print(f"{self.run_dir} has already run all {self.num_updates} updates; nothing to do")
-        self._status(COMPLETED, self.num_updates, "already complete")
+        self._print(f"{self.run_dir} has already run {self.stop_update} of its {self.num_updates} "
+                    "updates; nothing to do")
+        self._status(status, self.stop_update, "already complete")
         returns = np.asarray(summary.get("eval_return_per_seed", [np.nan] * self.population.size), float)
-        return RunResult(self.run_dir, COMPLETED, returns, summary.get("steps_per_second", math.nan),
+        return RunResult(self.run_dir, status, returns, summary.get("steps_per_second", math.nan),
                          summary.get("compile_seconds", math.nan), 0.0, "already complete",
                          final_state=state, diverged=dict(self.diverged))
 
@@ -471,15 +487,19 @@ class _Loop:
         if population.size > 1:
             sinks.append(SettingsFile(r.run_dir / "metrics_settings.jsonl", groups,
                                       population.setting_labels()))
+        # a program of a static sweep (pgjax.run.programs) adds its static values to each setting's
+        static = (r.spec.study or {}).get("static") or {}
+        values = [{**static, **v} for v in population.setting_values()]
         if options.tensorboard:
             sinks.append(TensorBoard(r.run_dir / "tb", [label["seed"] for label in population.labels()],
                                      purge_step=done_steps + 1 if self.resume else None,
                                      groups=groups, max_writers=options.log_members,
-                                     setting_names=population.setting_names(),
-                                     setting_values=population.setting_values()))
+                                     setting_names=population.setting_names(), setting_values=values))
         if options.wandb_project:
-            sinks.append(Wandb(options.wandb_project, r.run_dir.name, r._config_record(), r.run_dir,
-                               groups, population.setting_names(), population.setting_values()))
+            study_name = r.run_dir.parent.parent.name if static else r.run_dir.name
+            names = [f"{r.run_dir.name},{n}" if static else n for n in population.setting_names()]
+            sinks.append(Wandb(options.wandb_project, study_name, r._config_record(), r.run_dir,
+                               groups, names, values))
         fan_out = self.sinks = FanOut(sinks)
         fan_out.scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
         return fan_out
@@ -528,16 +548,18 @@ class _Loop:
 
     def _train(self, sinks) -> tuple[str, str]:
         r = self.r
-        while self.done < r.num_updates:
+        while self.done < r.stop_update:
             stopped = self._chunk(sinks)
             if stopped is not None:
                 return NON_FINITE, stopped
             self._between_chunks(sinks)
-            if self.stopping and self.done < r.num_updates:
+            if self.stopping and self.done < r.stop_update:
                 return INTERRUPTED, (
                     f"received {_signal_name(self.stop.received)} at update {self.done}: "
                     f"checkpoint saved at step {self.done * r.config.steps_per_update:,d}; continue "
                     f"with pgjax train --resume {r.run_dir}")
+        if r.stop_update < r.num_updates:
+            return PAUSED, f"stopped at update {r.stop_update} of {r.num_updates} as asked"
         return COMPLETED, ""
 
     def _chunk(self, sinks) -> str | None:
@@ -546,7 +568,8 @@ class _Loop:
         the run must stop (every member diverged, or ``on_nonfinite="stop"``), else None."""
         r, done = self.r, self.done
         # every process runs the chunk size process 0 chose from its timing
-        n = int(distributed.agree([self.planner.next_size(r.events.updates_to_next(done))])[0, 0])
+        n = int(distributed.agree([self.planner.next_size(
+            min(r.events.updates_to_next(done), r.stop_update - done))])[0, 0])
         self.planner.last_size = n
         layout = r.layout
         (state, frozen, metrics, healthy), seconds = chunks.timed(

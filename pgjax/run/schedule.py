@@ -32,15 +32,19 @@ class Events:
     eval_points: tuple[int, ...]
     checkpoint_points: tuple[int, ...]
     checkpoint_seconds: float  # wall time after which a checkpoint is due anyway
+    stops: tuple[int, ...] = ()  # where the run stops before its end (it evaluates and saves there)
 
     @classmethod
-    def for_run(cls, num_updates: int, steps_per_update: int, options) -> "Events":
+    def for_run(cls, num_updates: int, steps_per_update: int, options, stops=()) -> "Events":
         """From :class:`pgjax.run.options.RunOptions`: ``num_evals`` spread evenly or one every
-        ``eval_every`` env steps; checkpoints at every evaluation unless ``checkpoint_every``."""
+        ``eval_every`` env steps; checkpoints at every evaluation unless ``checkpoint_every``; an
+        evaluation and a checkpoint at each of ``stops`` too (a rung's end)."""
         evals = schedule(num_updates, steps_per_update, options.eval_every, options.num_evals)
         saves = evals if options.checkpoint_every is None else schedule(
             num_updates, steps_per_update, options.checkpoint_every, 1)
-        return cls(num_updates, tuple(evals), tuple(saves), 60.0 * options.checkpoint_minutes)
+        stops = tuple(sorted(set(stops)))
+        return cls(num_updates, tuple(sorted(set(evals) | set(stops))),
+                   tuple(sorted(set(saves) | set(stops))), 60.0 * options.checkpoint_minutes, stops)
 
     def updates_to_next(self, done: int) -> int:
         """Updates from ``done`` to the next scheduled evaluation or checkpoint."""
@@ -54,4 +58,4 @@ class Events:
         """After the chunk ending at ``done``: at a scheduled point, at the end of the run, once
         ``checkpoint_seconds`` have passed since the last save, or when the run is stopping."""
         return (done >= next_point(self.checkpoint_points, done - chunk) or done == self.num_updates
-                or seconds_since_save > self.checkpoint_seconds or stopping)
+                or done in self.stops or seconds_since_save > self.checkpoint_seconds or stopping)

@@ -73,7 +73,7 @@ class RunSpec:
 def sweep_space(study: dict) -> dict[str, str]:
     """``{key: "log" | "linear"}``: how a report draws each swept key (log axes for log ranges)."""
     kinds = {"log": "log", "loguniform": "log", "lin": "linear", "uniform": "linear", "int": "linear"}
-    return {axis["key"]: kinds[axis["kind"]] for axis in study["axes"] if axis["kind"] in kinds}
+    return {axis["key"]: kinds[axis["kind"]] for axis in study.get("axes", []) if axis["kind"] in kinds}
 
 
 # --------------------------------------------------------------------------- pieces
@@ -262,8 +262,12 @@ def read_record(run_dir: Path) -> dict:
 def load(run_dir: Path, given_options: dict | None = None) -> RunSpec:
     """The spec saved in ``run_dir/config.json`` (its own options, with ``given_options`` on top);
     a file that is empty, hand-edited to an unknown field or a bad value is one ConfigError."""
-    saved = read_record(run_dir)
-    where = f"{Path(run_dir) / 'config.json'}: "
+    return from_record(read_record(run_dir), f"{Path(run_dir) / 'config.json'}: ", given_options)
+
+
+def from_record(saved: dict, where: str, given_options: dict | None = None) -> RunSpec:
+    """The spec a :meth:`RunSpec.record` holds (read from ``config.json``, or from a study's
+    ``study.json``); ``where`` starts every error's message."""
     try:
         algo = algorithms.get(saved["algorithm"])
         config = config_from_dict(algo.Config, saved["config"])

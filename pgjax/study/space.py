@@ -6,6 +6,11 @@ Each key gets one axis. A **grid** axis lists its values::
     learning_rate=1e-3,3e-4          the values as written
     learning_rate=log:1e-4:1e-2:5    5 values spaced evenly in log space, both ends included
     clip_eps=lin:0.1:0.3:3           3 values spaced evenly, both ends included
+    hidden_sizes=(64,64),(128,128)   a tuple field: each value in parentheses
+
+A key of the algorithm's static config (``num_envs``, ``hidden_sizes``, ``env_id``, …) changes the
+compiled program, so it is swept as a grid of programs run one after another in one run folder
+(:mod:`pgjax.run.programs`); hyperparameter keys vary inside each program.
 
 A **random** axis is a distribution; ``--samples N`` draws N points of every random axis jointly
 (Bergstra & Bengio 2012, "Random search for hyper-parameter optimization")::
@@ -104,8 +109,22 @@ def _bounds(words: list[str], text: str, *, log: bool = False) -> tuple[float, f
     return low, high
 
 
+def _split_values(body: str) -> list[str]:
+    """``a,b,(64,64)`` → ``["a", "b", "(64,64)"]``: commas inside parentheses belong to a value
+    (a tuple field such as ``hidden_sizes``)."""
+    values, depth, start = [], 0, 0
+    for i, char in enumerate(body):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            values.append(body[start:i])
+            start = i + 1
+    return values + [body[start:]]
+
+
 def _listed(body: str, text: str) -> tuple[str, ...]:
-    values = tuple(v.strip() for v in body.split(",") if v.strip())
+    if body.count("(") != body.count(")"):
+        raise _refuse(text, "unbalanced parentheses (a tuple value is written (64,64))")
+    values = tuple(v.strip() for v in _split_values(body) if v.strip())
     if not values:
         raise _refuse(text, "at least one value")
     return values
