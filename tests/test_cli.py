@@ -32,7 +32,7 @@ DESIGN_METRICS = {
     (["train", "ppo", "--total-steps", "10"], "total_steps=10 is not allowed"),
     (["train", "ppo", "--num-evals", "0"], "num_evals=0 is not allowed"),
     (["train", "ppo", "--cache-episodes", "-1"], "cache_episodes=-1 is not allowed"),
-    (["train", "ppo", "--sweep", "num_envs=4,8"], "--sweep='num_envs' is not allowed: a hyperparameter"),
+    (["train", "ppo", "--sweep", "no_such_key=4,8"], "--sweep='no_such_key' is not allowed: a hyperparameter"),
     (["train", "ppo", "--sweep", "learning_rate=0.1,-1"], "learning_rate=-1.0 is not allowed"),
     (["train"], "algorithm is missing"),
     (["train", "--resume", "no/such/run"], "no config.json there"),

@@ -85,3 +85,20 @@ def test_pbt_without_a_numeric_search_space_is_refused(tmp_path, capsys):
     assert cli.main(["train", "ppo", "--pbt", "--pbt-fraction", "0.7", "--sweep", "gamma=0.9,0.99",
                      "--runs-dir", str(tmp_path)]) == 2
     assert "pbt_fraction=0.7 is not allowed" in capsys.readouterr().err
+
+
+def test_the_report_draws_each_members_schedule_from_its_setting_through_every_round(finished, tmp_path):
+    from pgjax import report
+    from pgjax.report.pbt import schedules, pbt_rows
+    run = report.load_run(finished.run_dir)
+    drawn = schedules(run, pbt_rows(run))["learning_rate"]
+    rows = _rows(finished.run_dir / "pbt.jsonl")
+    settings = json.loads((finished.run_dir / "config.json").read_text())["hparams_settings"]
+    for m in range(4):
+        mine = sorted((r for r in rows if r["member"] == m), key=lambda r: r["update"])
+        expected = ([(0, settings[m // 2]["learning_rate"])] + [(r["update"], r["hp_learning_rate"]) for r in mine]
+                    + [(6, mine[-1]["hp_learning_rate"])])
+        assert [u for u, _ in drawn[m]] == [u for u, _ in expected]
+        np.testing.assert_allclose([v for _, v in drawn[m]], [v for _, v in expected], rtol=1e-6)
+    text = report.report([finished.run_dir], tmp_path)
+    assert "![pbt](pbt.png)" in text and (tmp_path / "pbt.png").stat().st_size > 0

@@ -222,6 +222,13 @@ def report(run_dirs: Sequence, out_dir, *, smooth: int = 1, per_run_plots: bool 
         prefix = f"{_safe(label)}_" if len(sweeps) > 1 else ""
         parts += [ranking_markdown(label, run, per_seed)]
         parts += [f"![{f.stem}]({f.name})" for f in plot_sensitivity(run, out, prefix)] + [""]
+    from pgjax.report.pbt import plot_pbt
+    for run, label in zip(runs, labels):
+        drawn_pbt = plot_pbt(run, out, f"{_safe(label)}_" if len(runs) > 1 else "")
+        if drawn_pbt:
+            parts += [f"## Population-based training: {label}", "",
+                      "Lineage and hyperparameter schedules (pbt.jsonl).", ""]
+            parts += [f"![{f.stem}]({f.name})" for f in drawn_pbt] + [""]
     if figures:
         parts += ["## Curves", ""] + [f"![{f.stem}]({f.name})" for f in figures]
     markdown = "\n".join(parts) + "\n"

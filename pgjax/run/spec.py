@@ -136,7 +136,9 @@ def sweep(config, hparams, sweeps: list[str], *, samples: int | None = None,
     declared = settings_of(type(hparams))
     axes = space.parse(list(sweeps), samples)
     for axis in axes:
-        require(axis.key in declared, "--sweep", axis.key, f"a hyperparameter: one of {sorted(declared)}")
+        require(axis.key in declared, "--sweep", axis.key,
+                f"a hyperparameter (one of {sorted(declared)}), or a field of the static config or "
+                "env.FIELD (swept as one program per value)")
         if not axis.is_random:
             _refuse_repeated_values(axis.key, f"{axis.key}=" + ",".join(axis.values), list(axis.values),
                                     declared[axis.key])
