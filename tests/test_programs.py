@@ -199,3 +199,17 @@ def test_a_bad_study_is_refused_before_anything_is_created(flags, says, tmp_path
 def test_a_study_resumes_with_its_own_settings(static_run, capsys):
     assert cli.main(["train", "--resume", str(static_run.run_dir), "--set", "gamma=0.9"]) == 2
     assert "--set is not allowed with --resume of the study" in capsys.readouterr().err
+
+
+def test_a_program_compiled_ahead_is_the_one_its_run_uses(tmp_path, monkeypatch):
+    """A study compiles its next program while the current one trains (runner.precompile): the
+    run must find that program, not compile another (shapes, chunk size and placement agree)."""
+    import pgjax
+    spec = programs.fresh(algorithm="ppo", total_steps=3 * 32, seed_count=3, assignments=TINY + ["hidden_sizes=(5)"],
+                          given_options=OPTIONS)
+    assert runner.precompile(spec)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the run compiled its training program again")
+    monkeypatch.setattr(pgjax, "compile_program", refuse)
+    assert runner.run_spec(spec, tmp_path / "run", out=io.StringIO()).status == runner.COMPLETED

@@ -262,9 +262,13 @@ def _run_program(spec: RunSpec, folder: Path, out, until: int | None = None) -> 
 def _run_static(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
     """Each program in turn; ``mapping[p]`` is the global member index of program p's members."""
     from pgjax.run import runner
-    mapping, offset = [], 0
+    mapping, offset, ahead = [], 0, None
     for k, program in enumerate(study.programs):
         print(f"pgjax: program {k + 1} of {len(study.programs)}: {program.name}", file=out, flush=True)
+        _wait(ahead)  # a program compiled ahead is ready before its run looks for it
+        following = study.programs[k + 1].spec if k + 1 < len(study.programs) else None
+        ahead = _compile_ahead(following, run_dir / PROGRAMS_DIR / study.programs[k + 1].name
+                               if following else None)
         result = _run_program(program.spec, run_dir / PROGRAMS_DIR / program.name, out)
         size = len(program.spec.seeds) * len(program.spec.settings)
         mapping.append(list(range(offset, offset + size)))
@@ -272,6 +276,25 @@ def _run_static(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
         if result.status != runner.COMPLETED:
             return result, mapping
     return result, mapping
+
+
+def _compile_ahead(spec: RunSpec | None, folder: Path | None):
+    """Compile the next program's training program in a background thread while the current one
+    trains (None when there is none, or it has finished already: its folder is complete)."""
+    from pgjax.run import runner
+    from pgjax.run.background import Background
+    if spec is None or run_folder.read_status(folder).get("status") == run_folder.COMPLETED:
+        return None
+    return Background("pgjax-compile-ahead", runner.precompile, spec)
+
+
+def _wait(ahead) -> None:
+    """Wait for a compilation ahead; a failure there is the program's own to raise, when it runs."""
+    if ahead is not None:
+        try:
+            ahead.result()
+        except Exception:  # noqa: BLE001 - the run compiles it again and reports the error
+            pass
 
 
 def _run_halving(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
@@ -283,7 +306,7 @@ def _run_halving(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
     base = study.programs[0].spec
     seeds, eta = len(base.seeds), base.options.prune_eta
     alive, mapping, rungs_run = list(range(len(base.settings))), [], []
-    previous = None
+    previous = ahead = None
     for r, end in enumerate(study.rungs):
         last = r == len(study.rungs) - 1
         spec = dataclasses.replace(base, settings=tuple(base.settings[g] for g in alive))
@@ -292,6 +315,11 @@ def _run_halving(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
             seed_rung(*previous, folder, spec)
         print(f"pgjax: rung {r + 1} of {len(study.rungs)}: {len(alive)} setting(s) to update {end}",
               file=out, flush=True)
+        _wait(ahead)
+        # the next rung's program has the same shapes whichever settings survive: compile it now
+        size = math.ceil(len(alive) / eta)
+        ahead = None if last else _compile_ahead(
+            dataclasses.replace(base, settings=base.settings[:size]), run_dir / PROGRAMS_DIR / f"rung{r + 1}")
         result = _run_program(spec, folder, out, until=None if last else end)
         mapping.append([g * seeds + s for g in alive for s in range(seeds)])
         if result.status not in (runner.PAUSED, runner.COMPLETED):
@@ -486,10 +514,18 @@ def study_lines(summary: dict) -> str:
         lines += [f"  {p['name']}: {p['wall_seconds']:.1f} s, {p['steps_per_second']:,.0f} steps/s"
                   for p in summary["programs"]]
         return "\n".join(lines)
-    for rung in summary["rungs"]:
+    seeds = len(summary["seeds"])
+    name = lambda g: ",".join(f"{k[3:]}={v:g}" if isinstance(v, float) else f"{k[3:]}={v}"
+                              for k, v in summary["members"][g * seeds].items() if k.startswith("hp_"))
+    rungs = summary["rungs"]
+    for r, rung in enumerate(rungs):
         best = max((s for s in rung["scores"] if s is not None), default=math.nan)
         lines.append(f"  rung {rung['rung']}: {len(rung['settings'])} setting(s) to update "
                      f"{rung['end_update']}, best mean evaluation {best:.1f}")
+        going_on = set(rungs[r + 1]["settings"]) if r + 1 < len(rungs) else set(rung["settings"])
+        pruned = [(score, g) for g, score in zip(rung["settings"], rung["scores"]) if g not in going_on]
+        lines += [f"    pruned: {name(g)} ({'—' if score is None else f'{score:.1f}'})"
+                  for score, g in sorted(pruned, key=lambda x: math.inf if x[0] is None else -x[0])]
     ran, full = summary["env_steps_run"], summary["env_steps_full_grid"]
     lines.append(f"successive halving ran {ran:,d} env steps, {ran / full:.0%} of the full grid's "
                  f"{full:,d}")

@@ -83,7 +83,7 @@ from pgjax.run.summary import RunResult, summary_record, summary_table
 COMPLETED, INTERRUPTED, NON_FINITE = run_folder.COMPLETED, run_folder.INTERRUPTED, run_folder.DIVERGED
 PAUSED = run_folder.PAUSED
 __all__ = ["COMPLETED", "INTERRUPTED", "NON_FINITE", "PAUSED", "EvalProgram", "Population", "RunOptions",
-           "RunResult", "check_spec", "init_program", "reevaluation", "record_reevaluation", "run",
+           "RunResult", "check_spec", "init_program", "precompile", "reevaluation", "record_reevaluation", "run",
            "run_spec", "warn_unusual"]
 
 
@@ -161,6 +161,20 @@ def check_spec(spec: RunSpec) -> None:
                                      spec.config.num_envs, spec.options.shard)
     check_memory(spec, memory.Placement.of_run(count))
     pbt_rounds.check_options(spec)
+
+
+def precompile(spec: RunSpec) -> bool:
+    """Compile ``spec``'s training program into this process's program store
+    (:func:`pgjax.run.chunks.compile_chunk`), so that a run of it started later finds it ready: a
+    study (:mod:`pgjax.run.programs`) compiles its next program while the current one trains.
+    Only for a run on one device (False otherwise, and nothing is compiled)."""
+    import io
+    run = _Run(spec, Path("."), io.StringIO())
+    if run.layout.mesh is not None:
+        return False
+    shapes = memory.state_shapes(spec.config, run.population.size)
+    chunks.compile_chunk(spec.config, run_devices.abstract(shapes, None), run.max_chunk, None)
+    return True
 
 
 def check_memory(spec: RunSpec, placement) -> None:

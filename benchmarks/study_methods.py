@@ -1,0 +1,199 @@
+"""Successive halving and population-based training against random search, at one budget of env
+steps, over several independent studies.
+
+    python benchmarks/study_methods.py [--quick]
+
+For each environment and each study k (its sweep seed), three studies of PPO draw their settings
+from one search space (learning rate log-uniform, entropy coefficient uniform, GAE λ uniform) and
+get the same cap on total env steps, B = 8 members × T env steps:
+
+- **random search**: 8 settings drawn (Bergstra & Bengio 2012), each trained for T, one program;
+- **PBT** (Jaderberg et al. 2017): 8 members from the same 8 draws, a round after every
+  evaluation but the last (the bottom quarter copies the top quarter and perturbs);
+- **successive halving** (Jamieson & Talwalkar 2016): 24 settings drawn, η = 3, 3 rungs (ends
+  T/9, T/3, T): 6.4 T env steps in all, so under the cap.
+
+Every member has one seed (the study's sweep seed picks the draws, member seeds are 0). "Steps to
+target" is the study's total env steps spent (all members, all rungs) at the first evaluation
+where some member's mean evaluation return reaches the target; a study that never reaches it
+counts as B (censored, marked ">"). Evaluations: 10 spread over T, 20 greedy episodes each.
+Writes ``benchmarks/results/study_methods.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ENVS = {  # env: (T env steps per member, target returns: an easy one and a hard one)
+    "Acrobot-v1": (100_000, (-100.0, -85.0)),
+    "Breakout-MinAtar": (250_000, (8.0, 15.0)),
+}
+SPACE = ["learning_rate=loguniform:1e-5:1e-2", "ent_coef=uniform:0:0.05", "gae_lambda=uniform:0.8:1.0"]
+MEMBERS, HALVING_SETTINGS, ETA, RUNGS = 8, 24, 3, 3
+OPTIONS = {"eval_episodes": 20, "num_evals": 10, "cache_episodes": 0, "tensorboard": False,
+           "plots": False, "keep_checkpoints": 1}
+
+
+def _spec(env: str, steps: int, sweep_seed: int, samples: int, **options):
+    from pgjax.run import programs
+    return programs.fresh(algorithm="ppo", env=env, total_steps=steps, sweeps=SPACE, samples=samples,
+                          sweep_seed=sweep_seed, seed_count=1, given_options={**OPTIONS, **options})
+
+
+def _eval_rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "eval.jsonl").read_text().splitlines()]
+
+
+def one_program_curve(folder: Path, members: int, steps_per_update: int) -> list[tuple[int, float]]:
+    """(study env steps spent, best member's evaluation return) at each evaluation of one program."""
+    by_update: dict[int, float] = {}
+    for row in _eval_rows(folder):
+        by_update[row["update"]] = max(by_update.get(row["update"], -np.inf), row["eval_return_mean"])
+    return [(u * steps_per_update * members, best) for u, best in sorted(by_update.items())]
+
+
+def halving_curve(study_dir: Path, steps_per_update: int) -> list[tuple[int, float]]:
+    """The same for a halving study: the env steps of every rung up to each evaluation."""
+    record = json.loads((study_dir / "study.json").read_text())
+    curve, spent_before, start = [], 0, 0
+    for rung in record["rungs"]:
+        members = len(rung["settings"])
+        by_update: dict[int, float] = {}
+        for row in _eval_rows(study_dir / "programs" / f"rung{rung['rung']}"):
+            if start < row["update"] <= rung["end_update"]:
+                by_update[row["update"]] = max(by_update.get(row["update"], -np.inf), row["eval_return_mean"])
+        for u, best in sorted(by_update.items()):
+            curve.append((spent_before + (u - start) * steps_per_update * members, best))
+        spent_before += (rung["end_update"] - start) * steps_per_update * members
+        start = rung["end_update"]
+    return curve
+
+
+def final_best(folder: Path) -> float:
+    """The best member's mean evaluation return at the program's last evaluation."""
+    rows = _eval_rows(folder)
+    last = max(r["update"] for r in rows)
+    return max(r["eval_return_mean"] for r in rows if r["update"] == last)
+
+
+def steps_to_target(curve, target: float) -> int | None:
+    return next((spent for spent, best in curve if best >= target), None)
+
+
+def run_method(method: str, env: str, steps: int, sweep_seed: int, root: Path) -> dict:
+    from pgjax.run import programs, runner
+    folder = root / f"{env}-{method}-{sweep_seed}"
+    started = time.perf_counter()
+    if method == "halving":
+        study = _spec(env, steps, sweep_seed, HALVING_SETTINGS, prune="halving", prune_eta=ETA,
+                      prune_rungs=RUNGS)
+        programs.run_study(study, folder, out=io.StringIO())
+        spu = study.programs[0].spec.config.steps_per_update
+        curve = halving_curve(folder, spu)
+    else:
+        spec = _spec(env, steps, sweep_seed, MEMBERS, pbt=method == "pbt")
+        runner.run_spec(spec, folder, out=io.StringIO())
+        spu = spec.config.steps_per_update
+        curve = one_program_curve(folder, MEMBERS, spu)
+    wall = time.perf_counter() - started
+    final = final_best(folder / "programs" / f"rung{RUNGS - 1}" if method == "halving" else folder)
+    return {"env": env, "method": method, "sweep_seed": sweep_seed, "wall_seconds": wall,
+            "curve": curve, "env_steps_spent": curve[-1][0], "final_best_return": final}
+
+
+def table(rows: list[dict], budgets: dict, targets: dict) -> str:
+    lines = ["| env | target | method | steps to target (median over studies; each study) | reached | "
+             "best final return (mean over studies) | env steps spent / cap | wall time per study (mean) |",
+             "|---|---:|---|---|---:|---:|---:|---:|"]
+    for env in budgets:
+        for target in targets[env]:
+            for method in ("random", "halving", "pbt"):
+                these = [r for r in rows if r["env"] == env and r["method"] == method]
+                if these:
+                    lines.append(_table_row(env, target, method, these, budgets[env]))
+    return "\n".join(lines)
+
+
+def _table_row(env: str, target: float, method: str, these: list[dict], budget: int) -> str:
+    hits = [steps_to_target(r["curve"], target) for r in these]
+    shown = [f"{h:,d}" if h is not None else f">{budget:,d}" for h in hits]
+    censored = [h if h is not None else budget for h in hits]
+    median = np.median(censored)
+    return (f"| {env} | {target:g} | {method} | {'>' if median >= budget else ''}{median:,.0f}; "
+            f"{', '.join(shown)} | {sum(h is not None for h in hits)}/{len(hits)} | "
+            f"{np.mean([r['final_best_return'] for r in these]):.1f} | "
+            f"{np.mean([r['env_steps_spent'] for r in these]) / budget:.2f} | "
+            f"{np.mean([r['wall_seconds'] for r in these]):.0f} s |")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny budgets (a smoke run of the script)")
+    parser.add_argument("--envs", nargs="*", default=list(ENVS))
+    parser.add_argument("--table-only", action="store_true",
+                        help="rewrite the table from results/study_methods.json (no training)")
+    args = parser.parse_args()
+    if args.table_only:
+        saved = json.loads((RESULTS / "study_methods.json").read_text())
+        targets = {env: ENVS[env][1] for env in saved["budgets"]}
+        return _write(saved["rows"], saved["budgets"], targets, saved["machine"], saved.get("date", ""), False)
+    scale = 0.05 if args.quick else 1.0
+    rows, budgets, targets = [], {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for env in args.envs:
+            steps, env_targets = ENVS[env]
+            steps = int(steps * scale)
+            budgets[env], targets[env] = MEMBERS * steps, env_targets
+            for k in range(args.studies):
+                for method in ("random", "halving", "pbt"):
+                    row = run_method(method, env, steps, k, Path(tmp))
+                    rows.append(row)
+                    print(f"{env} study {k} {method}: {row['wall_seconds']:.0f} s, best final "
+                          f"{row['final_best_return']:.1f}", flush=True)
+    machine = f"{_cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, CPU-only JAX"
+    _write(rows, budgets, targets, machine, time.strftime("%Y-%m-%d"), args.quick)
+
+
+def _write(rows, budgets, targets, machine: str, date: str, quick: bool) -> None:
+    text = table(rows, budgets, targets)
+    header = (f"# Successive halving and PBT against random search\n\nGenerated by `python "
+              f"benchmarks/study_methods.py{' --quick' if quick else ''}` on {machine} "
+              f"({date}). PPO, search space `{' '.join(SPACE)}`; random search "
+              f"and PBT: {MEMBERS} members × T env steps; halving: {HALVING_SETTINGS} settings, "
+              f"η={ETA}, {RUNGS} rungs. Cap B = {MEMBERS}·T per study. Steps to target: the study's "
+              "total env steps at the first evaluation where a member reaches the target ('>B': "
+              "never). Wall time includes compiling; programs of a shape seen before (an earlier study) "
+              "load from the persistent compilation cache. See the script's docstring for the "
+              "protocol.\n\n")
+    if not quick:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "study_methods.md").write_text(header + text + "\n")
+        (RESULTS / "study_methods.json").write_text(json.dumps(
+            {"machine": machine, "date": date, "budgets": budgets, "targets": targets, "rows": rows},
+            indent=1))
+    print(header + text)
+
+
+if __name__ == "__main__":
+    main()
