@@ -447,8 +447,9 @@ class _Run:
         status = COMPLETED if self.stop_update == self.num_updates else PAUSED
         summary_path = self.run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        self._print(f"{self.run_dir} has already run {self.stop_update} of its {self.num_updates} "
-                    "updates; nothing to do")
+        self._print(f"{self.run_dir} has already run all {self.num_updates} updates; nothing to do"
+                    if status == COMPLETED else f"{self.run_dir} has already run {self.stop_update} "
+                    f"of its {self.num_updates} updates, as far as asked; nothing to do")
         self._status(status, self.stop_update, "already complete")
         returns = np.asarray(summary.get("eval_return_per_seed", [np.nan] * self.population.size), float)
         return RunResult(self.run_dir, status, returns, summary.get("steps_per_second", math.nan),
