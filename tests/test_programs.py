@@ -29,6 +29,14 @@ def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _interrupted(study, run_dir, at: int, program: str):
+    """``run_dir`` after ``study`` got SIGINT at its ``at``-th progress line, inside ``program``."""
+    stopped = programs.run_study(study, run_dir, out=SignalOnProgress(signal.SIGINT, at=at))
+    assert stopped.status == runner.INTERRUPTED
+    assert json.loads((run_dir / "status.json").read_text())["program"] == program
+    return run_dir
+
+
 # --------------------------------------------------------------------------- a static sweep
 
 def _static_study():
@@ -60,11 +68,8 @@ def test_a_static_sweep_is_one_program_per_static_value_with_the_hparams_inside(
 
 def test_a_static_sweep_resumed_after_a_kill_in_its_second_program_equals_an_uninterrupted_one(
         static_run, tmp_path):
-    run_dir = tmp_path / "study"
     # 2 progress lines per program (4 updates in chunks of 2): the 3rd is inside the second program
-    stopped = programs.run_study(_static_study(), run_dir, out=SignalOnProgress(signal.SIGINT, at=3))
-    assert stopped.status == runner.INTERRUPTED
-    assert json.loads((run_dir / "status.json").read_text())["program"] == "hidden_sizes=16"
+    run_dir = _interrupted(_static_study(), tmp_path / "study", 3, "hidden_sizes=16")
     assert not (run_dir / "programs" / "hidden_sizes=8x8").exists()
     assert cli.main(["train", "--resume", str(run_dir), "--no-plots"]) == 0
     for program in programs.load(run_dir).programs:
@@ -164,11 +169,8 @@ def test_a_survivor_trains_as_in_the_full_grid(halving_run, tmp_path):
 
 def test_a_halving_study_resumed_after_a_kill_in_its_second_rung_is_the_uninterrupted_one(
         halving_run, tmp_path):
-    run_dir = tmp_path / "study"
     # a progress line per update: rung 0 prints 2, the 3rd is after rung 1's first update
-    stopped = programs.run_study(_halving_spec(), run_dir, out=SignalOnProgress(signal.SIGINT, at=3))
-    assert stopped.status == runner.INTERRUPTED
-    assert json.loads((run_dir / "status.json").read_text())["program"] == "rung1"
+    run_dir = _interrupted(_halving_spec(), tmp_path / "study", 3, "rung1")
     resumed = programs.run_study(programs.load(run_dir), run_dir, resume=True, out=io.StringIO())
     assert resumed.status == runner.COMPLETED
     theirs = json.loads((halving_run.run_dir / "study.json").read_text())["rungs"]
