@@ -355,3 +355,21 @@ def test_help_shows_each_declared_help_and_range(name, capsys):
         assert docs["cg_damping"].allowed == "a finite number in [0, ∞)"
         assert docs["gae_lambda"].allowed == "a finite number in [0, 1]"
         assert docs["torso"].allowed.startswith("one of ['mlp', 'cnn', 'gru', 'onehot'")
+
+
+@pytest.mark.parametrize("name", sorted(algorithms.ALGORITHMS))
+def test_an_algorithms_default_command_prints_no_warning_and_a_chosen_odd_budget_does(name):
+    """`pgjax train ALGO` with the defaults must not warn (its total_steps rounds down to whole
+    updates quietly, as its help says); a total_steps the user chose that is not a multiple of
+    num_envs*rollout_length still warns, naming the steps that will run."""
+    import warnings
+
+    from pgjax.run import runner
+    algo = algorithms.get(name)
+    config = algo.Config()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner.warn_unusual(config, [algo.Hparams()])
+    odd = dataclasses.replace(config, total_steps=config.steps_per_update * 10 + 1)
+    with pytest.warns(UserWarning, match="is not a multiple"):
+        runner.warn_unusual(odd, [algo.Hparams()])

@@ -46,6 +46,7 @@ removes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -103,7 +104,9 @@ def warn_unusual(config, settings) -> None:
         if odd:
             warnings.warn(f"learning_rate={odd[0]:g} is far outside the usual range [1e-7, 1]; "
                           "training will probably diverge or not move", stacklevel=3)
-    if config.total_steps % config.steps_per_update:
+    default_steps = next(f.default for f in dataclasses.fields(config) if f.name == "total_steps")
+    # an algorithm's default budget rounds down quietly (its help says so); a chosen one warns
+    if config.total_steps % config.steps_per_update and config.total_steps != default_steps:
         warnings.warn(f"total_steps={config.total_steps} is not a multiple of "
                       f"num_envs*rollout_length={config.steps_per_update}: the run trains "
                       f"{config.num_updates} updates = {config.num_updates * config.steps_per_update} "
