@@ -1,7 +1,7 @@
 """Successive halving and population-based training against random search, at one budget of env
 steps, over several independent studies.
 
-    python benchmarks/study_methods.py [--quick]
+    python benchmarks/study_methods.py [--protocol narrow|wide] [--quick] [--table-only]
 
 For each environment and each study k (its sweep seed), three studies of PPO draw their settings
 from one search space (learning rate log-uniform, entropy coefficient uniform, GAE λ uniform) and
@@ -16,8 +16,9 @@ get the same cap on total env steps, B = 8 members × T env steps:
 Every member has one seed (the study's sweep seed picks the draws, member seeds are 0). "Steps to
 target" is the study's total env steps spent (all members, all rungs) at the first evaluation
 where some member's mean evaluation return reaches the target; a study that never reaches it
-counts as B (censored, marked ">"). Evaluations: 10 spread over T, 20 greedy episodes each.
-Writes ``benchmarks/results/study_methods.{json,md}``.
+counts as B (censored, marked ">"). Evaluations: 10 (protocol "narrow") or 20 ("wide") spread
+over T, 20 greedy episodes each. Writes ``benchmarks/results/study_methods_<protocol>.json`` and
+rewrites ``study_methods.md`` from every protocol's JSON.
 """
 
 from __future__ import annotations
@@ -38,16 +39,25 @@ ENVS = {  # env: (T env steps per member, target returns: an easy one and a hard
     "Acrobot-v1": (100_000, (-100.0, -85.0)),
     "Breakout-MinAtar": (250_000, (8.0, 15.0)),
 }
-SPACE = ["learning_rate=loguniform:1e-5:1e-2", "ent_coef=uniform:0:0.05", "gae_lambda=uniform:0.8:1.0"]
+# Two protocols, each stated before it was measured: "narrow" (a space where most draws learn) first;
+# "wide" after "narrow" showed no gain, to give pruning what it is for: a space where most draws fail
+# (learning rates from 1e-6 to 1e-1), a finer evaluation schedule (20 per T) and 5 studies.
+PROTOCOLS = {
+    "narrow": {"space": ["learning_rate=loguniform:1e-5:1e-2", "ent_coef=uniform:0:0.05",
+                         "gae_lambda=uniform:0.8:1.0"], "num_evals": 10, "studies": 3},
+    "wide": {"space": ["learning_rate=loguniform:1e-6:1e-1", "ent_coef=uniform:0:0.1",
+                       "gae_lambda=uniform:0.5:1.0"], "num_evals": 20, "studies": 5},
+}
 MEMBERS, HALVING_SETTINGS, ETA, RUNGS = 8, 24, 3, 3
-OPTIONS = {"eval_episodes": 20, "num_evals": 10, "cache_episodes": 0, "tensorboard": False,
+OPTIONS = {"eval_episodes": 20, "cache_episodes": 0, "tensorboard": False,
            "plots": False, "keep_checkpoints": 1}
 
 
-def _spec(env: str, steps: int, sweep_seed: int, samples: int, **options):
+def _spec(env: str, steps: int, sweep_seed: int, samples: int, protocol: dict, **options):
     from pgjax.run import programs
-    return programs.fresh(algorithm="ppo", env=env, total_steps=steps, sweeps=SPACE, samples=samples,
-                          sweep_seed=sweep_seed, seed_count=1, given_options={**OPTIONS, **options})
+    return programs.fresh(algorithm="ppo", env=env, total_steps=steps, sweeps=protocol["space"],
+                          samples=samples, sweep_seed=sweep_seed, seed_count=1,
+                          given_options={**OPTIONS, "num_evals": protocol["num_evals"], **options})
 
 
 def _eval_rows(folder: Path) -> list[dict]:
@@ -90,18 +100,18 @@ def steps_to_target(curve, target: float) -> int | None:
     return next((spent for spent, best in curve if best >= target), None)
 
 
-def run_method(method: str, env: str, steps: int, sweep_seed: int, root: Path) -> dict:
+def run_method(method: str, env: str, steps: int, sweep_seed: int, root: Path, protocol: dict) -> dict:
     from pgjax.run import programs, runner
     folder = root / f"{env}-{method}-{sweep_seed}"
     started = time.perf_counter()
     if method == "halving":
-        study = _spec(env, steps, sweep_seed, HALVING_SETTINGS, prune="halving", prune_eta=ETA,
+        study = _spec(env, steps, sweep_seed, HALVING_SETTINGS, protocol, prune="halving", prune_eta=ETA,
                       prune_rungs=RUNGS)
         programs.run_study(study, folder, out=io.StringIO())
         spu = study.programs[0].spec.config.steps_per_update
         curve = halving_curve(folder, spu)
     else:
-        spec = _spec(env, steps, sweep_seed, MEMBERS, pbt=method == "pbt")
+        spec = _spec(env, steps, sweep_seed, MEMBERS, protocol, pbt=method == "pbt")
         runner.run_spec(spec, folder, out=io.StringIO())
         spu = spec.config.steps_per_update
         curve = one_program_curve(folder, MEMBERS, spu)
@@ -148,51 +158,59 @@ def _cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=3)
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="narrow")
+    parser.add_argument("--studies", type=int, default=None, help="default: the protocol's")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (a smoke run of the script)")
     parser.add_argument("--envs", nargs="*", default=list(ENVS))
     parser.add_argument("--table-only", action="store_true",
-                        help="rewrite the table from results/study_methods.json (no training)")
+                        help="rewrite study_methods.md from the saved results/study_methods_*.json")
     args = parser.parse_args()
-    if args.table_only:
-        saved = json.loads((RESULTS / "study_methods.json").read_text())
-        targets = {env: ENVS[env][1] for env in saved["budgets"]}
-        return _write(saved["rows"], saved["budgets"], targets, saved["machine"], saved.get("date", ""), False)
-    scale = 0.05 if args.quick else 1.0
-    rows, budgets, targets = [], {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for env in args.envs:
-            steps, env_targets = ENVS[env]
-            steps = int(steps * scale)
-            budgets[env], targets[env] = MEMBERS * steps, env_targets
-            for k in range(args.studies):
-                for method in ("random", "halving", "pbt"):
-                    row = run_method(method, env, steps, k, Path(tmp))
-                    rows.append(row)
-                    print(f"{env} study {k} {method}: {row['wall_seconds']:.0f} s, best final "
-                          f"{row['final_best_return']:.1f}", flush=True)
-    machine = f"{_cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, CPU-only JAX"
-    _write(rows, budgets, targets, machine, time.strftime("%Y-%m-%d"), args.quick)
-
-
-def _write(rows, budgets, targets, machine: str, date: str, quick: bool) -> None:
-    text = table(rows, budgets, targets)
-    header = (f"# Successive halving and PBT against random search\n\nGenerated by `python "
-              f"benchmarks/study_methods.py{' --quick' if quick else ''}` on {machine} "
-              f"({date}). PPO, search space `{' '.join(SPACE)}`; random search "
-              f"and PBT: {MEMBERS} members × T env steps; halving: {HALVING_SETTINGS} settings, "
-              f"η={ETA}, {RUNGS} rungs. Cap B = {MEMBERS}·T per study. Steps to target: the study's "
-              "total env steps at the first evaluation where a member reaches the target ('>B': "
-              "never). Wall time includes compiling; programs of a shape seen before (an earlier study) "
-              "load from the persistent compilation cache. See the script's docstring for the "
-              "protocol.\n\n")
-    if not quick:
+    if not args.table_only:
+        protocol = PROTOCOLS[args.protocol]
+        rows, budgets, scale = [], {}, 0.05 if args.quick else 1.0
+        with tempfile.TemporaryDirectory() as tmp:
+            for env in args.envs:
+                steps = int(ENVS[env][0] * scale)
+                budgets[env] = MEMBERS * steps
+                for k in range(args.studies or protocol["studies"]):
+                    for method in ("random", "halving", "pbt"):
+                        row = run_method(method, env, steps, k, Path(tmp), protocol)
+                        rows.append(row)
+                        print(f"{env} study {k} {method}: {row['wall_seconds']:.0f} s, best final "
+                              f"{row['final_best_return']:.1f}", flush=True)
+        if args.quick:
+            print(table(rows, budgets, {env: ENVS[env][1] for env in budgets}))
+            return
+        machine = f"{_cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, CPU-only JAX"
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "study_methods.md").write_text(header + text + "\n")
-        (RESULTS / "study_methods.json").write_text(json.dumps(
-            {"machine": machine, "date": date, "budgets": budgets, "targets": targets, "rows": rows},
-            indent=1))
-    print(header + text)
+        (RESULTS / f"study_methods_{args.protocol}.json").write_text(json.dumps(
+            {"machine": machine, "date": time.strftime("%Y-%m-%d"), "protocol": args.protocol,
+             "budgets": budgets, "rows": rows}, indent=1))
+    text = markdown()
+    (RESULTS / "study_methods.md").write_text(text)
+    print(text)
+
+
+def markdown() -> str:
+    """study_methods.md: one table per protocol measured (results/study_methods_<protocol>.json)."""
+    parts = ["# Successive halving and PBT against random search", "",
+             f"Random search and PBT: {MEMBERS} members × T env steps; halving: {HALVING_SETTINGS} "
+             f"settings, η={ETA}, {RUNGS} rungs. Cap B = {MEMBERS}·T per study. Steps to target: the "
+             "study's total env steps at the first evaluation where a member reaches the target "
+             "('>B': never). Wall time includes compiling; programs of a shape seen before load from "
+             "the persistent compilation cache. See the script's docstring for the protocol.", ""]
+    for name, protocol in PROTOCOLS.items():
+        path = RESULTS / f"study_methods_{name}.json"
+        if not path.is_file():
+            continue
+        saved = json.loads(path.read_text())
+        targets = {env: ENVS[env][1] for env in saved["budgets"]}
+        parts += [f"## Protocol `{name}`: search space `{' '.join(protocol['space'])}`, "
+                  f"{protocol['num_evals']} evaluations per T", "",
+                  f"Generated by `python benchmarks/study_methods.py --protocol {name}` on "
+                  f"{saved['machine']} ({saved.get('date', '')}).", "",
+                  table(saved["rows"], saved["budgets"], targets), ""]
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":
