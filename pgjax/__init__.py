@@ -71,7 +71,7 @@ def compile_program(lowered):
 # first access so that ``import pgjax`` stays light and never pulls in the host side.
 _LAZY_SUBMODULES = frozenset({"distributions", "estimators", "losses"})
 
-__all__ = ["distributions", "estimators", "losses", "make_train"]
+__all__ = ["distributions", "estimators", "load_policy", "losses", "make_train"]
 
 
 def __getattr__(name):
@@ -83,6 +83,12 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | _LAZY_SUBMODULES)
+
+
+def load_policy(run_dir, **choice):
+    """See :func:`pgjax.policy.load_policy`: one trained member's policy, ready to act."""
+    from pgjax.policy import load_policy as _load_policy
+    return _load_policy(run_dir, **choice)
 
 
 def make_train(config, **hooks):

@@ -50,6 +50,8 @@ def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
     _run_flags(train)
     _eval_parser(sub.add_parser("eval", help="re-evaluate a saved checkpoint of a run"))
     _episodes_parser(sub.add_parser("episodes", help="summarise a run's cache of evaluation episodes"))
+    _export_parser(sub.add_parser("export", help="write one trained policy as a jax.export "
+                                  "program that needs only jax to run"))
     report = sub.add_parser("report", help="overlay runs: figures and a markdown table")
     report.add_argument("run_dirs", nargs="+")
     report.add_argument("--out", default=None, help="output folder (default: reports/<run names> in "
@@ -212,6 +214,34 @@ def _episodes_parser(show) -> None:
     show.add_argument("--episode", type=int, default=None, help="with --gif: which cached episode "
                       "(default 0)")
     show.add_argument("--fps", type=int, default=None, help="with --gif: frames per second (default 30)")
+
+
+def _export_parser(export) -> None:
+    export.add_argument("run_dir")
+    export.add_argument("out_dir", help="folder for act_greedy.jaxexport, act_sampled.jaxexport, policy.json")
+    export.add_argument("--setting", default=None, metavar="K|KEY=V,...",
+                        help="the setting of a sweep: its index or its swept values")
+    export.add_argument("--seed", type=integer, default=None, help="the member's seed")
+    export.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    export.add_argument("--best", action="store_true", help="the best-by-evaluation checkpoint")
+
+
+def _export(args) -> int:
+    """Write the chosen member's policy (the run folder is only read)."""
+    from pgjax import policy
+    from pgjax.run import folder as run_folder
+    try:
+        run_folder.check_writable_dir(Path(args.out_dir), "out_dir")
+        loaded = policy.load_policy(Path(args.run_dir), setting=args.setting, seed=args.seed,
+                                    step=args.step, best=args.best)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"pgjax: error: {error}", file=sys.stderr)
+        return 2
+    out = policy.export(loaded, Path(args.out_dir))
+    print(f"wrote {out}: member {loaded.info['member']} (seed {loaded.info['seed']}"
+          + (f", {loaded.info['setting']}" if loaded.info["setting"] else "")
+          + f") of {loaded.info['run_dir']} at step {loaded.info['step']:,d}")
+    return 0
 
 
 def _given_options(args) -> dict:
@@ -540,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"pgjax: error: {error}", file=sys.stderr)
                 return 2
         args = _parser(_algorithm_asking_for_help(argv)).parse_args(argv)
-        commands = {"train": _train, "eval": _eval, "episodes": _episodes, "report": _report}
+        commands = {"train": _train, "eval": _eval, "episodes": _episodes, "report": _report,
+                    "export": _export}
         return commands[args.command](args)
     finally:
         warnings.showwarning = shown

@@ -215,3 +215,12 @@ def test_a_program_compiled_ahead_is_the_one_its_run_uses(tmp_path, monkeypatch)
         raise AssertionError("the run compiled its training program again")
     monkeypatch.setattr(pgjax, "compile_program", refuse)
     assert runner.run_spec(spec, tmp_path / "run", out=io.StringIO()).status == runner.COMPLETED
+
+
+def test_load_policy_finds_a_studys_setting_in_its_program(static_run):
+    import pgjax
+    program = programs.load(static_run.run_dir).programs[2]
+    lr = program.spec.settings[1].learning_rate
+    policy = pgjax.load_policy(static_run.run_dir, setting=f"hidden_sizes=(8,8),learning_rate={lr}", seed=1)
+    assert policy.info["run_dir"].endswith("programs/hidden_sizes=8x8")
+    assert policy.info["member"] == 1 * 2 + 1 and policy.info["seed"] == 1
