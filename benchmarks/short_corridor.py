@@ -98,7 +98,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from pgjax.envs import short_corridor as sc  # noqa: E402
 from pgjax.algorithms import reinforce  # noqa: E402
-from pgjax.train import scan_updates  # noqa: E402
+from pgjax.pure_train import scan_updates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG13_1_ALPHAS = (2.0**-12, 2.0**-13, 2.0**-14)

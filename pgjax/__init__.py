@@ -71,18 +71,11 @@ def compile_program(lowered):
 # first access so that ``import pgjax`` stays light and never pulls in the host side.
 _LAZY_SUBMODULES = frozenset({"distributions", "estimators", "losses"})
 
-__all__ = ["distributions", "estimators", "load_policy", "losses", "make_train"]
-
-
-def __getattr__(name):
-    if name in _LAZY_SUBMODULES:
-        import importlib
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["Callback", "distributions", "estimators", "load_policy", "losses", "make_train", "train"]
 
 
 def __dir__():
-    return sorted(set(globals()) | _LAZY_SUBMODULES)
+    return sorted(set(globals()) | _LAZY_SUBMODULES | {"Callback"})
 
 
 def load_policy(run_dir, **choice):
@@ -91,7 +84,23 @@ def load_policy(run_dir, **choice):
     return _load_policy(run_dir, **choice)
 
 
+def train(algorithm=None, **request):
+    """See :func:`pgjax.api.train`: what ``pgjax train`` runs, from Python."""
+    from pgjax.api import train as _train
+    return _train(algorithm, **request)
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    if name == "Callback":  # the run's sink interface, for user callbacks (pgjax.api)
+        from pgjax.run.loggers import Sink
+        return Sink
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def make_train(config, **hooks):
-    """See :func:`pgjax.train.make_train` (imported lazily so the math layer stays light)."""
-    from pgjax.train import make_train as _make_train
+    """See :func:`pgjax.pure_train.make_train` (imported lazily so the math layer stays light)."""
+    from pgjax.pure_train import make_train as _make_train
     return _make_train(config, **hooks)

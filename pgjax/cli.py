@@ -261,7 +261,7 @@ def _given_options(args) -> dict:
             "prune": args.prune, "prune_eta": args.prune_eta, "prune_rungs": args.prune_rungs}
 
 
-DEFAULT_RUNS_DIR = "runs"
+from pgjax.api import DEFAULT_RUNS_DIR  # noqa: E402
 
 
 def check_resume_flags(args) -> None:
@@ -291,43 +291,16 @@ def check_resume_flags(args) -> None:
 
 
 def resolve(args):
-    """(RunSpec, run folder) of ``pgjax train`` from its arguments (:mod:`pgjax.run.spec`)."""
-    from pgjax.run import folder as run_folder
-    from pgjax.run import spec, spec_file
-    asked = dict(algorithm=args.algorithm, env=args.env, total_steps=args.total_steps,
-                 assignments=args.set, sweeps=args.sweep, samples=args.samples,
-                 sweep_seed=args.sweep_seed, seed_count=args.seeds,
-                 seed_offset=args.seed_offset, given_options=_given_options(args))
-    from pgjax.run import programs
-    if args.resume and programs.is_study(args.resume):
-        return _resumed_study(Path(args.resume), asked), Path(args.resume)
-    if args.resume:
-        return spec.resumed(Path(args.resume), **asked), Path(args.resume)
-    runs_dir = Path(args.runs_dir or DEFAULT_RUNS_DIR)
-    if args.name is not None:
-        run_folder.check_name(args.name, runs_dir)
-    run_folder.check_writable_dir(runs_dir, "--runs-dir")
-    file = spec_file.load(args.config) if args.config else None
-    run = programs.fresh(file=file, **asked)
-    first = run.programs[0].spec if isinstance(run, programs.Study) else run
-    name = args.name or f"{first.algorithm}-{first.config.env_id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return run, runs_dir / name
-
-
-def _resumed_study(run_dir: Path, asked: dict):
-    """The study saved in ``run_dir`` with the run-option flags on top; flags that would change
-    what it trains are refused (a study resumes with the settings it recorded)."""
-    from pgjax.run import programs
-    changing = [flag for flag, key in (("ALGO", "algorithm"), ("--env", "env"),
-                                       ("--total-steps", "total_steps"), ("--set", "assignments"),
-                                       ("--sweep", "sweeps"), ("--samples", "samples"),
-                                       ("--sweep-seed", "sweep_seed"), ("--seeds", "seed_count"),
-                                       ("--seed-offset", "seed_offset")) if asked[key] not in (None, [], ())]
-    if changing:
-        raise ConfigError(f"{changing[0]} is not allowed with --resume of the study {run_dir}: a "
-                          "study resumes with the settings its study.json records (run options "
-                          "may be given)")
-    return programs.load(run_dir, asked["given_options"])
+    """(run or study, run folder) of ``pgjax train`` from its arguments (:func:`pgjax.api.resolve`,
+    which ``pgjax.train`` uses too)."""
+    from pgjax import api
+    from pgjax.run import spec_file
+    return api.resolve(algorithm=args.algorithm, env=args.env, total_steps=args.total_steps,
+                       assignments=args.set, sweeps=args.sweep, samples=args.samples,
+                       sweep_seed=args.sweep_seed, seed_count=args.seeds,
+                       seed_offset=args.seed_offset, given_options=_given_options(args),
+                       file=spec_file.load(args.config) if args.config and not args.resume else None,
+                       resume=args.resume, runs_dir=args.runs_dir, name=args.name)
 
 
 def _train(args) -> int:
@@ -344,12 +317,9 @@ def _train(args) -> int:
         return 2
     from pgjax.run import runner
     from pgjax.run.loggers import WriteFailed
-    from pgjax.run import programs
+    from pgjax import api
     try:  # the runner refuses a folder that holds a run, or is in use, before compiling anything
-        if isinstance(run, programs.Study):
-            result = programs.run_study(run, run_dir, resume=bool(args.resume))
-        else:
-            result = runner.run_spec(run, run_dir, resume=bool(args.resume))
+        result = api.execute(run, run_dir, resume=bool(args.resume))
     except ConfigError as error:
         print(f"pgjax: error: {error}", file=sys.stderr)
         return 2

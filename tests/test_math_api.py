@@ -16,7 +16,7 @@ MATH_MODULES = {"pgjax.estimators": estimators, "pgjax.losses": losses,
                 "pgjax.distributions": distributions}
 # what the math layer must not pull in: flax (linen), optax, environments, the host side
 HEAVY = ("flax", "optax", "gymnax", "pgjax.envs", "pgjax.algorithms", "pgjax.run", "pgjax.report",
-         "pgjax.cli", "pgjax.config", "pgjax.networks", "pgjax.rollout", "pgjax.train")
+         "pgjax.cli", "pgjax.config", "pgjax.networks", "pgjax.rollout", "pgjax.pure_train")
 
 
 def _fresh_python(code: str) -> dict:

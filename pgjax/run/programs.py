@@ -209,7 +209,7 @@ def read_record(run_dir: Path) -> dict:
 
 # --------------------------------------------------------------------------- running
 
-def run_study(study: Study, run_dir: Path, *, resume: bool = False, out=None) -> RunResult:
+def run_study(study: Study, run_dir: Path, *, resume: bool = False, out=None, callbacks=()) -> RunResult:
     """Run (or resume) every program of ``study`` in ``run_dir``; a program that stops (a signal,
     divergence of all members) stops the study, which ``resume=True`` continues."""
     from pgjax.run import runner
@@ -230,7 +230,7 @@ def run_study(study: Study, run_dir: Path, *, resume: bool = False, out=None) ->
         run_folder.write_status(run_dir, run_folder.RUNNING, 0)
         started = time.perf_counter()
         run = _run_halving if study.kind == HALVING else _run_static
-        result, mapping = run(study, run_dir, out)
+        result, mapping = run(study, run_dir, out, list(callbacks))
         if result.status == runner.COMPLETED:
             summary = study_summary(study, run_dir, mapping, time.perf_counter() - started)
             write_json_atomic(run_dir / "summary.json", summary)
@@ -252,14 +252,14 @@ def _check_resumable(run_dir: Path, study: Study) -> None:
         raise ConfigError(f"cannot resume {run_dir}: its study.json holds another study")
 
 
-def _run_program(spec: RunSpec, folder: Path, out, until: int | None = None) -> RunResult:
+def _run_program(spec: RunSpec, folder: Path, out, until: int | None = None, callbacks=()) -> RunResult:
     """Start ``folder`` afresh, or resume it when it holds a run (a completed one returns at once)."""
     from pgjax.run import runner
     resume = (folder / "config.json").is_file()
-    return runner.run_spec(spec, folder, resume=resume, out=out, until=until)
+    return runner.run_spec(spec, folder, resume=resume, out=out, until=until, callbacks=callbacks)
 
 
-def _run_static(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
+def _run_static(study: Study, run_dir: Path, out, callbacks=()) -> tuple[RunResult, list]:
     """Each program in turn; ``mapping[p]`` is the global member index of program p's members."""
     from pgjax.run import runner
     mapping, offset, ahead = [], 0, None
@@ -269,7 +269,7 @@ def _run_static(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
         following = study.programs[k + 1].spec if k + 1 < len(study.programs) else None
         ahead = _compile_ahead(following, run_dir / PROGRAMS_DIR / study.programs[k + 1].name
                                if following else None)
-        result = _run_program(program.spec, run_dir / PROGRAMS_DIR / program.name, out)
+        result = _run_program(program.spec, run_dir / PROGRAMS_DIR / program.name, out, None, callbacks)
         size = len(program.spec.seeds) * len(program.spec.settings)
         mapping.append(list(range(offset, offset + size)))
         offset += size
@@ -297,7 +297,7 @@ def _wait(ahead) -> None:
             pass
 
 
-def _run_halving(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
+def _run_halving(study: Study, run_dir: Path, out, callbacks=()) -> tuple[RunResult, list]:
     """Rung by rung: train the survivors to the rung's end, rank the settings, seed the next
     rung's folder with the survivors' members; ``mapping[r]`` is the global member index of rung
     r's members (a setting's members are its seeds, setting-major)."""
@@ -320,7 +320,7 @@ def _run_halving(study: Study, run_dir: Path, out) -> tuple[RunResult, list]:
         size = math.ceil(len(alive) / eta)
         ahead = None if last else _compile_ahead(
             dataclasses.replace(base, settings=base.settings[:size]), run_dir / PROGRAMS_DIR / f"rung{r + 1}")
-        result = _run_program(spec, folder, out, until=None if last else end)
+        result = _run_program(spec, folder, out, None if last else end, callbacks)
         mapping.append([g * seeds + s for g in alive for s in range(seeds)])
         if result.status not in (runner.PAUSED, runner.COMPLETED):
             return result, mapping

@@ -123,10 +123,12 @@ def run(algo_name: str, config, hparams, seeds: list[int], run_dir: Path, *,
 
 
 def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None,
-             until: int | None = None) -> RunResult:
+             until: int | None = None, callbacks=()) -> RunResult:
     """Run ``spec`` in ``run_dir``, evaluating, logging and checkpointing between chunks; with
     ``until``, stop after that many updates (evaluated and saved there, status ``paused``: a
     rung of :mod:`pgjax.run.programs`), the schedules staying those of the whole run.
+    ``callbacks`` (:class:`pgjax.run.loggers.Sink` objects) get every event the run's own sinks
+    get (:mod:`pgjax.api`).
 
     Bad input raises :class:`ConfigError` before anything is created or compiled; a folder that
     holds a trained run is never started afresh, one in use by another process is refused, and a
@@ -149,7 +151,7 @@ def run_spec(spec: RunSpec, run_dir: Path, *, resume: bool = False, out=None,
     with run_folder.RunLock(run_dir):
         if not resume:
             run_folder.check_fresh_start(run_dir)  # again, now that no other process can write
-        return _Run(spec, run_dir, out or sys.stdout, until).execute(resume)
+        return _Run(spec, run_dir, out or sys.stdout, until, callbacks).execute(resume)
 
 
 def check_spec(spec: RunSpec) -> None:
@@ -209,7 +211,7 @@ def check_checkpoint_matches(spec: RunSpec, run_dir: Path) -> None:
 class _Run:
     """One training run's host state (kept out of the jitted code)."""
 
-    def __init__(self, spec: RunSpec, run_dir: Path, out, until: int | None = None):
+    def __init__(self, spec: RunSpec, run_dir: Path, out, until: int | None = None, callbacks=()):
         self.spec, self.algo, self.algo_name, self.config = spec, spec.algo, spec.algorithm, spec.config
         self.population = Population(spec.seeds, spec.settings)
         self.run_dir, self.options, self.out = run_dir, spec.options, out
@@ -218,6 +220,7 @@ class _Run:
         self.device = str(jax.devices()[0])
         self.num_updates = config.num_updates
         self.stop_update = until or self.num_updates  # where this call stops (a rung's end)
+        self.callbacks = list(callbacks)
         self.primary = distributed.is_primary()
         self.layout = run_devices.Layout(run_devices.device_count(
             options.devices, population.size, config.num_envs, options.shard), options.shard)
@@ -518,7 +521,7 @@ class _Loop:
             names = [f"{r.run_dir.name},{n}" if static else n for n in population.setting_names()]
             sinks.append(Wandb(options.wandb_project, study_name, r._config_record(), r.run_dir,
                                groups, names, values))
-        fan_out = self.sinks = FanOut(sinks)
+        fan_out = self.sinks = FanOut(sinks + r.callbacks)
         fan_out.scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
         return fan_out
 
