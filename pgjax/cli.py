@@ -67,6 +67,45 @@ def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+REFERENCE_COMMAND = ("python -c \"from pgjax import cli; print(cli.reference_markdown(), end='')\" "
+                     "> docs/cli.md")
+
+
+def reference_markdown() -> str:
+    """The CLI reference page (``docs/cli.md``): every command's ``--help`` and every algorithm's
+    settings, read from the same parser and field declarations as the help itself
+    (:mod:`pgjax.run.field_docs`); the suite checks the page equals this."""
+    import os
+    from pgjax import algorithms
+    from pgjax.run import field_docs
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: a fixed width for the page
+    try:
+        parser = _parser()
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parts = ["# Command-line reference", "",
+                 f"Generated from pgjax's own parser and setting declarations (`{REFERENCE_COMMAND}`);",
+                 "the test suite fails when this page and `pgjax … --help` disagree.", ""]
+        for name, sub in commands.choices.items():
+            parts += [f"## pgjax {name}", "", "```text", sub.format_help().rstrip(), "```", ""]
+        parts += ["## Settings of each algorithm", "",
+                  "`--set NAME=VALUE` sets one; a hyperparameter (traced, a number in the train "
+                  "state) can be swept inside one program, a config field (static: shapes and code) "
+                  "is swept as one program per value.", ""]
+        for algorithm in sorted(algorithms.ALGORITHMS):
+            parts += [f"### {algorithm}", "", "| setting | kind | type | default | allowed | meaning |",
+                      "|---|---|---|---|---|---|"]
+            parts += [f"| `{d.name}` | {d.kind} | {d.type} | `{d.default}` | {d.allowed} | {d.help} |"
+                      .replace("\n", " ") for d in field_docs.describe_algorithm(algorithms.get(algorithm))]
+            parts.append("")
+        return "\n".join(parts)
+    finally:
+        if previous is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = previous
+
+
 def integer(text: str) -> int:
     """An argparse type for counts: an integer, also written as an integral float (``1e5``,
     ``2.5e6``), as ``--set`` reads integer fields; ``1.5``, ``inf`` or a word is refused."""

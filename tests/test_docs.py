@@ -102,3 +102,12 @@ def test_mkdocs_build_strict(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "api" / "estimators" / "index.html").is_file()
+
+
+def test_the_cli_reference_page_is_generated_from_the_parser_and_the_declarations():
+    """docs/cli.md is what pgjax's parser and setting declarations say today: adding a flag or a
+    setting without regenerating the page fails here, naming the command that regenerates it."""
+    from pgjax import cli
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert page == cli.reference_markdown(), f"docs/cli.md is stale: run {cli.REFERENCE_COMMAND}"
+    assert "`learning_rate`" in page and "## pgjax export" in page
