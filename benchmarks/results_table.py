@@ -1,4 +1,6 @@
-"""Render benchmarks/results/*.json as the markdown tables pasted into benchmarks/RESULTS.md.
+"""Render benchmarks/results/*.json as markdown tables: ``results/learning.md`` and
+``results/throughput.md`` (the docs' benchmarks page includes them; the suite checks they match
+their JSON, so no table is hand-copied).
 
     python benchmarks/results_table.py
 """
@@ -54,11 +56,16 @@ def save_results(results_dir: Path, name: str, result: dict, markdown: str, inde
     print(markdown)
 
 
+TABLES = {"learning": learning_table, "throughput": throughput_table}
+
+
 def main():
-    if (RESULTS / "learning.json").exists():
-        print(learning_table(json.loads((RESULTS / "learning.json").read_text())), "\n")
-    if (RESULTS / "throughput.json").exists():
-        print(throughput_table(json.loads((RESULTS / "throughput.json").read_text())))
+    for name, render in TABLES.items():
+        source = RESULTS / f"{name}.json"
+        if source.exists():
+            text = render(json.loads(source.read_text())) + "\n"
+            (RESULTS / f"{name}.md").write_text(text)
+            print(text)
 
 
 if __name__ == "__main__":

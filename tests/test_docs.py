@@ -124,3 +124,18 @@ def test_the_cli_reference_page_is_generated_from_the_parser_and_the_declaration
     page = (DOCS / "cli.md").read_text(encoding="utf-8")
     assert page == cli.reference_markdown(), f"docs/cli.md is stale: run {cli.REFERENCE_COMMAND}"
     assert "`learning_rate`" in page and "## pgjax export" in page
+
+
+def test_the_benchmark_tables_the_docs_include_are_their_json_rendered():
+    """docs/benchmarks.md includes results/learning.md and throughput.md: each must be what
+    benchmarks/results_table.py renders from its JSON today (regenerate with that script)."""
+    import importlib.util
+    path = ROOT / "benchmarks" / "results_table.py"
+    spec = importlib.util.spec_from_file_location("results_table", path)
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    results = ROOT / "benchmarks" / "results"
+    for name, render in tables.TABLES.items():
+        import json
+        expected = render(json.loads((results / f"{name}.json").read_text())) + "\n"
+        assert (results / f"{name}.md").read_text() == expected, f"run python {path.relative_to(ROOT)}"
