@@ -139,3 +139,14 @@ def test_the_benchmark_tables_the_docs_include_are_their_json_rendered():
         import json
         expected = render(json.loads((results / f"{name}.json").read_text())) + "\n"
         assert (results / f"{name}.md").read_text() == expected, f"run python {path.relative_to(ROOT)}"
+
+
+def test_the_config_file_example_loads(tmp_path):
+    """The TOML example on the running page is a valid settings file (16 settings: a grid of 2
+    clip values times 8 draws)."""
+    from pgjax.run import programs, spec_file
+    text = (DOCS / "running.md").read_text(encoding="utf-8")
+    example = re.search(r"```toml\n(.*?)```", text, re.DOTALL).group(1)
+    (tmp_path / "example.toml").write_text(example)
+    spec = programs.fresh(file=spec_file.load(str(tmp_path / "example.toml")))
+    assert len(spec.settings) == 16 and spec.config.num_envs == 16 and spec.options.eval_episodes == 100
