@@ -1,6 +1,8 @@
-"""Start-up: how long a user waits before training shows progress (issue 12 §2).
+"""Start-up: how long a user waits before training shows progress, and how long a tiny run takes
+as a whole process.
 
-    python benchmarks/startup.py [--algos ppo,a2c] [--seeds 3] [--repeats 1]
+    python benchmarks/startup.py [--algos ppo,a2c] [--seeds 3]
+    python benchmarks/startup.py --whole      # pgjax train ppo --seeds 3 --total-steps 8192, to exit
 
 For every algorithm: the import time of ``pgjax.cli`` (a fresh interpreter), then ``pgjax train
 ALGO --env CartPole-v1 --seeds 3`` twice in a subprocess — cold (an empty persistent compilation
@@ -59,6 +61,53 @@ def first_progress(algo: str, seeds: int, cache: Path, runs: Path, name: str) ->
     return row
 
 
+WHOLE = ["train", "ppo", "--seeds", "3", "--total-steps", "8192"]
+
+
+def whole_process(cache: Path, runs: Path, name: str) -> dict:
+    """Seconds of ``pgjax train ppo --seeds 3 --total-steps 8192`` (defaults otherwise: plots,
+    TensorBoard, 5 evaluations of 200 episodes, checkpoints) from the command to its exit, split
+    at its output lines: to the first line (imports, resolving the run), to "compiled in"
+    (compiling or loading the training program), to the summary table's last line (training,
+    evaluations, checkpoints), to exit (plots)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PGJAX_CACHE_DIR": str(cache),
+           "PGJAX_COMPILATION_CACHE": "1"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    argv = [sys.executable, "-m", "pgjax.cli", *WHOLE, "--runs-dir", str(runs), "--name", name]
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    marks = {}
+    for line in process.stdout:
+        now = time.perf_counter() - start
+        marks.setdefault("first_output_s", now)
+        if "on CartPole-v1:" in line and "compiled in" in line:
+            marks["compiled_s"] = now
+        if line.startswith("| device"):
+            marks["summary_s"] = now
+    process.wait(timeout=600)
+    marks["exit_s"] = time.perf_counter() - start
+    return marks
+
+
+def measure_whole() -> dict:
+    with tempfile.TemporaryDirectory(prefix="pgjax-startup-") as scratch:
+        cache, runs = Path(scratch) / "cache", Path(scratch) / "runs"
+        cold, warm = whole_process(cache, runs, "cold"), whole_process(cache, runs, "warm")
+    return {"command": "pgjax " + " ".join(WHOLE), "import_s": import_seconds(), "cold": cold, "warm": warm}
+
+
+def whole_markdown(result: dict, machine: str) -> str:
+    lines = [f"`{result['command']}` as a whole process ({machine}), seconds from the command: "
+             f"imports alone take {result['import_s']:.1f} s (a fresh interpreter).", "",
+             "| cache | first output (imports, resolving) | compiled | summary (training, 5 evaluations, "
+             "checkpoints) | exit (plots) |", "|---|---:|---:|---:|---:|"]
+    for which in ("cold", "warm"):
+        m = result[which]
+        lines.append(f"| {which} | {m.get('first_output_s', float('nan')):.1f} | {m.get('compiled_s', float('nan')):.1f} | "
+                     f"{m.get('summary_s', float('nan')):.1f} | {m['exit_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def measure(algos, seeds: int) -> list[dict]:
     rows = []
     for algo in algos:
@@ -93,9 +142,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", default=",".join(ALGORITHMS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--whole", action="store_true", help="the whole-process measurement only")
     args = parser.parse_args()
-    rows = measure([a for a in args.algos.split(",") if a], args.seeds)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, CPU-only"
+    if args.whole:
+        result = measure_whole()
+        save_results(RESULTS, "startup_whole", {**result, "machine": machine}, whole_markdown(result, machine))
+        return
+    rows = measure([a for a in args.algos.split(",") if a], args.seeds)
     save_results(RESULTS, "startup", {"rows": rows, "machine": machine}, markdown(rows, machine))
 
 
