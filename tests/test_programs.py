@@ -224,3 +224,15 @@ def test_load_policy_finds_a_studys_setting_in_its_program(static_run):
     policy = pgjax.load_policy(static_run.run_dir, setting=f"hidden_sizes=(8,8),learning_rate={lr}", seed=1)
     assert policy.info["run_dir"].endswith("programs/hidden_sizes=8x8")
     assert policy.info["member"] == 1 * 2 + 1 and policy.info["seed"] == 1
+
+
+def test_a_config_files_sweep_table_takes_static_keys(tmp_path):
+    from pgjax.run import spec_file
+    path = tmp_path / "study.toml"
+    path.write_text('algorithm = "ppo"\n[sweep]\nnum_envs = [2, 4]\nhidden_sizes = "(8),(8,8)"\n'
+                    'learning_rate = "1e-3,3e-3"\n')
+    study = programs.fresh(file=spec_file.load(str(path)))
+    assert [p.name for p in study.programs] == ["num_envs=2,hidden_sizes=8", "num_envs=2,hidden_sizes=8x8",
+                                                "num_envs=4,hidden_sizes=8", "num_envs=4,hidden_sizes=8x8"]
+    assert all(len(p.spec.settings) == 2 for p in study.programs)
+    assert study.programs[3].spec.config.num_envs == 4 and study.programs[3].spec.config.hidden_sizes == (8, 8)

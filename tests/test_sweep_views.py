@@ -123,3 +123,23 @@ def test_wandb_gets_a_run_per_setting_grouped_under_the_study(tmp_path, monkeypa
                                        "eval/length_mean": 9.0, "eval/length_mean/min": 9.0,
                                        "eval/length_mean/max": 9.0})
     assert all(r.finished for r in made)
+
+
+def test_wandb_runs_of_a_static_studys_programs_are_distinct_runs_of_the_study(tmp_path, monkeypatch):
+    """Each program of a static sweep (pgjax.run.programs) logs its settings as runs of the study:
+    grouped under the study's name, named and identified by program and setting, never one W&B run
+    for two programs (a program of one setting included)."""
+    import sys
+    import types
+
+    from pgjax.run.loggers import Wandb
+    made = []
+    fake = types.SimpleNamespace(init=lambda **kw: made.append(kw) or types.SimpleNamespace(
+        log=lambda *a, **k: None, finish=lambda: None))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    for program in ("num_envs=4", "num_envs=16"):
+        Wandb("proj", "study", {}, tmp_path, [[0, 1]], [f"{program},setting0"], [{"num_envs": 4}],
+              program=program).close()
+    assert [m["group"] for m in made] == ["study", "study"]
+    assert [m["name"] for m in made] == ["study/num_envs=4,setting0", "study/num_envs=16,setting0"]
+    assert len({m["id"] for m in made}) == 2 and all("=" not in m["id"] for m in made)

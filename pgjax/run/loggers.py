@@ -438,6 +438,11 @@ class TensorBoard(Sink):
         close_all(self.writers)
 
 
+def _wandb_id(text: str) -> str:
+    """``text`` with what a W&B run id may not hold replaced by ``_``."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
 class Wandb(Sink):
     """Weights & Biases (optional; ``pip install 'pgjax[wandb]'``): one W&B run per setting,
     grouped under the study (the run folder's name), its config holding the run's config and the
@@ -447,12 +452,16 @@ class Wandb(Sink):
     (``reinit="create_new"``)."""
 
     def __init__(self, project: str, name: str, config: dict, run_dir: Path, groups: list[list[int]],
-                 setting_names: list[str], setting_values: list[dict]):
+                 setting_names: list[str], setting_values: list[dict], program: str | None = None):
+        """``program``: the program's name when the run is one program of a study of several
+        (:mod:`pgjax.run.programs`): its settings are W&B runs of the study, ``name``, named and
+        identified by program and setting, so no two programs share a W&B run."""
         import wandb
         self.groups = groups
-        one = len(groups) == 1
+        one = len(groups) == 1 and program is None
+        prefix = name if program is None else f"{name}-{_wandb_id(program)}"
         self.runs = [wandb.init(project=project, group=name, name=name if one else f"{name}/{label}",
-                                id=name if one else f"{name}-setting{g}",
+                                id=name if one else f"{prefix}-setting{g}",
                                 config=to_jsonable({**config, "setting": g, **values}),
                                 dir=str(run_dir), resume="allow", reinit="create_new")
                      for g, (label, values) in enumerate(zip(setting_names, setting_values))]

@@ -520,7 +520,7 @@ class _Loop:
             study_name = r.run_dir.parent.parent.name if static else r.run_dir.name
             names = [f"{r.run_dir.name},{n}" if static else n for n in population.setting_names()]
             sinks.append(Wandb(options.wandb_project, study_name, r._config_record(), r.run_dir,
-                               groups, names, values))
+                               groups, names, values, program=r.run_dir.name if static else None))
         fan_out = self.sinks = FanOut(sinks + r.callbacks)
         fan_out.scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
         return fan_out
