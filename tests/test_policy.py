@@ -163,10 +163,10 @@ np.save(f"{out}/sampled.npy", np.asarray(sampled.call(key, obs)))
 
 
 def test_an_exported_policy_runs_with_jax_alone_and_acts_as_loaded(tmp_path_factory, tmp_path):
-    run_dir = _train(tmp_path_factory, "Pendulum-v1", ["normalize_obs=true"], seeds=1)
+    run_dir = _train(tmp_path_factory, "Pendulum-v1", ["normalize_obs=true"])
     out = tmp_path / "exported"
-    assert cli.main(["export", str(run_dir), str(out)]) == 0
-    policy = pgjax.load_policy(run_dir)
+    assert cli.main(["export", str(run_dir), str(out), "--seed", "1"]) == 0
+    policy = pgjax.load_policy(run_dir, seed=1)
     info = json.loads((out / "policy.json").read_text())
     assert info["observation_shape"] == [3] and info["action_shape"] == [1]
     obs = np.asarray(jax.random.normal(jax.random.key(3), (6, 3)) * 3.0, np.float32)

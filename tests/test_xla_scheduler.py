@@ -35,7 +35,8 @@ def test_pgjax_programs_hold_no_blocking_custom_call():
     """On the real programs (PPO, normalised observations, 3 seeds): the vmapped init (flax's
     orthogonal initialiser would put a batched QR there) and the update chunk are both safe under
     jaxlib's default concurrent scheduler. (Lowering only: the hang itself is timing-dependent.)"""
-    from pgjax import algorithms, train
+    from pgjax import algorithms
+    from pgjax import pure_train as train
     from pgjax.config import hparams_as_arrays
     algo = algorithms.get("ppo")
     config = algo.Config(env_id="CartPole-v1", num_envs=4, rollout_length=16, total_steps=4 * 16 * 4,
