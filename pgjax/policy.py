@@ -187,9 +187,15 @@ def export(policy: Policy, out_dir) -> Path:
     }
     for name, program in written.items():
         (out / FILES[name]).write_bytes(program.serialize())
-    action = jax.eval_shape(lambda o: policy.apply(params, o, None, policy.initial_memory(1))[0],
+    (out / FILES["info"]).write_text(json.dumps(describe(policy), indent=1, default=str) + "\n")
+    return out
+
+
+def describe(policy: Policy) -> dict:
+    """``policy.json`` of an exported policy: provenance, spaces, memory shapes, how to call it."""
+    action = jax.eval_shape(lambda o: policy.apply(policy.params, o, None, policy.initial_memory(1))[0],
                             jax.ShapeDtypeStruct((1, *policy.observation_shape), jnp.float32))
-    description = {
+    return {
         **policy.info, "observation_shape": list(policy.observation_shape),
         "observation_dtype": "float32", "action_shape": list(action.shape[1:]),
         "action_dtype": str(action.dtype), "recurrent": policy.recurrent,
@@ -201,8 +207,6 @@ def export(policy: Policy, out_dir) -> Path:
                 "call(jax.random.key_data(key), obs) (sampled); a recurrent policy takes and returns "
                 "its memory (zeros of memory_shapes at an episode's start)",
     }
-    (out / FILES["info"]).write_text(json.dumps(description, indent=1, default=str) + "\n")
-    return out
 
 
-__all__ = ["Policy", "export", "load_policy", "make_apply"]
+__all__ = ["Policy", "describe", "export", "load_policy", "make_apply"]
