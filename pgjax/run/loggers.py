@@ -24,10 +24,12 @@ import re
 import time
 import warnings
 from pathlib import Path
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from pgjax.run.records import ChunkRecord, Progress  # noqa: F401 - the sinks' events, re-exported
+from pgjax.run.thinning import setting_statistics
 
 
 def to_jsonable(value: Any) -> Any:
@@ -97,42 +99,6 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_json_atomic(path: Path, payload: Any) -> None:
     """``payload`` as JSON, through :func:`write_text_atomic`."""
     write_text_atomic(path, json.dumps(to_jsonable(payload), indent=2, sort_keys=True))
-
-
-@dataclass
-class ChunkRecord:
-    """Metric rows of one chunk: ``metrics[name]`` is ``[members, n]`` (``env_steps`` and ``fps``
-    included); column k is update ``updates[k]`` (1-based) or, once thinned
-    (:mod:`pgjax.run.thinning`), the mean over the ``span[k]`` updates ending there; ``live[m, k]``
-    says whether row (m, k) holds a real update of member m (a diverged member's rows stop after
-    the update it diverged at); ``marks[(m, k)]`` adds fields to a row."""
-    metrics: dict[str, np.ndarray]
-    labels: list[dict]
-    updates: np.ndarray
-    live: np.ndarray
-    marks: dict = field(default_factory=dict)
-    span: np.ndarray | None = None
-
-    def spans(self) -> np.ndarray:
-        return np.ones(len(self.updates), np.int64) if self.span is None else np.asarray(self.span)
-
-    def hidden(self) -> dict[str, np.ndarray]:
-        """The metrics with rows that are not live set to NaN (sinks skip non-finite values)."""
-        return {name: np.where(self.live, np.asarray(v, np.float64), np.nan)
-                for name, v in self.metrics.items()}
-
-
-@dataclass
-class Progress:
-    """What the live display shows after a chunk."""
-    env_steps: int
-    total_env_steps: int
-    last_returns: np.ndarray          # [members] latest finished-episode return (NaN: none yet)
-    steps_per_second: float
-    eta_seconds: float
-    last_eval: float | None
-    diverged: frozenset = frozenset()
-    eval_returns: np.ndarray | None = None  # [members] mean return of the latest evaluation
 
 
 class Sink:
@@ -269,7 +235,6 @@ class SettingsFile(JsonlFile):
         self.groups, self.setting_labels = groups, setting_labels
 
     def chunk(self, record: ChunkRecord) -> None:
-        from pgjax.run.thinning import setting_statistics
         names = sorted(set(record.metrics) - {"env_steps"})
         hidden = record.hidden()
         stats = {name: setting_statistics(hidden[name], self.groups) for name in names}
@@ -390,7 +355,6 @@ class TensorBoard(Sink):
         """``{suffix: [folders, ...]}``: each member's values, or each setting's mean/min/max."""
         if self.groups is None:
             return {"": values}
-        from pgjax.run.thinning import setting_statistics
         stats = setting_statistics(values, self.groups)
         return {f"/{stat}" if stat != "mean" else "": stats[stat] for stat in ("mean", "min", "max")}
 
@@ -467,7 +431,6 @@ class Wandb(Sink):
                      for g, (label, values) in enumerate(zip(setting_names, setting_values))]
 
     def _per_setting(self, values: np.ndarray) -> dict[str, np.ndarray]:
-        from pgjax.run.thinning import setting_statistics
         return setting_statistics(values, self.groups)
 
     def chunk(self, record: ChunkRecord) -> None:

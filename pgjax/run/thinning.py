@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from pgjax.run.loggers import ChunkRecord
+from pgjax.run.records import ChunkRecord
 
 QUANTILES = {"min": 0.0, "q25": 0.25, "median": 0.5, "q75": 0.75, "max": 1.0}
 
