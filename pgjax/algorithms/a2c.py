@@ -10,7 +10,7 @@ view):
 
 cut at episode ends (a termination contributes 0, a truncation bootstraps from V of the final
 observation). The loss adds the value regression and the entropy regularisation β·H(π(s_t))
-(the seed's β∇H term): L = −E[log π(a|s)·A] + c_v·½E[(V(s) − R)²] − β·E[H]. RMSProp by default,
+(the entropy term of Mnih et al. 2016): L = −E[log π(a|s)·A] + c_v·½E[(V(s) − R)²] − β·E[H]. RMSProp by default,
 as in the paper. ``advantage_estimator="gae"`` uses GAE(γ, λ) instead (Schulman et al. 2016;
 ``gae_lambda``), which at λ = 1 is the k-step estimate above.
 """

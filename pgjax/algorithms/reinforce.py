@@ -13,7 +13,7 @@ averaged over the steps of the batch. ``baseline`` selects b:
   (``critic_learning_rate``), as in Sutton & Barto's "REINFORCE with Baseline" box.
 
 For a Gaussian policy N(μ_θ(s), σ²) the score is (A_t − μ_θ(S_t))/σ²·∇μ_θ(S_t), so the update is
-exactly the seed's "Concrete example": θ ← θ + α G_t (A_t − μ_θ(S_t))/σ² ∇μ_θ(S_t).
+θ ← θ + α G_t (A_t − μ_θ(S_t))/σ² ∇μ_θ(S_t).
 
 Complete episodes. Each update rolls the vmapped environments for ``rollout_length`` steps (make
 it at least the time limit, the default for CartPole being 500). G_t is the discounted sum of
@@ -25,7 +25,8 @@ a critic exists (``baseline="learned"``); without one, the truncated return is t
 the rewards received, which undervalues states near the time limit — use a learned baseline (or
 a time limit the policy never reaches) where that matters.
 
-No γ^t factor multiplies the update (the seed's form; Sutton & Barto's boxed algorithm has one).
+No γ^t factor multiplies the update (as in most implementations; Sutton & Barto 2018 §13.3's
+boxed algorithm has one).
 
 ``loss_reduction``: ``"mean"`` (default) averages the loss over the valid steps of the batch;
 ``"sum"`` sums it, θ ← θ + α Σ_t (G_t − b(S_t)) ∇_θ log π_θ(A_t|S_t) (and likewise the value

@@ -1,4 +1,4 @@
-"""The cache of evaluation episodes (seed: "keep a cache of evaluation episodes").
+"""The cache of evaluation episodes: every evaluation's episodes, kept step by step.
 
 Every evaluation during a run saves its episodes, compressed, to
 ``runs/<name>/eval/step_<env steps>.npz``:

@@ -1,5 +1,5 @@
-"""A distinct evaluation routine (seed: "always have a distinct evaluation routine that runs a
-couple hundred eval episodes").
+"""A distinct evaluation routine: a couple hundred fresh episodes per member under fixed keys,
+apart from the training rollouts.
 
 ``evaluate`` runs ``num_episodes`` fresh environments in parallel, each for exactly one episode,
 under fixed evaluation keys (the same parameters always give the same numbers, so runs compare
