@@ -367,9 +367,15 @@ def test_an_algorithms_default_command_prints_no_warning_and_a_chosen_odd_budget
     from pgjax.run import runner
     algo = algorithms.get(name)
     config = algo.Config()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as default_run:
+        warnings.simplefilter("always")
         runner.warn_unusual(config, [algo.Hparams()])
+    assert [str(w.message) for w in default_run] == []
     odd = dataclasses.replace(config, total_steps=config.steps_per_update * 10 + 1)
-    with pytest.warns(UserWarning, match="is not a multiple"):
+    with warnings.catch_warnings(record=True) as chosen:
+        warnings.simplefilter("always")
         runner.warn_unusual(odd, [algo.Hparams()])
+    messages = [str(w.message) for w in chosen]
+    assert len(messages) == 1 and "is not a multiple" in messages[0]
+    # 10 whole updates run: the message names them, computed here by hand
+    assert f"trains 10 updates = {config.steps_per_update * 10} env steps" in messages[0]
