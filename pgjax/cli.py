@@ -48,6 +48,8 @@ def _parser(help_algorithm: str | None = None) -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     _what_to_train(train)
     _run_flags(train)
+    _parallel_flags(train)
+    _study_flags(train)
     _eval_parser(sub.add_parser("eval", help="re-evaluate a saved checkpoint of a run"))
     _episodes_parser(sub.add_parser("episodes", help="summarise a run's cache of evaluation episodes"))
     _export_parser(sub.add_parser("export", help="write one trained policy as a jax.export "
@@ -134,7 +136,8 @@ def _what_to_train(train) -> None:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="config or hyperparameter override; env.FIELD for EnvParams")
     train.add_argument("--sweep", action="append", default=[], metavar="KEY=SPEC",
-                       help="hyperparameter values to run side by side in one vmapped program; "
+                       help="values to sweep: hyperparameters side by side in one vmapped program, "
+                            "static config fields as one program per value (a study); "
                             "SPEC is V1,V2,... or log:LO:HI:N or lin:LO:HI:N (grids), or "
                             "loguniform:LO:HI, uniform:LO:HI, int:LO:HI, choice:A,B (random, with "
                             "--samples); several --sweep flags give their cartesian product")
@@ -179,9 +182,6 @@ def _run_flags(train) -> None:
     train.add_argument("--chunk-seconds", type=float, default=None,
                        help="wall time of one chunk of updates between host-side checks (default 3): "
                             "signals, progress and wall-time checkpoints wait at most this long")
-    train.add_argument("--devices", type=integer, default=None,
-                       help="split the population (seeds × settings) over this many local devices "
-                            "(default: as many as divide it; it must divide the population)")
     train.add_argument("--log-every-seconds", type=float, default=None, metavar="S",
                        help="each metrics row is the mean over about S seconds of updates (default "
                             "1; 0 writes a row per update: full detail)")
@@ -189,6 +189,15 @@ def _run_flags(train) -> None:
                        help="a population larger than K writes member rows less often and "
                             "TensorBoard per setting, so logs grow like K members' (default 16); "
                             "metrics_settings.jsonl always has every setting's seed statistics")
+    train.add_argument("--no-compile-cache", action="store_true", default=None,
+                       help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
+
+
+def _parallel_flags(train) -> None:
+    """``pgjax train`` flags that split a run over devices and processes."""
+    train.add_argument("--devices", type=integer, default=None,
+                       help="split the population (seeds × settings) over this many local devices "
+                            "(default: as many as divide it; it must divide the population)")
     train.add_argument("--shard", default=None, choices=["members", "envs"],
                        help="what --devices splits: the population (members, default) or each "
                             "member's environment batch (envs: data parallelism, gradients and "
@@ -201,6 +210,10 @@ def _run_flags(train) -> None:
     train.add_argument("--process-id", type=int, default=None, metavar="I",
                        help="multi-process run: this process's index, 0 … P-1; process 0 writes "
                             "the run folder (also PGJAX_PROCESS_ID)")
+
+
+def _study_flags(train) -> None:
+    """``pgjax train`` flags that spend a sweep's compute: PBT and successive halving."""
     train.add_argument("--pbt", action="store_true", default=None,
                        help="population-based training of the --sweep population (Jaderberg et al. "
                             "2017): after every evaluation but the last, the bottom --pbt-fraction "
@@ -218,8 +231,6 @@ def _run_flags(train) -> None:
     train.add_argument("--prune-rungs", type=integer, default=None, metavar="R",
                        help="halving: number of rungs, ending at the full budget (default: until "
                             "one setting is left)")
-    train.add_argument("--no-compile-cache", action="store_true", default=None,
-                       help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
 
 
 def _eval_parser(evaluate) -> None:
