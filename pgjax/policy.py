@@ -78,8 +78,8 @@ def _jitted(apply):
     return jax.jit(apply)
 
 
-def make_apply(config) -> tuple[Callable, Callable, bool]:
-    """(apply, initial_memory, recurrent) of ``config``'s network: ``apply(params, obs, key,
+def make_apply(config) -> tuple[Callable, Callable, bool, tuple]:
+    """(apply, initial_memory, recurrent, observation shape) of ``config``'s network: ``apply(params, obs, key,
     memory)`` normalises ``obs`` as :class:`pgjax.envs.wrappers.NormalizeObservation` does, acts
     as the evaluation does (:func:`pgjax.algorithms.common.policy_and_value_fns`: the mode, or a
     sample with ``key``) and clips a Box action as :class:`pgjax.envs.wrappers.ClipAction` does."""
@@ -107,7 +107,8 @@ def make_apply(config) -> tuple[Callable, Callable, bool]:
             action = jnp.clip(action, *bounds)
         return action, memory
 
-    return apply, functools.partial(recurrent.initial_memory, network), recurrent.is_recurrent(network)
+    return (apply, functools.partial(recurrent.initial_memory, network), recurrent.is_recurrent(network),
+            tuple(venv.observation_space(env_params).shape))
 
 
 def load_policy(run_dir, *, setting=None, seed=None, step: int | None = None,
@@ -142,16 +143,13 @@ def load_policy(run_dir, *, setting=None, seed=None, step: int | None = None,
     stats = obs_stats_of(state.env_state)
     params = {"network": pick(state.params),
               "obs_stats": None if stats is None else (pick(stats.mean), pick(stats.var))}
-    apply, initial_memory, is_recurrent = make_apply(spec.config)
-    from pgjax.algorithms import common
-    venv, env_params = common.make_env(spec.config)
+    apply, initial_memory, is_recurrent, observation_shape = make_apply(spec.config)
     label = population.labels()[member]
     info = {"run_dir": str(run_dir), "algorithm": spec.algorithm, "env_id": spec.config.env_id,
             "member": member, "seed": label["seed"],
             "setting": {k[3:]: v for k, v in label.items() if k.startswith("hp_")},
             "step": int(restored), "update": int(meta["update"]), "checkpoint": "best" if best else "latest"}
-    return Policy(apply, params, tuple(venv.observation_space(env_params).shape), is_recurrent,
-                  info, initial_memory)
+    return Policy(apply, params, observation_shape, is_recurrent, info, initial_memory)
 
 
 # --------------------------------------------------------------------------- export

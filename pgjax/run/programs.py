@@ -331,7 +331,7 @@ def _run_halving(study: Study, run_dir: Path, out, callbacks=()) -> tuple[RunRes
         if last:
             return result, mapping
         keep = halving.survivors(scores, eta)
-        previous = (folder, dataclasses.replace(spec), keep, end)
+        previous = (folder, spec, keep, end)
         alive = [alive[i] for i in keep]
     return result, mapping
 
