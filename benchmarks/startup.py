@@ -25,9 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.results_table import save_results  # noqa: E402
+from pgjax.run.options import RunOptions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALGORITHMS = ("ppo", "reinforce", "actor-critic", "a2c", "trpo", "impala")
@@ -35,14 +38,13 @@ ALGORITHMS = ("ppo", "reinforce", "actor-critic", "a2c", "trpo", "impala")
 
 def import_seconds() -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import pgjax.cli, pgjax.run.runner"], check=True)
+    subprocess.run([sys.executable, "-c", "import pgjax.cli, pgjax.run.runner"], check=True,
+                   env=_process_env(Path(tempfile.gettempdir())))
     return time.perf_counter() - start
 
 
 def first_progress(algo: str, seeds: int, cache: Path, runs: Path, name: str) -> dict:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PGJAX_CACHE_DIR": str(cache),
-           "PGJAX_COMPILATION_CACHE": "1"}
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env = _process_env(cache)
     argv = [sys.executable, "-m", "pgjax.cli", "train", algo, "--env", "CartPole-v1", "--seeds",
             str(seeds), "--runs-dir", str(runs), "--name", name, "--no-plots"]
     start = time.perf_counter()
@@ -64,15 +66,24 @@ def first_progress(algo: str, seeds: int, cache: Path, runs: Path, name: str) ->
 WHOLE = ["train", "ppo", "--seeds", "3", "--total-steps", "8192"]
 
 
-def whole_process(cache: Path, runs: Path, name: str) -> dict:
-    """Seconds of ``pgjax train ppo --seeds 3 --total-steps 8192`` (defaults otherwise: plots,
-    TensorBoard, 5 evaluations of 200 episodes, checkpoints) from the command to its exit, split
-    at its output lines: to the first line (imports, resolving the run), to "compiled in"
-    (compiling or loading the training program), to the summary table's last line (training,
-    evaluations, checkpoints), to exit (plots)."""
+def _process_env(cache: Path) -> dict:
+    """A user's process: the runner's compilation cache (and program store) in ``cache``, and
+    Python writing bytecode (a sandbox's PYTHONDONTWRITEBYTECODE would recompile every module of
+    pgjax at each start)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PGJAX_CACHE_DIR": str(cache),
            "PGJAX_COMPILATION_CACHE": "1"}
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    for name in ("JAX_COMPILATION_CACHE_DIR", "PYTHONDONTWRITEBYTECODE", "XLA_FLAGS"):
+        env.pop(name, None)
+    return env
+
+
+def whole_process(cache: Path, runs: Path, name: str) -> dict:
+    """Seconds of ``pgjax train ppo --seeds 3 --total-steps 8192`` (defaults otherwise: plots,
+    TensorBoard, the default evaluations of 200 episodes, checkpoints) from the command to its
+    exit, split at its output lines: to the first line (imports, resolving the run), to
+    "compiled in" (compiling or loading the training program), to the summary table's last line
+    (training, evaluations, checkpoints), to exit (plots)."""
+    env = _process_env(cache)
     argv = [sys.executable, "-m", "pgjax.cli", *WHOLE, "--runs-dir", str(runs), "--name", name]
     start = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -89,18 +100,36 @@ def whole_process(cache: Path, runs: Path, name: str) -> dict:
     return marks
 
 
-def measure_whole() -> dict:
-    with tempfile.TemporaryDirectory(prefix="pgjax-startup-") as scratch:
-        cache, runs = Path(scratch) / "cache", Path(scratch) / "runs"
-        cold, warm = whole_process(cache, runs, "cold"), whole_process(cache, runs, "warm")
-    return {"command": "pgjax " + " ".join(WHOLE), "import_s": import_seconds(), "cold": cold, "warm": warm}
+def _median(runs: list[dict]) -> dict:
+    return {key: float(np.median([r[key] for r in runs if key in r])) for key in runs[0]}
+
+
+def measure_whole(repeats: int = 3) -> dict:
+    """Cold (an empty cache) and warm (the second run on that cache), ``repeats`` times each;
+    medians. Bytecode is written first, as a user's first import does."""
+    subprocess.run([sys.executable, "-c", "import pgjax.cli, pgjax.run.runner, pgjax.report.figures"],
+                   check=True, env=_process_env(Path(tempfile.gettempdir())))
+    cold, warm = [], []
+    for repeat in range(repeats):
+        with tempfile.TemporaryDirectory(prefix="pgjax-startup-") as scratch:
+            cache, runs = Path(scratch) / "cache", Path(scratch) / "runs"
+            cold.append(whole_process(cache, runs, "cold"))
+            warm.append(whole_process(cache, runs, "warm"))
+            print(f"repeat {repeat}: cold {cold[-1]['exit_s']:.1f} s, warm {warm[-1]['exit_s']:.1f} s",
+                  flush=True)
+    return {"command": "pgjax " + " ".join(WHOLE), "import_s": import_seconds(), "repeats": repeats,
+            "num_evals": RunOptions().num_evals, "cold": _median(cold), "warm": _median(warm),
+            "cold_runs": cold, "warm_runs": warm}
 
 
 def whole_markdown(result: dict, machine: str) -> str:
-    lines = [f"`{result['command']}` as a whole process ({machine}), seconds from the command: "
-             f"imports alone take {result['import_s']:.1f} s (a fresh interpreter).", "",
-             "| cache | first output (imports, resolving) | compiled | summary (training, 5 evaluations, "
-             "checkpoints) | exit (plots) |", "|---|---:|---:|---:|---:|"]
+    lines = [f"`{result['command']}` as a whole process ({machine}), seconds from the command, "
+             f"median of {result.get('repeats', 1)}: imports alone take {result['import_s']:.1f} s "
+             "(a fresh interpreter). Cold: an empty compilation cache and program store "
+             "(`~/.cache/pgjax`); warm: the second run of the same command.", "",
+             f"| cache | first output (imports, resolving) | compiled | summary (training, "
+             f"{result.get('num_evals', 5)} evaluations, checkpoints) | exit (plots) |",
+             "|---|---:|---:|---:|---:|"]
     for which in ("cold", "warm"):
         m = result[which]
         lines.append(f"| {which} | {m.get('first_output_s', float('nan')):.1f} | {m.get('compiled_s', float('nan')):.1f} | "

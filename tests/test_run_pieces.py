@@ -48,17 +48,22 @@ def test_events_chunks_end_at_the_next_evaluation_or_checkpoint():
     assert [events.updates_to_next(d) for d in (0, 4, 5, 8, 10)] == [4, 1, 3, 2, 2]
     assert events.evaluation_due(4, 4) and not events.evaluation_due(3, 3)
     assert events.evaluation_due(9, 2)  # a chunk 7 -> 9 passed 8
-    # checkpoints: each default to the evaluations
+    # by default checkpoints follow wall time, not the evaluations: the end is the only point,
+    # and chunks end at evaluations alone
     default = Events.for_run(12, 100, RunOptions(num_evals=3))
-    assert default.checkpoint_points == default.eval_points
+    assert default.checkpoint_points == (12,) and default.eval_points == (4, 8, 12)
+    assert [default.updates_to_next(d) for d in (0, 4, 9)] == [4, 4, 3]
 
 
 def test_checkpoint_policy():
     events = Events.for_run(12, 100, RunOptions(num_evals=3, checkpoint_minutes=2.0))
     assert events.checkpoint_seconds == 120.0
+    assert RunOptions().checkpoint_minutes == 5.0
     due = lambda done, chunk, seconds=0.0, stopping=False: events.checkpoint_due(done, chunk, seconds, stopping)
-    assert due(4, 4)                       # scheduled point
+    assert not due(4, 4)                   # an evaluation is no checkpoint by itself
     assert not due(3, 3)                   # nothing due
+    every = Events.for_run(12, 100, RunOptions(num_evals=3, checkpoint_every=400))
+    assert every.checkpoint_due(4, 4, 0.0, False)  # a scheduled point (--checkpoint-every)
     assert due(3, 3, seconds=121.0)        # wall time since the last save
     assert not due(3, 3, seconds=119.0)
     assert due(3, 3, stopping=True)        # a signal arrived: save before stopping

@@ -162,6 +162,32 @@ def test_eval_cache_round_trip(reference):
     assert f"| {8 * CONFIG.steps_per_update:,d} | 12 | {cache['returns'].mean():.2f} |" in text
 
 
+def test_checkpoints_follow_wall_time_and_the_best_is_written_with_them(reference, tmp_path):
+    """By default a run saves at its end (and by wall time, and when stopped), not at each
+    evaluation: the reference's latest checkpoints are its last step alone. The best slot holds
+    the evaluation whose mean over members is highest (a NumPy argmax over eval.jsonl), written
+    with that save, not one write per evaluation."""
+    end = 8 * CONFIG.steps_per_update
+    checkpoints = Checkpoints(reference.run_dir, read_only=True)
+    assert checkpoints.steps() == [end]
+    rows = _rows(reference.run_dir / "eval.jsonl")
+    steps = sorted({r["env_steps"] for r in rows})
+    means = [np.mean([r["eval_return_mean"] for r in rows if r["env_steps"] == s]) for s in steps]
+    assert checkpoints.steps("best") == [steps[int(np.argmax(means))]]
+    checkpoints.close()
+    # an offer is held until the next save, and only one that beats the best so far
+    state = reference.final_state
+    writer = Checkpoints(tmp_path / "run")
+    assert writer.offer_best(64, state, {"update": 1}, 10.0)
+    assert writer.offer_best(128, state, {"update": 2}, 30.0)
+    assert not writer.offer_best(192, state, {"update": 3}, 20.0)
+    assert writer.steps("best") == []  # nothing written yet
+    writer.save(192, state, {"update": 3})
+    assert writer.steps("best") == [128] and writer.best_return() == 30.0
+    assert not writer.offer_best(256, state, {"update": 4}, 30.0)  # a tie keeps the first
+    writer.close()
+
+
 def test_pgjax_eval_reproduces_the_final_evaluation(reference, capsys, tmp_path):
     assert cli.main(["eval", str(reference.run_dir), "--episodes", "6", "--out",
                      str(tmp_path / "reeval.jsonl")]) == 0

@@ -62,7 +62,7 @@ def _legend_outside(figure, axes) -> None:
 
 def _save(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight")
+    figure.savefig(path)  # constrained layout already fits titles and the legend
     return path
 
 

@@ -196,6 +196,7 @@ class Checkpoints:
         self.read_only = read_only
         self.restored_step: int | None = None  # the step the last restore read
         self.damaged: dict[str, set[int]] = {"latest": set(), "best": set()}  # skipped by a restore
+        self._held_best: tuple | None = None  # (step, state, meta, eval return) until written
         root = Path(run_dir).absolute() / "checkpoints"
         if read_only:
             common = dict(read_only=True, create=False, cleanup_tmp_directories=False,
@@ -219,20 +220,46 @@ class Checkpoints:
 
     def save(self, step: int, state, meta: dict[str, Any]) -> None:
         """Save ``state`` (all members) and the runner's ``meta`` counters as ``step`` (in place of
-        a damaged save of that step that a restore skipped)."""
+        a damaged save of that step that a restore skipped), then the best state held by
+        :meth:`offer_best` since the last save, if any."""
         if step in self.latest.all_steps():
             if step not in self.damaged["latest"]:
+                self.write_best()
                 return
             with _orbax_quiet():
                 self.latest.delete(step)
             self.damaged["latest"].discard(step)
         self._save("latest", step, state, meta)
+        self.write_best()
 
-    def save_best(self, step: int, state, meta: dict[str, Any], eval_return: float) -> None:
-        """Offer ``state`` to the best-by-evaluation slot (kept only if it beats the saved one)."""
-        if step in self.best.all_steps():
+    def best_return(self) -> float:
+        """The evaluation return of the best state saved or held (-inf when there is none)."""
+        if self._held_best is not None:
+            return self._held_best[3]
+        step = self.best.best_step()
+        metrics = None if step is None else self.best.metrics(step)
+        return -math.inf if not metrics else float(metrics["eval_return"])
+
+    def offer_best(self, step: int, state, meta: dict[str, Any], eval_return: float) -> bool:
+        """Hold ``state`` for the best-by-evaluation slot when ``eval_return`` beats the best so
+        far; it is written with the next :meth:`save` (a run saves at its end and when it stops),
+        so evaluating often costs no extra writes. A process killed before that save loses the held
+        state, as it loses every update since its latest checkpoint; the resumed run evaluates at
+        the same step again and finds it again. Returns whether it was held."""
+        if step in self.best.all_steps() or not eval_return > self.best_return():
+            return False
+        self._held_best = (step, state, meta, float(eval_return))
+        return True
+
+    def write_best(self) -> None:
+        """Write the state :meth:`offer_best` holds, if any (orbax keeps the better of it and the
+        saved best)."""
+        if self._held_best is None:
             return
-        self._save("best", step, state, meta, metrics={"eval_return": float(eval_return)})
+        step, state, meta, eval_return = self._held_best
+        self._held_best = None
+        if step not in self.best.all_steps():
+            self._save("best", step, state, meta, metrics={"eval_return": eval_return})
 
     def _save(self, which: str, step: int, state, meta: dict[str, Any], **extra) -> None:
         """One orbax save, waited for; :class:`WriteFailed` naming the step's folder when it

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from pgjax import algorithms
+from pgjax.run import executables
 
 
 def member_is_healthy(params, metrics: dict) -> jax.Array:
@@ -91,8 +92,9 @@ def compiled_already(config, states, max_updates: int, shardings=None) -> bool:
 def compile_chunk(config, states, max_updates: int, shardings=None):
     """AOT-compile :func:`chunk_fn` for these state shapes (compile time is measured apart).
     Programs are kept per (config, max_updates, state shapes and shardings), so runs in one process
-    (a notebook, a test session, a resumed run) reuse them; JAX's persistent compilation cache
-    (:mod:`pgjax.run.compilation_cache`) does the same across processes. An update chunk has no
+    (a notebook, a test session, a resumed run) reuse them; the program store
+    (:mod:`pgjax.run.executables`) and JAX's persistent compilation cache
+    (:mod:`pgjax.run.compilation_cache`) do the same across processes. An update chunk has no
     blocking custom calls, so on CPU it gets XLA's faster scheduler (:func:`pgjax.compile_program`).
 
     ``shardings`` = (state, frozen, host) places the program on a mesh
@@ -109,8 +111,14 @@ def compile_chunk(config, states, max_updates: int, shardings=None):
             placement = dict(in_shardings=(state_sharding, frozen_sharding, host_sharding),
                              out_shardings=(state_sharding, frozen_sharding, host_sharding,
                                             host_sharding))
-        _COMPILED[key] = compile_program(jax.jit(chunk_fn(config, max_updates), **placement).lower(
-            states, frozen, jax.ShapeDtypeStruct((), jnp.int32)))
+        args = (states, frozen, jax.ShapeDtypeStruct((), jnp.int32))
+        if shardings is not None:
+            _COMPILED[key] = compile_program(
+                jax.jit(chunk_fn(config, max_updates), **placement).lower(*args))
+        else:
+            _COMPILED[key] = executables.load_or_compile(
+                ("chunk", *key), chunk_fn(config, max_updates), args, compile_program,
+                store=executables.storable(config))
     return _COMPILED[key]
 
 

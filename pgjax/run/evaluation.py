@@ -20,6 +20,7 @@ import numpy as np
 from pgjax import recurrent
 from pgjax.algorithms import common
 from pgjax.rollout import policy_step
+from pgjax.run import executables
 from pgjax.run.background import Background
 
 EVAL_SEED = 1_000_003  # fixed: every evaluation of every run uses the same episode keys
@@ -170,7 +171,11 @@ class EvalProgram:
         def build():
             start = time.perf_counter()
             try:
-                compiled = fn.lower(state.params, state.env_state).compile()
+                args = (state.params, state.env_state)
+                compiled = executables.load_or_compile(
+                    ("eval", config, episodes, options.greedy_eval, options.cache_episodes,
+                     executables.describe(args)), fn, args, lambda lowered: lowered.compile(),
+                    store=placement.count == 1 and executables.storable(config))
             finally:
                 self.seconds = time.perf_counter() - start
             memory.check_compiled(compiled, "the evaluation program", "eval_episodes", episodes,

@@ -18,12 +18,12 @@ PRUNERS = (None, "halving")
 class RunOptions:
     """Host-side choices; none of them changes the compiled update."""
     eval_episodes: int = 200
-    num_evals: int = 5                   # evaluations spread over the run, the last at the end
+    num_evals: int = 10                  # evaluations spread over the run, the last at the end
     eval_every: int | None = None        # env steps per member between evaluations (overrides num_evals)
     greedy_eval: bool = True
     cache_episodes: int = 20             # episodes per member kept step by step in eval/ (0: returns only)
-    checkpoint_every: int | None = None  # env steps per member (default: at every evaluation)
-    checkpoint_minutes: float = 10.0
+    checkpoint_every: int | None = None  # env steps per member (default: by wall time only)
+    checkpoint_minutes: float = 5.0      # a checkpoint after this much wall time (and at the end, and when stopped)
     keep_checkpoints: int = 3
     chunk_seconds: float = 3.0           # wall time a chunk of updates aims at (signals wait ≤ this)
     chunk_updates: int | None = None     # fixed updates per chunk instead (deterministic boundaries)

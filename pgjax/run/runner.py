@@ -63,7 +63,7 @@ import numpy as np
 from pgjax import algorithms
 from pgjax.config import ConfigError, require, validate_hparams
 from pgjax.run import chunks, compilation_cache, devices as run_devices, distributed, episodes
-from pgjax.run import memory
+from pgjax.run import executables, memory
 from pgjax.run import thinning
 from pgjax.run import folder as run_folder
 from pgjax.run import pbt_rounds
@@ -94,6 +94,16 @@ def init_program(config):
     resumes or re-evaluates the same config reuses it)."""
     algo = algorithms.for_config(config)
     return jax.jit(jax.vmap(lambda key, hparams: algo.init(config, hparams, key)))
+
+
+def initial_state(config, keys, hparams):
+    """The member-stacked train state :func:`init_program` makes, its program loaded from the
+    program store (:mod:`pgjax.run.executables`) when a process before this one compiled it."""
+    args = (keys, hparams)
+    compiled = executables.load_or_compile(
+        ("init", config, executables.describe(args)), init_program(config), args,
+        lambda lowered: lowered.compile(), store=executables.storable(config))
+    return compiled(keys, hparams)
 
 
 def warn_unusual(config, settings) -> None:
@@ -244,7 +254,7 @@ class _Run:
                 "max_chunk": self.max_chunk}
 
     def _init_state(self):
-        return init_program(self.config)(self.population.keys(), self.population.hparams())
+        return initial_state(self.config, self.population.keys(), self.population.hparams())
 
     def _print(self, text: str) -> None:
         if self.primary:
@@ -646,7 +656,7 @@ class _Loop:
             member_returns = self.final_eval["returns"].mean(axis=1)
             healthy = member_returns[~self.frozen] if (~self.frozen).any() else member_returns
             self.last_eval = float(healthy.mean())
-            self.checkpoints.save_best(steps, self.state, r.meta(done, self.train_seconds,
+            self.checkpoints.offer_best(steps, self.state, r.meta(done, self.train_seconds,
                                                                  self.last_eval), self.last_eval)
             if self.pbt_bounds is not None and done < r.num_updates:
                 self._pbt_round(member_returns, done)

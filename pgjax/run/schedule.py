@@ -37,10 +37,11 @@ class Events:
     @classmethod
     def for_run(cls, num_updates: int, steps_per_update: int, options, stops=()) -> "Events":
         """From :class:`pgjax.run.options.RunOptions`: ``num_evals`` spread evenly or one every
-        ``eval_every`` env steps; checkpoints at every evaluation unless ``checkpoint_every``; an
-        evaluation and a checkpoint at each of ``stops`` too (a rung's end)."""
+        ``eval_every`` env steps; checkpoints every ``checkpoint_every`` env steps when given
+        (otherwise by wall time, :meth:`checkpoint_due`); an evaluation and a checkpoint at each of
+        ``stops`` too (a rung's end)."""
         evals = schedule(num_updates, steps_per_update, options.eval_every, options.num_evals)
-        saves = evals if options.checkpoint_every is None else schedule(
+        saves = [num_updates] if options.checkpoint_every is None else schedule(
             num_updates, steps_per_update, options.checkpoint_every, 1)
         stops = tuple(sorted(set(stops)))
         return cls(num_updates, tuple(sorted(set(evals) | set(stops))),
