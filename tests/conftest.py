@@ -28,5 +28,9 @@ _TEST_CACHE = os.environ.get("PGJAX_TEST_CACHE_DIR") or os.path.join(
 if _TEST_CACHE.lower() != "off" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _TEST_CACHE
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    # and the program store beside it (pgjax.run.executables: traced programs, so a second session
+    # neither traces nor compiles them; a test that patches code inside a program must turn it off
+    # for that run, as it would poison the store under the unpatched program's key)
+    os.environ.setdefault("PGJAX_PROGRAM_STORE", "1")
 # the runner's own cache setting (pgjax.run.compilation_cache) must not redirect the tests' programs
 os.environ.setdefault("PGJAX_COMPILATION_CACHE", "0")

@@ -39,7 +39,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-MAX_ENTRIES = 64
+MAX_ENTRIES = 1024  # about 0.1 to 1 MB each
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "chex", "gymnax", "brax")
 _LOADED: dict = {}  # program key -> its compiled Program, in this process
 
@@ -88,10 +88,16 @@ def environment_key() -> tuple:
 
 
 def directory() -> Path | None:
-    """The store's folder (beside the compilation cache's), or None when the cache is off."""
+    """The store's folder (beside the compilation cache's), or None when the cache is off.
+    ``PGJAX_PROGRAM_STORE=0`` turns the store off alone; ``=1`` keeps it on beside a cache that
+    JAX was pointed at directly (``JAX_COMPILATION_CACHE_DIR``, as the test suite does) while
+    the runner's own cache setting is off."""
     from pgjax.run import compilation_cache
+    setting = os.environ.get("PGJAX_PROGRAM_STORE", "").strip().lower()
+    if setting in ("0", "false", "no", "off"):
+        return None
     cache = compilation_cache.directory()
-    if cache is None or not compilation_cache.wanted():
+    if cache is None or not (compilation_cache.wanted() or setting in ("1", "true", "yes", "on")):
         return None
     cache = Path(cache)
     return cache.with_name(cache.name + "-executables")
