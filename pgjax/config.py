@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from pgjax.config_error import ConfigError, require  # noqa: F401 - raised and re-exported here
 from pgjax.networks import ACTIVATIONS, FEATURE_TORSOS
 
 OPTIMIZERS = ("adam", "rmsprop", "rmsprop_torch", "sgd")  # built by pgjax.algorithms.common
@@ -37,14 +38,6 @@ INT32_MAX = 2 ** 31 - 1  # integers the compiled program holds are 32-bit (jax's
 SETTING = "pgjax.setting"  # the dataclass-field metadata key of a field's Setting
 
 
-class ConfigError(ValueError):
-    """A configuration or hyperparameter value that is not allowed."""
-
-
-def require(condition: bool, field: str, value: Any, allowed: str) -> None:
-    """Raise a :class:`ConfigError` naming the field, its bad value and what is allowed."""
-    if not condition:
-        raise ConfigError(f"{field}={value!r} is not allowed: {allowed}")
 
 
 # --------------------------------------------------------------------------- declarations

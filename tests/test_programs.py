@@ -118,6 +118,13 @@ def test_the_report_eval_and_best_config_of_a_static_sweep(static_run, tmp_path,
 SWEEP = ["learning_rate=log:1e-4:3e-2:4"]
 
 
+def test_reading_a_study_imports_no_jax(static_run, halving_run):
+    """`pgjax report`'s reader of a static sweep and of a halving study (study.json, the program
+    folders' rows) runs in an interpreter that never imports JAX (tests/test_layers.py)."""
+    from test_layers import assert_reads_without_jax
+    assert_reads_without_jax(static_run.run_dir, halving_run.run_dir)
+
+
 def _halving_spec(**extra):
     return programs.fresh(algorithm="ppo", total_steps=8 * 32, seed_count=2, assignments=TINY,
                           sweeps=SWEEP, given_options={**OPTIONS, "prune": "halving", "prune_eta": 4,

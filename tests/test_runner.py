@@ -162,6 +162,11 @@ def test_eval_cache_round_trip(reference):
     assert f"| {8 * CONFIG.steps_per_update:,d} | 12 | {cache['returns'].mean():.2f} |" in text
 
 
+def test_reading_a_run_imports_no_jax(reference):
+    from test_layers import assert_reads_without_jax
+    assert_reads_without_jax(reference.run_dir)
+
+
 def test_checkpoints_follow_wall_time_and_the_best_is_written_with_them(reference, tmp_path):
     """By default a run saves at its end (and by wall time, and when stopped), not at each
     evaluation: the reference's latest checkpoints are its last step alone. The best slot holds

@@ -24,7 +24,7 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _refuse(message: str) -> None:
-    from pgjax.config import ConfigError  # imported here: the report itself is NumPy + matplotlib
+    from pgjax.config_error import ConfigError
     raise ConfigError(message)
 
 
@@ -78,8 +78,8 @@ def _matches(table: dict, values: dict) -> bool:
 def _program_of(run: RunData, values: dict) -> tuple[dict, dict]:
     """(config.json record of the program where the study's setting ``values`` trained last, the
     swept hyperparameters among ``values``): a static value is part of that program's config."""
-    from pgjax.run import programs
-    from pgjax.run.spec import read_record
+    from pgjax.run import programs  # the study's own reading of --setting
+    from pgjax.run.saved import read_record
     folder, _ = programs.locate(run.path, ",".join(f"{k}={v}" for k, v in values.items()))
     static = (read_record(folder).get("study") or {}).get("static") or {}
     return read_record(folder), {k: v for k, v in values.items() if k not in static}

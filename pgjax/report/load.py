@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pgjax.config_error import ConfigError
+from pgjax.run import saved
+from pgjax.run.folder import read_status
+
 
 # Row keys that say which member and which point a row is, rather than being a metric.
 _LABEL_KEYS = frozenset({"seed", "member", "update", "env_steps", "greedy", "algorithm", "diverged"})
@@ -100,14 +104,12 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_record(run_dir: Path) -> dict:
-    """The run's ``config.json`` through :func:`pgjax.run.spec.read_record` (the one reader that
+    """The run's ``config.json`` through :func:`pgjax.run.saved.read_record` (the one reader that
     ``--resume``, ``pgjax eval`` and ``pgjax episodes`` use too). A record that reader refuses
     (missing, cut short, lacking fields) is read leniently instead, ``{}`` at worst: a report
     still shows what a broken run logged."""
-    from pgjax.config import ConfigError
-    from pgjax.run.spec import read_record
     try:
-        return read_record(run_dir)
+        return saved.read_record(run_dir)
     except ConfigError:
         return _read_json(Path(run_dir) / "config.json")
 
@@ -222,7 +224,6 @@ def load_run(run_dir) -> RunData:
                                              config.get("steps_per_update"))
     members, eval_steps, evals = align_rows(eval_rows, members)  # may add members seen only there
     metrics = {k: _pad_rows(v, len(members)) for k, v in metrics.items()}
-    from pgjax.run.folder import read_status
     return RunData(name=path.resolve().name, path=path, config=config, summary=summary,
                    members=members, env_steps=env_steps, metrics=metrics,
                    eval_env_steps=eval_steps, eval=evals,
@@ -233,10 +234,9 @@ def load_study(path: Path) -> RunData:
     """A study folder as one run: every program folder's metrics and evaluation rows, each member
     renumbered study-wide and labelled with its static values and swept hyperparameters (a
     halving study's setting continues from rung to rung: its rows from every rung it reached)."""
-    from pgjax.run import programs
-    folders, mapping = programs.member_mapping(path)
-    study = programs.load(path)
-    labels = [_member_label(label) for label in programs.member_labels(study)]
+    study = saved.read_study_checked(path)
+    folders, mapping = saved.study_member_mapping(path, study)
+    labels = [_member_label(label) for label in saved.study_member_labels(study)]
     train_rows, eval_rows, skipped = [], [], 0
     for folder, members in zip(folders, mapping):
         for name, into in (("metrics.jsonl", train_rows), ("eval.jsonl", eval_rows)):
@@ -247,10 +247,9 @@ def load_study(path: Path) -> RunData:
                      if isinstance(row.get("member"), int) and row["member"] < len(members)]
     members, env_steps, metrics = align_rows(train_rows, labels)
     members, eval_steps, evals = align_rows(eval_rows, members)
-    first = study.programs[0].spec.record()
+    first = study["programs"][0]["spec"]
     # the hyperparameters' spacing as recorded; a static key's is read from its values
-    config = {**first, "members": labels, "study_kind": study.kind}
-    from pgjax.run.folder import read_status
+    config = {**first, "members": labels, "study_kind": study["kind"]}
     return RunData(name=path.resolve().name, path=path, config=config,
                    summary=_read_json(path / "summary.json"), members=members, env_steps=env_steps,
                    metrics={k: _pad_rows(v, len(members)) for k, v in metrics.items()},

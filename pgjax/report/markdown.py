@@ -195,7 +195,7 @@ def report(run_dirs: Sequence, out_dir, *, smooth: int = 1, per_run_plots: bool 
     if not paths:
         raise ValueError("report needs at least one run directory")
     if not (isinstance(top, int) and top >= 1):
-        from pgjax.config import ConfigError
+        from pgjax.config_error import ConfigError
         raise ConfigError(f"--top={top!r} is not allowed: a positive integer (settings per sweep "
                           "whose learning curves are drawn)")
     runs = [load_run(p) for p in paths]

@@ -250,5 +250,5 @@ def axis_scales(run: RunData) -> dict[str, str]:
 
 
 def _refuse(message: str) -> None:
-    from pgjax.config import ConfigError  # imported here: the report itself is NumPy + matplotlib
+    from pgjax.config_error import ConfigError
     raise ConfigError(message)

@@ -1,6 +1,7 @@
 """The host side: everything that does I/O around the jitted training program.
 
     spec.py                       a run resolved once (RunSpec): from the command line or a folder
+    saved.py                      config.json and study.json read back, standard library alone
     spec_file.py, field_docs.py   run settings from files; what each setting means (for --help)
     options.py, population.py     run options (host-side choices); seeds × settings
     folder.py                     a run folder's life cycle: lock, status, fresh start or resume
@@ -14,6 +15,7 @@
     evaluation.py, episodes.py    the evaluation routine (and its program) and its episode cache
     summary.py                    the end of a run: result, summary.json, summary table
     compilation_cache.py          JAX's persistent compilation cache for runs
+    executables.py                the program store: traced programs kept between processes
 
 Nothing here is imported by the math layer or the algorithms; ``pgjax.cli`` parses arguments and
 calls into this package.

@@ -25,7 +25,7 @@ import stat
 import time
 from pathlib import Path
 
-from pgjax.config import ConfigError, require
+from pgjax.config_error import ConfigError, require
 from pgjax.run.loggers import write_json_atomic, writing
 
 RUNNING, INTERRUPTED, DIVERGED, COMPLETED = "running", "interrupted", "diverged", "completed"

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax.config import hparams_to_dict
+from pgjax.run import saved
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,9 @@ class Population:
         return len(self.seeds) * len(self.settings)
 
     def labels(self) -> list[dict]:
-        swept = _swept_fields(self.settings)
-        return [{"seed": seed, "member": i, **{f"hp_{k}": hparams_to_dict(hp)[k] for k in swept}}
-                for i, (hp, seed) in enumerate((hp, s) for hp in self.settings for s in self.seeds)]
+        """``{"seed", "member", "hp_<name>": value}`` per member (:func:`pgjax.run.saved.member_labels`,
+        what a reader of config.json computes too)."""
+        return saved.member_labels(self.seeds, [hparams_to_dict(hp) for hp in self.settings])
 
     def groups(self) -> list[list[int]]:
         """The member indices of each setting (its seeds)."""
@@ -101,8 +102,3 @@ class Population:
         return self.settings[0].replace(**{name: jnp.asarray(column(name)) for name in names})
 
 
-def _swept_fields(settings) -> list[str]:
-    if len(settings) < 2:
-        return []
-    dicts = [hparams_to_dict(hp) for hp in settings]
-    return [k for k in dicts[0] if any(d[k] != dicts[0][k] for d in dicts[1:])]

@@ -45,13 +45,12 @@ import numpy as np
 from pgjax import algorithms
 from pgjax.config import ConfigError, parse_setting, settings_of
 from pgjax.run import folder as run_folder
+from pgjax.run import saved as saved_records
 from pgjax.run import spec as run_specs
 from pgjax.run.loggers import write_json_atomic
 from pgjax.run.spec import RunSpec
+from pgjax.run.saved import HALVING, PROGRAMS_DIR, STATIC, STUDY_FILE
 from pgjax.run.summary import RunResult, summary_table
-
-STUDY_FILE, PROGRAMS_DIR = "study.json", "programs"
-STATIC, HALVING = "static", "halving"
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def fresh(*, algorithm: str | None = None, file: dict | None = None, sweeps=(), 
 def _with_static(spec: RunSpec, static: dict) -> RunSpec:
     """``spec`` with its program's static values in its study record (its loggers label each
     setting with them: TensorBoard's HParams, W&B's config)."""
-    values = {k: _json_value(v) for k, v in static.items()}
+    values = {k: saved_records.static_value(v) for k, v in static.items()}
     return dataclasses.replace(spec, study={**(spec.study or {}), "static": values})
 
 
@@ -201,10 +200,7 @@ def load(run_dir: Path, given_options: dict | None = None) -> Study:
 
 def read_record(run_dir: Path) -> dict:
     """``study.json`` as written (with the rungs run so far), ``{}`` when unreadable."""
-    try:
-        return json.loads((Path(run_dir) / STUDY_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+    return saved_records.read_study(run_dir)
 
 
 # --------------------------------------------------------------------------- running
@@ -386,15 +382,6 @@ def seed_rung(previous: Path, previous_spec: RunSpec, keep, end: int, folder: Pa
 
 # --------------------------------------------------------------------------- the study's summary
 
-def _json_value(text: str):
-    """A static value as the summary labels it: a number when it is one, else the text."""
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
-
-
 def study_summary(study: Study, run_dir: Path, mapping: list, wall_seconds: float) -> dict:
     """``summary.json`` of the study: every member of every setting (static values as ``hp_*``
     labels), its final evaluation (NaN for a setting that halving pruned), and the programs."""
@@ -466,43 +453,21 @@ def _diverged_rows(folder: Path) -> list[dict]:
 
 
 def _program_folders(study: Study, run_dir: Path) -> list[Path]:
-    if study.kind == HALVING:
-        rungs = read_record(run_dir).get("rungs", [])
-        return [run_dir / PROGRAMS_DIR / f"rung{r}" for r in range(max(len(rungs), 1))]
-    return [run_dir / PROGRAMS_DIR / p.name for p in study.programs]
+    return saved_records.study_folders(run_dir, {**study.record(), "rungs": read_record(run_dir).get("rungs") or []})
 
 
 def member_labels(study: Study) -> list[dict]:
-    """Every member of the study, numbered study-wide: seed, member, the swept hyperparameters
-    and static values (``hp_*``), and its program."""
-    from pgjax.run.population import Population
-    labels = []
-    if study.kind == HALVING:
-        spec = study.programs[0].spec
-        return [{**label, "algorithm": spec.algorithm}
-                for label in Population(spec.seeds, spec.settings).labels()]
-    for program in study.programs:
-        spec = program.spec
-        for label in Population(spec.seeds, spec.settings).labels():
-            labels.append({"seed": label["seed"], "member": len(labels),
-                           **{f"hp_{k}": _json_value(v) for k, v in program.static.items()},
-                           **{k: v for k, v in label.items() if k.startswith("hp_")},
-                           "algorithm": spec.algorithm, "program": program.name})
-    return labels
+    """Every member of the study, numbered study-wide (:func:`pgjax.run.saved.study_member_labels`)."""
+    return saved_records.study_member_labels(study.record())
 
 
 def member_mapping(run_dir: Path) -> tuple[list[Path], list[list[int]]]:
     """(program folders, the study-wide member index of each folder's members) of a study as far
-    as it ran: what a reader needs to put the folders' rows together."""
+    as it ran (:func:`pgjax.run.saved.study_member_mapping`); ConfigError for a study.json that is
+    not one."""
     study = load(run_dir)
-    folders = _program_folders(study, run_dir)
-    if study.kind == STATIC:
-        sizes = [len(p.spec.seeds) * len(p.spec.settings) for p in study.programs]
-        starts = np.cumsum([0] + sizes)
-        return folders, [list(range(starts[k], starts[k + 1])) for k in range(len(sizes))]
-    seeds = len(study.programs[0].spec.seeds)
-    rungs = read_record(run_dir).get("rungs") or [{"settings": list(range(len(study.programs[0].spec.settings)))}]
-    return folders, [[g * seeds + s for g in r["settings"] for s in range(seeds)] for r in rungs]
+    return saved_records.study_member_mapping(run_dir, {**study.record(),
+                                                "rungs": read_record(run_dir).get("rungs") or []})
 
 
 def study_lines(summary: dict) -> str:

@@ -30,6 +30,7 @@ from pgjax import algorithms
 from pgjax.config import (ConfigError, apply_overrides, config_differences, config_from_dict,
                           config_to_dict, hparams_from_dict, hparams_to_dict, parse_setting,
                           require, settings_of)
+from pgjax.run.saved import read_record  # noqa: F401 - the one config.json reader, re-exported
 from pgjax.run.spec_file import MAX_SEEDS, SEED_BOUND, check_seed_list
 
 DEFAULT_ENV, DEFAULT_SEEDS = "CartPole-v1", 3
@@ -238,27 +239,6 @@ def _merged_axes(from_file: list[str], from_flags: list[str]) -> list[str]:
     return [t for t in from_file if t.split("=", 1)[0].strip() not in flag_keys] + from_flags
 
 
-_REQUIRED_KEYS = ("algorithm", "config", "seeds")
-
-
-def read_record(run_dir: Path) -> dict:
-    """A run folder's ``config.json``, checked enough to be used: ConfigError (one line) when it is
-    missing, empty, not JSON or lacks what every run writes."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"run_dir={str(run_dir)!r} is not allowed: no config.json there (not a run folder)")
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError(f"{path} is not allowed: not readable JSON ({error}); it must be the "
-                          "config.json a run wrote") from None
-    missing = [k for k in _REQUIRED_KEYS if not isinstance(saved, dict) or k not in saved]
-    if missing or ("hparams" not in saved and "hparams_settings" not in saved):
-        raise ConfigError(f"{path} is not allowed: it lacks {missing or ['hparams']}; it must be "
-                          "the config.json a run wrote")
-    check_seed_list(saved["seeds"], f"{path}: seeds")
-    require(isinstance(saved["config"], dict), f"{path}: config", saved["config"], "a JSON object")
-    return saved
 
 
 def load(run_dir: Path, given_options: dict | None = None) -> RunSpec:

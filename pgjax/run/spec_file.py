@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pgjax.config import ConfigError
+from pgjax.config_error import ConfigError
 
 TOP_LEVEL = ("algorithm", "seeds", "config", "hparams", "hparams_settings", "sweep", "options")
 SEED_BOUND = 2 ** 32  # seeds are 32-bit unsigned integers (jax.random.key)

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from pgjax.config import ConfigError
+from pgjax.config_error import ConfigError
 
 
 def rung_updates(num_updates: int, num_settings: int, eta: int, num_rungs: int | None = None) -> list[int]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import jax
 import numpy as np
 
 
@@ -94,6 +93,7 @@ def copy_members(states, sources, obs_stats_path=None):
     member ``sources[i]`` in row ``i``: parameters, optimiser state, hyperparameters, ``extra``
     and, when ``obs_stats_path`` is given, the observation statistics (``get, set`` functions on
     the env state). Environment state, observations, keys and memory stay each member's own."""
+    import jax  # the rest of the study rules are NumPy alone
     gather = lambda tree: jax.tree.map(lambda x: x[sources], tree)
     changes = {name: gather(getattr(states, name)) for name in LEARNER_FIELDS}
     states = states.replace(**changes)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgjax.config import ConfigError
+from pgjax.config_error import ConfigError
 
 GRID_KINDS = ("list", "log", "lin")
 RANDOM_KINDS = ("loguniform", "uniform", "int", "choice")
