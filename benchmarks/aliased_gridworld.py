@@ -2,7 +2,7 @@
 value-based agent against a policy-gradient agent on features that cannot tell the grey cells
 apart.
 
-    python benchmarks/aliased_gridworld.py [--seeds 10] [--total-steps 160000]
+    python -m benchmarks.aliased_gridworld [--seeds 10] [--total-steps 160000]
 
 Writes ``benchmarks/figures/aliased_gridworld.png``, ``benchmarks/results/aliased_gridworld.json``
 and the markdown fragment ``benchmarks/results/aliased_gridworld.md``.
@@ -31,7 +31,6 @@ it acts (softmax / ε-greedy) and for its greedy version.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -39,18 +38,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import save_results  # noqa: E402
+from benchmarks.results_table import save_results
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from pgjax import envs  # noqa: E402
-from pgjax.envs import aliased_gridworld as ag  # noqa: E402
-import pgjax  # noqa: E402
-from pgjax.algorithms import common, reinforce  # noqa: E402
-from pgjax.networks import ActorCritic  # noqa: E402
+from pgjax import envs
+from pgjax.envs import aliased_gridworld as ag
+import pgjax
+from pgjax.algorithms import common, reinforce
+from pgjax.networks import ActorCritic
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_ID = ag.ENV_ID

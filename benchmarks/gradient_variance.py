@@ -1,7 +1,7 @@
 """The seed's "Baselines for controlling variance" slide, measured: the variance of REINFORCE's
 per-episode gradient estimate with and without a baseline, at fixed policy parameters.
 
-    python benchmarks/gradient_variance.py [--episodes 20000]
+    python -m benchmarks.gradient_variance [--episodes 20000]
 
 Writes ``benchmarks/figures/gradient_variance.png``, ``benchmarks/results/gradient_variance.json``
 and the markdown fragment ``benchmarks/results/gradient_variance.md``.
@@ -42,23 +42,21 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import save_results  # noqa: E402
+from benchmarks.results_table import save_results
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from pgjax import envs  # noqa: E402
-from pgjax.envs import bandit as bandit_env  # noqa: E402
-from pgjax.envs import short_corridor as sc  # noqa: E402
-from pgjax import diagnostics  # noqa: E402
+from pgjax import envs
+from pgjax.envs import bandit as bandit_env
+from pgjax.envs import short_corridor as sc
+from pgjax import diagnostics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 policy-gradient agent against an opponent that exploits predictable play learns to play
 uniformly at random, the game's only unexploitable strategy.
 
-    python benchmarks/iterated_rps.py [--seeds 5] [--total-steps 800000]
+    python -m benchmarks.iterated_rps [--seeds 5] [--total-steps 800000]
 
 Writes ``benchmarks/figures/iterated_rps.png``, ``benchmarks/results/iterated_rps.json`` and the
 markdown fragment ``benchmarks/results/iterated_rps.md``.
@@ -33,24 +33,22 @@ only for uniform play.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import save_results  # noqa: E402
+from benchmarks.results_table import save_results
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from pgjax.envs import iterated_rps as rps  # noqa: E402
-import pgjax  # noqa: E402
-from pgjax.algorithms import common, reinforce  # noqa: E402
-from pgjax.config import hparams_as_arrays  # noqa: E402
-from pgjax.networks import ActorCritic  # noqa: E402
+from pgjax.envs import iterated_rps as rps
+import pgjax
+from pgjax.algorithms import common, reinforce
+from pgjax.config import hparams_as_arrays
+from pgjax.networks import ActorCritic
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_ID = rps.ENV_ID

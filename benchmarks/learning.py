@@ -1,6 +1,6 @@
 """Learning benchmarks: 3 seeds (vmapped), 200 greedy evaluation episodes per seed at the end.
 
-    python benchmarks/learning.py [--only ppo:CartPole-v1,ppo:Pendulum-v1] [--seeds 3]
+    python -m benchmarks.learning [--only ppo:CartPole-v1,ppo:Pendulum-v1] [--seeds 3]
 
 Each row's settings are a file in ``benchmarks/configs/`` (``pgjax train --config
 benchmarks/configs/ppo-Pendulum-v1.toml`` runs one alone). Targets come from the issues
@@ -15,14 +15,12 @@ import argparse
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgjax.run import runner  # noqa: E402
+from pgjax.run import runner
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 FIGURES = Path(__file__).resolve().parent / "figures" / "learning"  # one learning curve per row

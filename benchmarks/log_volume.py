@@ -1,7 +1,7 @@
 """Bytes a run writes per hour of training (issue 15 §1): the bounded default logging against full
 detail (a row per update), for a small and a large population.
 
-    python benchmarks/log_volume.py [--members 3,2048] [--seconds 60]
+    python -m benchmarks.log_volume [--members 3,2048] [--seconds 60]
 
 Each case trains PPO on CartPole-v1 (the default network; 4 envs × 32 steps per member, so a
 2048-member update fits this CPU) in a subprocess for ``--seconds`` of training wall time (then
@@ -23,9 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import machine_description, save_results  # noqa: E402
+from benchmarks.results_table import machine_description, save_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = {"bounded (default)": None,

@@ -1,7 +1,7 @@
 """PPO throughput side by side with the peers a user would pick instead (issue 14).
 
     pip install -e ".[compare]"          # rejax (a JAX PPO on gymnax) from the package index
-    python benchmarks/peers.py [--shapes 4x128,64x128,2048x32] [--total-steps 500000] [--rounds 3]
+    python -m benchmarks.peers [--shapes 4x128,64x128,2048x32] [--total-steps 500000] [--rounds 3]
 
 Every framework trains PPO on gymnax's CartPole-v1 at one matched configuration per row: 64×64 tanh
 MLPs, 4 epochs × 4 minibatches, γ 0.99, λ 0.95, clip 0.2, entropy 0.01, value 0.5, lr 2.5e-4,
@@ -33,17 +33,15 @@ import argparse
 import importlib.metadata
 import importlib.util
 import os
-import sys
 import time
 from pathlib import Path
 
 import jax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pgjax  # noqa: E402
-from benchmarks.results_table import machine_description, save_results  # noqa: E402
-from pgjax.algorithms import ppo  # noqa: E402
+import pgjax
+from benchmarks.results_table import machine_description, save_results
+from pgjax.algorithms import ppo
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MATCHED = dict(learning_rate=2.5e-4, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01,

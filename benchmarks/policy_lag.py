@@ -1,6 +1,6 @@
 """Policy-lag study: IMPALA's final return against the actors' lag, with and without V-trace.
 
-    python benchmarks/policy_lag.py [--env CartPole-v1] [--total-steps 300000] [--lags 0,1,4,16]
+    python -m benchmarks.policy_lag [--env CartPole-v1] [--total-steps 300000] [--lags 0,1,4,16]
 
 For every lag L and correction ∈ {vtrace, none} it trains 3 seeds (one vmapped program, through
 ``pgjax.run.runner.run``) where the actors roll out with the learner's parameters from L updates ago
@@ -17,16 +17,14 @@ import argparse
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgjax.run import runner  # noqa: E402
-from pgjax.algorithms import impala  # noqa: E402
-from pgjax.config import apply_overrides  # noqa: E402
+from pgjax.run import runner
+from pgjax.algorithms import impala
+from pgjax.config import apply_overrides
 
 HERE = Path(__file__).resolve().parent
 # The CartPole settings of benchmarks/learning.py (RMSProp, 16 envs × 20 steps, lr 3e-3) but with a

@@ -1,6 +1,6 @@
 """Where a PPO update's time goes, and how close throughput is to this machine's limit (issue 14).
 
-    python benchmarks/ppo_profile.py [--envs 1,4,16,64,256,1024] [--rollout 128] [--updates 20]
+    python -m benchmarks.ppo_profile [--envs 1,4,16,64,256,1024] [--rollout 128] [--updates 20]
 
 Part 1, breakdown at (4 envs × 128 steps, 4 epochs × 4 minibatches, 64×64 tanh MLPs): each piece
 of ``ppo.update`` compiled alone and timed per update — the environments stepped with random
@@ -18,19 +18,17 @@ method, :mod:`pgjax.shuffle`).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import machine_description, save_results  # noqa: E402
-from pgjax import compile_program, estimators  # noqa: E402
-from pgjax.algorithms import common, ppo  # noqa: E402
-from pgjax.config import hparams_as_arrays  # noqa: E402
+from benchmarks.results_table import machine_description, save_results
+from pgjax import compile_program, estimators
+from pgjax.algorithms import common, ppo
+from pgjax.config import hparams_as_arrays
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

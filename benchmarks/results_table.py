@@ -2,7 +2,7 @@
 ``results/throughput.md`` (the docs' benchmarks page includes them; the suite checks they match
 their JSON, so no table is hand-copied).
 
-    python benchmarks/results_table.py
+    python -m benchmarks.results_table
 """
 
 from __future__ import annotations

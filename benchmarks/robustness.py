@@ -1,6 +1,6 @@
 """Robustness catalogue: every bad input and injected fault, with what it gets and what is kept.
 
-    python benchmarks/robustness.py [--no-faults]
+    python -m benchmarks.robustness [--no-faults]
 
 Each row records the command (scratch paths shown as ``…``), its exit status, whether a Python
 traceback appeared on stderr, the seconds it took, the first and last line of its message (stderr,
@@ -45,13 +45,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from benchmarks.results_table import save_results  # noqa: E402
+from benchmarks.results_table import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COMMAND = "python benchmarks/robustness.py"
+
+
+def _fault_harness():
+    """tests/test_faults.py, the subprocess harness of the fault rows, loaded from its file (the
+    tests folder is not a package)."""
+    import importlib.util
+    if "test_faults" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("test_faults", ROOT / "tests" / "test_faults.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["test_faults"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["test_faults"]
+COMMAND = "python -m benchmarks.robustness"
 
 # group key -> (title, what the group shows); the tables come in this order
 GROUPS = {
@@ -516,7 +526,7 @@ def same_as_reference(run_dir: Path, reference) -> str:
 def resumes(run_dir: Path, reference) -> str:
     """Resume with ``runner.run(resume=True)`` (the harness of tests/test_faults.py) and say how
     it ended."""
-    import test_faults as harness
+    harness = _fault_harness()
     try:
         harness._assert_resumes_to_reference(run_dir, reference)
         return "resumes bit-identical, every update logged once"
@@ -528,7 +538,7 @@ class Folder:
     """The fault cases on copies of one trained run."""
 
     def __init__(self, root: Path, finished, env: dict):
-        import test_faults as harness
+        harness = _fault_harness()
         self.root, self.finished, self.env = root, finished, env
         self.step = harness.CONFIG.steps_per_update  # 64 env steps per update
         self.count = 0
@@ -718,7 +728,7 @@ def flag_rows(f: Folder) -> list[dict]:
 def spawn_paused(env: dict, phase: str, release: Path, argv: list[str]) -> subprocess.Popen:
     """A child running ``pgjax argv`` that pauses at ``phase`` until ``release`` exists (the hooks
     of tests/test_faults.py's CHILD), with stdout and stderr piped."""
-    import test_faults as harness
+    harness = _fault_harness()
     args = [sys.executable, "-c", harness.CHILD, phase, str(harness.PHASES.get(phase, 1)),
             str(release), *argv]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -742,7 +752,7 @@ def during_training_rows(root: Path, reference, env: dict) -> list[dict]:
     """A trainer paused at its first evaluation (after update 4; it holds the lock and has saved
     checkpoints): `pgjax eval` and a second `pgjax train --resume` from this process; then the
     trainer is released and must finish, bit-identical to the uninterrupted run."""
-    import test_faults as harness
+    harness = _fault_harness()
     folder = root / "live"
     folder.mkdir()
     release = folder / "release"
@@ -777,7 +787,7 @@ def during_training_rows(root: Path, reference, env: dict) -> list[dict]:
 
 def process_fault_rows(root: Path, reference, env: dict) -> list[dict]:
     """A file size limit (RLIMIT_FSIZE) on the trainer, SIGINT during `pgjax eval`."""
-    import test_faults as harness
+    harness = _fault_harness()
     rows = []
     for what, where in (("log", "metrics_settings.jsonl"), ("checkpoint", "the first checkpoint")):
         folder = root / f"size-{what}"
@@ -810,7 +820,7 @@ def process_fault_rows(root: Path, reference, env: dict) -> list[dict]:
 def accepted_rows(root: Path, reference) -> list[dict]:
     """Inputs that are accepted: an integral float for --total-steps (trained to the end), and
     SLURM_NTASKS=4 outside a job step (one process, with a warning)."""
-    import test_faults as harness
+    harness = _fault_harness()
     work = root / "accepted"
     work.mkdir()
     argv = ["train", "ppo", "--total-steps", "1e5", "--seeds", "1", "--set", "num_envs=4", "--set",
@@ -849,7 +859,7 @@ def coordinator_row(root: Path) -> dict:
 def decoy_row(root: Path, reference, env: dict) -> dict:
     """``python -m pgjax.cli train …`` from a folder that holds an ``envs`` package whose import
     fails: pgjax must use pgjax.envs."""
-    import test_faults as harness
+    harness = _fault_harness()
     work = root / "decoy"
     (work / "envs").mkdir(parents=True)
     (work / "envs" / "__init__.py").write_text(
@@ -866,7 +876,7 @@ def decoy_row(root: Path, reference, env: dict) -> dict:
 def signal_rows(root: Path, reference, env: dict) -> list[dict]:
     """The first catalogue's faults: SIGINT, SIGTERM and SIGKILL at each of five phases, then a
     resume; two children at a time."""
-    import test_faults as harness
+    harness = _fault_harness()
     phases = ("before_compile", "compile", "mid_chunk", "evaluation", "checkpoint_write")
 
     def one(phase, name):
@@ -901,7 +911,7 @@ def signal_rows(root: Path, reference, env: dict) -> list[dict]:
 
 
 def faults(root: Path) -> list[dict]:
-    import test_faults as harness
+    harness = _fault_harness()
     from pgjax.algorithms import ppo
     from pgjax.run import runner
     env = child_env(root)

@@ -1,7 +1,7 @@
 """Steps/s against device count (issue 15 §4), for population parallelism (``--shard members``)
 and data parallelism (``--shard envs``), with the efficiency ``steps/s(N) / (N · steps/s(1))``.
 
-    python benchmarks/scaling.py [--devices 1,2,4] [--seconds 8]
+    python -m benchmarks.scaling [--devices 1,2,4] [--seconds 8]
 
 Each device count runs in its own subprocess (on CPU the devices are forced with
 ``--xla_force_host_platform_device_count``; on a GPU machine pass the real counts). Each cell
@@ -28,9 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import save_results  # noqa: E402
+from benchmarks.results_table import save_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")

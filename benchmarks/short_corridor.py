@@ -1,6 +1,6 @@
 """Sutton & Barto 2018, Figures 13.1 and 13.2: REINFORCE on the short corridor (Example 13.1).
 
-    python benchmarks/short_corridor.py [--runs 100] [--episodes 1000]
+    python -m benchmarks.short_corridor [--runs 100] [--episodes 1000]
 
 Writes ``benchmarks/figures/short_corridor_fig13_1.png``, ``…_fig13_2.png``,
 ``benchmarks/results/short_corridor.json`` and the markdown fragment
@@ -83,22 +83,20 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import save_results  # noqa: E402
+from benchmarks.results_table import save_results
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import jax
+import jax.numpy as jnp
 
-from pgjax.envs import short_corridor as sc  # noqa: E402
-from pgjax.algorithms import reinforce  # noqa: E402
-from pgjax.pure_train import scan_updates  # noqa: E402
+from pgjax.envs import short_corridor as sc
+from pgjax.algorithms import reinforce
+from pgjax.pure_train import scan_updates
 
 ROOT = Path(__file__).resolve().parents[1]
 FIG13_1_ALPHAS = (2.0**-12, 2.0**-13, 2.0**-14)

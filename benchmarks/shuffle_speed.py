@@ -2,7 +2,7 @@
 :func:`pgjax.shuffle.sorted_permutation` (the same order, bit for bit) and
 :func:`pgjax.shuffle.hashed_permutation` (issue 14).
 
-    python benchmarks/shuffle_speed.py [--sizes 512,8192,65536,131072,262144,524288] [--repeats 20]
+    python -m benchmarks.shuffle_speed [--sizes 512,8192,65536,131072,262144,524288] [--repeats 20]
 
 Each function is jitted alone and timed after compilation (best of three blocks of ``--repeats``
 calls). Writes ``benchmarks/results/shuffle_speed.{json,md}``. PPO's batches: 4 × 128 = 512,
@@ -12,17 +12,15 @@ calls). Writes ``benchmarks/results/shuffle_speed.{json,md}``. PPO's batches: 4 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import machine_description, save_results  # noqa: E402
-from pgjax import shuffle  # noqa: E402
+from benchmarks.results_table import machine_description, save_results
+from pgjax import shuffle
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

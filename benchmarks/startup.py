@@ -1,8 +1,8 @@
 """Start-up: how long a user waits before training shows progress, and how long a tiny run takes
 as a whole process.
 
-    python benchmarks/startup.py [--algos ppo,a2c] [--seeds 3]
-    python benchmarks/startup.py --whole      # pgjax train ppo --seeds 3 --total-steps 8192, to exit
+    python -m benchmarks.startup [--algos ppo,a2c] [--seeds 3]
+    python -m benchmarks.startup --whole      # pgjax train ppo --seeds 3 --total-steps 8192, to exit
 
 For every algorithm: the import time of ``pgjax.cli`` (a fresh interpreter), then ``pgjax train
 ALGO --env CartPole-v1 --seeds 3`` twice in a subprocess — cold (an empty persistent compilation
@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.results_table import save_results  # noqa: E402
-from pgjax.run.options import RunOptions  # noqa: E402
+from benchmarks.results_table import save_results
+from pgjax.run.options import RunOptions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALGORITHMS = ("ppo", "reinforce", "actor-critic", "a2c", "trpo", "impala")

@@ -1,6 +1,6 @@
 """Throughput: environment steps per second of whole jitted training runs, compile time apart.
 
-    python benchmarks/throughput.py [--algos ppo] [--total-steps 500000] [--repeats 2] [--lean]
+    python -m benchmarks.throughput [--algos ppo] [--total-steps 500000] [--repeats 2] [--lean]
 
 For every algorithm: (num_envs, rollout) = (4, 128), (64, 128), (2048, 32) with one seed, and 8 seeds
 vmapped at (4, 128). PPO uses 4 epochs × 4 minibatches. steps/s counts the steps of all seeds and
@@ -20,16 +20,14 @@ import argparse
 import dataclasses
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import jax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pgjax  # noqa: E402
-from pgjax import algorithms  # noqa: E402
+import pgjax
+from pgjax import algorithms
 
 SHAPES = [(4, 128, 1), (64, 128, 1), (2048, 32, 1), (4, 128, 8)]
 

@@ -408,7 +408,7 @@ def _eval(args) -> int:
         return 2
     from pgjax.run import runner
     try:  # in a worker thread, so that SIGINT/SIGTERM end it at once, even inside XLA
-        with StopSignals(sys.stderr) as stop:
+        with StopSignals() as stop:
             text, rows = while_listening(
                 stop, functools.partial(runner.reevaluation, episodes=args.episodes, step=args.step,
                                         which="best" if args.best else "latest", greedy=args.greedy,

@@ -153,3 +153,11 @@ def assert_reads_without_jax(*folders: Path) -> None:
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["loaded"] == [], result
     assert all(n > 0 for n in result["members"]), result
+
+
+def test_benchmark_scripts_import_the_installed_package():
+    """Benchmarks run as ``python -m benchmarks.NAME`` from the repository root and import pgjax as
+    installed: none edits ``sys.path``."""
+    edits = [p.name for p in sorted((ROOT / "benchmarks").glob("*.py"))
+             if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()]
+    assert edits == []

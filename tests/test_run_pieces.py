@@ -134,7 +134,7 @@ def test_summary_record_and_table():
 
 def test_stop_signals_turn_sigint_into_a_flag_and_restore_the_handler():
     before = signal.getsignal(signal.SIGINT)
-    with StopSignals(out=None) as stop:
+    with StopSignals() as stop:
         assert stop.installed and stop.received is None
         os.kill(os.getpid(), signal.SIGINT)
         deadline = time.monotonic() + 5
@@ -146,14 +146,14 @@ def test_stop_signals_turn_sigint_into_a_flag_and_restore_the_handler():
 
 def test_while_listening_stops_long_work_at_once():
     release = threading.Event()
-    with StopSignals(out=None) as stop:
+    with StopSignals() as stop:
         threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
         start = time.monotonic()
         with pytest.raises(StoppedBeforeTraining) as stopped:
             while_listening(stop, release.wait, 30)
         assert time.monotonic() - start < 5 and stopped.value.signum == signal.SIGTERM
     release.set()
-    with StopSignals(out=None) as stop:
+    with StopSignals() as stop:
         assert while_listening(stop, lambda x: x + 1, 1) == 2
 
 

@@ -42,10 +42,9 @@ class StopSignals:
     """SIGINT/SIGTERM set a flag the loop checks; a repeated signal only says what is happening.
     Installed only in the main thread (signal handlers cannot be set elsewhere)."""
 
-    def __init__(self, out):
+    def __init__(self):
         self.received: int | None = None
         self._previous = {}
-        self._err = out
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

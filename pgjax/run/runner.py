@@ -327,7 +327,7 @@ class _Run:
         distributed.barrier("pgjax-folder-ready")
         checkpoints = Checkpoints(self.run_dir, keep=self.options.keep_checkpoints)
         try:
-            with StopSignals(self.out) as stop:
+            with StopSignals() as stop:
                 return self._execute(checkpoints, resume, stop)
         except WriteFailed as error:
             saved = checkpoints.steps()
