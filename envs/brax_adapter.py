@@ -29,6 +29,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from .families import Family
+
 PREFIX = "brax:"
 BACKEND = "generalized"  # brax's default pipeline for its own environments
 
@@ -121,3 +123,7 @@ def make(env_id: str) -> BraxEnv:
     check_id(env_id)
     with jax.ensure_compile_time_eval():
         return BraxEnv(env_id[len(PREFIX):])
+
+
+FAMILY = Family(PREFIX, check_id, make, "brax:NAME for brax's environments with the [brax] extra",
+                package="brax")

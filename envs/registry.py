@@ -16,8 +16,12 @@ import jax
 
 from . import brax_adapter
 from ._gymnax import load as _load_gymnax
+from .families import family_of
 
 gymnax = _load_gymnax()
+
+# Suites behind an id prefix: an adapter module each (envs/families.py says what one holds)
+FAMILIES = (brax_adapter.FAMILY,)
 
 _OWN: dict[str, Callable[[], Any]] = {}
 
@@ -35,18 +39,20 @@ def registered_ids() -> list[str]:
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise ``ValueError`` naming close matches if ``env_id`` is unknown (no env is built).
-    ``brax:NAME`` ids are brax's environments (:mod:`envs.brax_adapter`, the ``[brax]`` extra)."""
-    if str(env_id).startswith(brax_adapter.PREFIX):
-        brax_adapter.check_id(env_id)
+    """Raise ``ValueError`` naming close matches if ``env_id`` is unknown (no env is built). An
+    id with a family's prefix (:data:`FAMILIES`, e.g. ``brax:NAME``) is checked by its family."""
+    family = family_of(env_id, FAMILIES)
+    if family is not None:
+        family.check_id(env_id)
         return
     known = registered_ids()
     if env_id in known:
         return
     close = difflib.get_close_matches(str(env_id), known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    families = "; ".join(family.help for family in FAMILIES)
     raise ValueError(f"unknown env id {env_id!r}{hint} (known ids: {', '.join(known)}, and "
-                     "brax:NAME for brax's environments with the [brax] extra)")
+                     f"{families})")
 
 
 def make(env_id: str, **param_overrides: Any):
@@ -55,8 +61,9 @@ def make(env_id: str, **param_overrides: Any):
     # Concrete arrays even when called inside a jit trace (e.g. a cached env first built while
     # tracing ``init``): a traced EnvParams leaf would leak out of that trace.
     with jax.ensure_compile_time_eval():
-        if env_id.startswith(brax_adapter.PREFIX):
-            env = brax_adapter.make(env_id)
+        family = family_of(env_id, FAMILIES)
+        if family is not None:
+            env = family.make(env_id)
             params = env.default_params
         elif env_id in _OWN:
             env = _OWN[env_id]()

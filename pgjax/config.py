@@ -362,8 +362,10 @@ def check_feature_args(torso: str, feature_args: tuple, obs_shape: tuple) -> Non
 class CommonConfig:
     """Fields every algorithm shares. Subclasses add their own and call ``super().__post_init__``."""
     env_id: str = setting(
-        "CartPole-v1", help="environment: a gymnax id, one of pgjax.envs' own, or brax:NAME",
-        rule="a registered environment id (pgjax.envs.registered_ids(), or brax:NAME)")
+        "CartPole-v1", help="environment: a gymnax id, one of pgjax.envs' own, or a suite's "
+        "PREFIX:NAME (brax:NAME)",
+        rule="a registered environment id (pgjax.envs.registered_ids(), or an id of a family in "
+             "pgjax.envs.registry.FAMILIES)")
     env_overrides: tuple[tuple[str, Any], ...] = setting(
         (), type="pairs", help="EnvParams fields, e.g. (('max_steps_in_episode', 200),); on the "
         "command line --set env.FIELD=VALUE", rule="a table of EnvParams field = value")

@@ -14,7 +14,8 @@ A program is found again by a key built from everything it is made of:
 - the caller's description of it (its configuration, the tree structure, shapes and dtypes of
   its arguments, its static arguments);
 - the bytes of every source file of pgjax (the package and its environments), and the versions of
-  jax, jaxlib, flax, optax, chex, gymnax and brax that trace it;
+  jax, jaxlib, flax, optax, chex, gymnax and each environment family's suite (brax, …) that
+  trace it;
 - the backend, its devices and the process settings that change a program (``XLA_FLAGS``,
   ``jax_enable_x64``, ``jax_default_matmul_precision``).
 
@@ -40,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 MAX_ENTRIES = 1024  # about 0.1 to 1 MB each
-_VERSIONED = ("jax", "jaxlib", "flax", "optax", "chex", "gymnax", "brax")
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "chex", "gymnax")  # and each environment family's
 _LOADED: dict = {}  # program key -> its compiled Program, in this process
 
 
@@ -69,8 +70,9 @@ def source_digest() -> str:
 
 
 def _versions() -> tuple:
+    from pgjax.envs.registry import FAMILIES
     found = []
-    for name in _VERSIONED:
+    for name in (*_VERSIONED, *(family.package for family in FAMILIES)):
         try:
             found.append((name, importlib.metadata.version(name)))
         except importlib.metadata.PackageNotFoundError:
@@ -110,7 +112,10 @@ def storable(config) -> bool:
     if jax.process_count() > 1 or not type(config).__module__.startswith("pgjax."):
         return False
     from pgjax.envs import registry
-    factory = registry._OWN.get(getattr(config, "env_id", None))
+    from pgjax.envs.families import family_of
+    env_id = getattr(config, "env_id", None)
+    family = family_of(env_id, registry.FAMILIES)
+    factory = family.make if family is not None else registry._OWN.get(env_id)
     return factory is None or getattr(factory, "__module__", "").startswith(("pgjax.", "envs."))
 
 
