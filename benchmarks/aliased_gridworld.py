@@ -47,7 +47,7 @@ import jax.numpy as jnp
 from pgjax import envs
 from pgjax.envs import aliased_gridworld as ag
 import pgjax
-from pgjax.algorithms import common, reinforce
+from pgjax.algorithms import setup, reinforce
 from pgjax.networks import ActorCritic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def pg_config(total_steps: int) -> reinforce.Config:
 
 def policy_probs(config, params):
     """Softmax probabilities ``[4 obs classes, 4]`` of the policy with ``params``."""
-    network = common.make_network(config)
+    network = setup.make_network(config)
     return network.apply(params, jnp.asarray(ag.distinct_observations()), method=ActorCritic.policy).probs
 
 

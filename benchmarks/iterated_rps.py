@@ -46,7 +46,7 @@ import jax.numpy as jnp
 
 from pgjax.envs import iterated_rps as rps
 import pgjax
-from pgjax.algorithms import common, reinforce
+from pgjax.algorithms import setup, reinforce
 from pgjax.config import hparams_as_arrays
 from pgjax.networks import ActorCritic
 
@@ -79,7 +79,7 @@ def make_config(total_steps: int) -> reinforce.Config:
 
 def policy_probs(config, params):
     """π(·|c) ``[10, 3]`` in every context."""
-    network = common.make_network(config)
+    network = setup.make_network(config)
     return network.apply(params, jnp.asarray(context_observations()), method=ActorCritic.policy).probs
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from benchmarks.results_table import machine_description, save_results
 from pgjax import compile_program, estimators
-from pgjax.algorithms import common, ppo
+from pgjax.algorithms import optimiser, score_function, setup, train_state, ppo
 from pgjax.config import hparams_as_arrays
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -62,7 +62,7 @@ def make(num_envs: int, rollout: int):
 def env_steps(config, updates: int):
     """``(env_state, key) -> env_state``: ``updates`` rollouts' worth of environment steps with
     random actions (no policy): what stepping the environments alone costs."""
-    venv, env_params = common.make_env(config)
+    venv, env_params = setup.make_env(config)
 
     def run(env_state, key):
         def step(env_state, k):
@@ -78,16 +78,16 @@ def breakdown(updates: int, num_envs: int = 4, rollout: int = 128) -> list[tuple
     per_update = lambda fn, *args: 1e3 * seconds_per_call(fn, *args) / updates
     env_only = env_steps(config, updates)
 
-    _, traj = common.collect(config, state)
-    advantages, targets = common.gae_and_targets(traj, 0.99, 0.95)
+    _, traj = train_state.collect(config, state)
+    advantages, targets = score_function.gae_and_targets(traj, 0.99, 0.95)
     batch = ppo.learning_batch(traj, advantages, targets)
-    network = common.make_network(config)
+    network = setup.make_network(config)
 
     def epochs(params, opt_state, key):
         def minibatch(carry, mb):
             params, opt_state = carry
             grads, _ = jax.grad(ppo._loss, has_aux=True)(params, network, mb, state.hparams, True, True)
-            params, opt_state, _ = common.apply_gradients(
+            params, opt_state, _ = optimiser.apply_gradients(
                 config, state.replace(params=params, opt_state=opt_state), grads)
             return (params, opt_state), None
 
@@ -108,7 +108,7 @@ def breakdown(updates: int, num_envs: int = 4, rollout: int = 128) -> list[tuple
     return [
         ("whole update", per_update(repeated(lambda s: ppo.update(config, s)[0], updates), state)),
         ("rollout: policy + env + critic on final obs", per_update(
-            repeated(lambda s: common.collect(config, s)[0], updates), state)),
+            repeated(lambda s: train_state.collect(config, s)[0], updates), state)),
         ("  of which env steps (random actions)", per_update(env_only, state.env_state, key)),
         ("GAE", per_update(gaes, traj)),
         ("minibatch shuffles (4 epochs)", per_update(shuffles, key)),

@@ -32,7 +32,7 @@ from flax import struct
 from pgjax.config_error import ConfigError, require  # noqa: F401 - raised and re-exported here
 from pgjax.networks import ACTIVATIONS, FEATURE_TORSOS
 
-OPTIMIZERS = ("adam", "rmsprop", "rmsprop_torch", "sgd")  # built by pgjax.algorithms.common
+OPTIMIZERS = ("adam", "rmsprop", "rmsprop_torch", "sgd")  # built by pgjax.algorithms.optimiser
 TORSOS = ("mlp", "cnn", "gru") + FEATURE_TORSOS
 INT32_MAX = 2 ** 31 - 1  # integers the compiled program holds are 32-bit (jax's default)
 SETTING = "pgjax.setting"  # the dataclass-field metadata key of a field's Setting

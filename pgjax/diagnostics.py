@@ -19,7 +19,7 @@ tr Σ/G, so ``mean_sq_norm`` over-estimates the signal by tr Σ/G and the SNR by
 bias-corrected signal ‖ḡ‖² − tr Σ̂/G can be negative, so it is not reported); and the SNR is
 NaN when tr Σ̂ = 0 (G identical estimates).
 
-Everything here is pure and jittable; :func:`pgjax.algorithms.common.gradient_diagnostics` is the
+Everything here is pure and jittable; :func:`pgjax.algorithms.update_metrics.gradient_diagnostics` is the
 one place the algorithms call it (behind ``config.log_grad_variance``). A bad shape raises
 :class:`~pgjax.errors.ShapeError` (a ``ValueError`` of the :mod:`pgjax.errors` family) naming the
 function and the argument.

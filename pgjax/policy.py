@@ -81,18 +81,18 @@ def _jitted(apply):
 def make_apply(config) -> tuple[Callable, Callable, bool, tuple]:
     """(apply, initial_memory, recurrent, observation shape) of ``config``'s network: ``apply(params, obs, key,
     memory)`` normalises ``obs`` as :class:`pgjax.envs.wrappers.NormalizeObservation` does, acts
-    as the evaluation does (:func:`pgjax.algorithms.common.policy_and_value_fns`: the mode, or a
+    as the evaluation does (:func:`pgjax.algorithms.setup.policy_and_value_fns`: the mode, or a
     sample with ``key``) and clips a Box action as :class:`pgjax.envs.wrappers.ClipAction` does."""
     from gymnax.environments import spaces
 
     from pgjax import recurrent
-    from pgjax.algorithms import common
-    network = common.make_network(config)
-    venv, env_params = common.make_env(config)
+    from pgjax.algorithms import setup
+    network = setup.make_network(config)
+    venv, env_params = setup.make_env(config)
     space = venv.action_space(env_params)
     bounds = (jnp.asarray(space.low), jnp.asarray(space.high)) if isinstance(space, spaces.Box) else None
-    greedy_fn, _ = common.policy_and_value_fns(network, greedy=True)
-    sampled_fn, _ = common.policy_and_value_fns(network, greedy=False)
+    greedy_fn, _ = setup.policy_and_value_fns(network, greedy=True)
+    sampled_fn, _ = setup.policy_and_value_fns(network, greedy=False)
 
     def apply(params, obs, key=None, memory=None):
         stats = params["obs_stats"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pgjax
-from pgjax.algorithms import a2c, actor_critic, common
+from pgjax.algorithms import a2c, actor_critic, setup
 from pgjax.config import hparams_as_arrays
 from pgjax.networks import ActorCritic
 from pgjax.rollout import Trajectory
@@ -272,7 +272,7 @@ def test_n_step_with_n_one_is_the_td_error_and_gae_differs_from_it():
 def test_psi_and_targets_of_q_critic_variants_match_numpy(variant, estimator):
     config = _psi_config(variant, estimator)
     assert config.uses_q_critic
-    network = common.make_network(config)
+    network = setup.make_network(config)
     traj = _random_trajectory(3)
     params = network.init(jax.random.key(0), traj.obs[0])
     psi, targets = actor_critic.psi_and_targets(config, params, traj, HP_PSI)

@@ -12,7 +12,7 @@ import pytest
 
 from pgjax import envs
 from pgjax import diagnostics
-from pgjax.algorithms import a2c, actor_critic, common, impala, ppo, reinforce, trpo
+from pgjax.algorithms import a2c, actor_critic, impala, ppo, reinforce, score_function, setup, trpo
 from pgjax.config import ConfigError, apply_overrides, hparams_as_arrays
 
 NOISE_KEYS = ("grad_variance", "grad_mean_sq_norm", "grad_snr")
@@ -51,7 +51,7 @@ def _masked_loss(params, batch):
     """A masked-mean loss on time-major [T, N, d] data, as the score-function loss reduces."""
     x, y, mask = batch
     pred = jnp.tanh(x @ params["w"]) + params["b"]
-    return common.masked_mean((pred - y) ** 2, mask)
+    return score_function.masked_mean((pred - y) ** 2, mask)
 
 
 def test_group_gradients_are_per_env_gradients_whose_weighted_mean_is_the_batch_gradient():
@@ -105,7 +105,7 @@ def test_reinforce_grad_variance_on_bandit_matches_closed_form_and_monte_carlo()
     _, env_params = envs.make("Bandit-v0")
     mu = np.asarray(env_params.arm_means, np.float64)
     var = np.asarray(env_params.arm_stds, np.float64) ** 2
-    network = common.make_network(config)
+    network = setup.make_network(config)
     obs = jnp.ones((1,))
     logits_of = lambda p: network.apply(p, obs, method=type(network).policy).logits
     jac = jax.jit(jax.jacobian(logits_of))(params)["params"]  # ∂h/∂θ, policy leaves only

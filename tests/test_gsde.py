@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.algorithms import a2c, actor_critic, common, ppo
+from pgjax.algorithms import a2c, actor_critic, ppo, setup, train_state
 from pgjax.config import ConfigError
 from pgjax.networks import ActorCritic, gsde_log_std
 
@@ -37,8 +37,8 @@ def test_actions_drawn_with_random_matrices_have_the_policys_spread():
     """Over many draws of Θ = σ ⊙ E, a = μ(s) + z(s)ᵀΘ has mean μ(s) and per-dimension std
     σ_j(s) of :meth:`ActorCritic.policy` (Monte Carlo, 40,000 draws: ±1.5% at 3σ)."""
     config = _config()
-    network = common.make_network(config)
-    state = common.init_train_state(config, a2c.Hparams(), jax.random.key(0))
+    network = setup.make_network(config)
+    state = train_state.init_train_state(config, a2c.Hparams(), jax.random.key(0))
     params = jax.tree_util.tree_map_with_path(  # an uneven σ matrix
         lambda path, x: x + jnp.arange(x.size).reshape(x.shape) * 0.1
         if jax.tree_util.keystr(path).endswith("['log_std']") else x, state.params)
@@ -54,9 +54,9 @@ def test_actions_drawn_with_random_matrices_have_the_policys_spread():
 
 def test_noise_is_one_matrix_per_environment_and_rollout():
     config = _config()
-    network = common.make_network(config)
-    state = common.init_train_state(config, a2c.Hparams(), jax.random.key(2))
-    collect = jax.jit(lambda s: common.collect(config, s))
+    network = setup.make_network(config)
+    state = train_state.init_train_state(config, a2c.Hparams(), jax.random.key(2))
+    collect = jax.jit(lambda s: train_state.collect(config, s))
     thetas = []
     for _ in range(2):
         before = state

@@ -12,7 +12,7 @@ import pytest
 import pgjax
 from pgjax import estimators
 from pgjax.run import evaluation
-from pgjax.algorithms import common, impala
+from pgjax.algorithms import train_state, impala
 from pgjax.config import ConfigError, hparams_as_arrays
 
 from float_compare import FEW_ADAM_UPDATES, ROLLOUT, assert_trees_close, assert_trees_far
@@ -26,7 +26,7 @@ HP = hparams_as_arrays(impala.Hparams(learning_rate=3e-2, lambda_=0.9))
 
 _update = jax.jit(impala.update, static_argnums=0)
 _init = jax.jit(impala.init, static_argnums=0)
-_collect = jax.jit(common.collect, static_argnums=0)
+_collect = jax.jit(train_state.collect, static_argnums=0)
 _learner_step = jax.jit(impala.learner_step, static_argnums=0)
 _terms = jax.jit(impala.vtrace_terms, static_argnums=0)
 

@@ -47,12 +47,18 @@ def _targets(name: str, node, is_package: bool, known) -> list[str]:
     return submodules + ([prefix] if prefix in known and not named_only_submodules else [])
 
 
+def _type_checking_only(node) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
 def import_graph() -> tuple[dict[str, set], dict[str, set]]:
-    """(module-level imports, imports inside functions) of every pgjax module."""
+    """(module-level imports, imports inside functions) of every pgjax module; imports made for
+    annotations alone (``if TYPE_CHECKING:``) load nothing and are left out."""
     known = modules()
     top, inner = {m: set() for m in known}, {m: set() for m in known}
     for name, path in known.items():
         tree = ast.parse(path.read_text())
+        tree.body = [statement for statement in tree.body if not _type_checking_only(statement)]
         module_level = set()
         for statement in tree.body:
             for node in ast.walk(statement):

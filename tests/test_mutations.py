@@ -25,7 +25,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from pgjax import envs
-from pgjax.algorithms import common, impala, ppo
+from pgjax.algorithms import optimiser, setup, train_state, impala, ppo
 from pgjax.config import hparams_as_arrays
 
 # ---------------------------------------------------------------------------------------------
@@ -291,18 +291,18 @@ PPO_HP = hparams_as_arrays(ppo.Hparams(learning_rate=1.0, gamma=0.9, gae_lambda=
                                        vf_coef=0.5))
 PPO_PARAMS_SEED = 11  # a policy with π(1|s) ≈ ½, so episodes both terminate and are truncated
 
-_collect = jax.jit(common.collect, static_argnums=0)  # one program for every rollout here
+_collect = jax.jit(train_state.collect, static_argnums=0)  # one program for every rollout here
 
 
 @pytest.fixture(scope="module")
 def clock_state():
     """A PPO train state on the Clock environment (reset environments, SGD optimiser state)."""
-    return jax.jit(common.init_train_state, static_argnums=0)(PPO_CONFIG, PPO_HP, jax.random.key(0))
+    return jax.jit(train_state.init_train_state, static_argnums=0)(PPO_CONFIG, PPO_HP, jax.random.key(0))
 
 
 @pytest.fixture(scope="module")
 def clock_rollout(clock_state):
-    """The PPO train state with random parameters, and the rollout ``common.collect`` (the shared
+    """The PPO train state with random parameters, and the rollout ``train_state.collect`` (the shared
     engine) takes from it."""
     state = clock_state.replace(params=random_params(clock_state.params, PPO_PARAMS_SEED))
     _, traj = _collect(PPO_CONFIG, state)
@@ -375,7 +375,7 @@ def loss_minibatch(clock_rollout):
 
 @pytest.fixture(scope="module")
 def ppo_loss_and_grad():
-    network = common.make_network(PPO_CONFIG)
+    network = setup.make_network(PPO_CONFIG)
 
     @jax.jit
     def run(params, batch, hparams):  # the configuration's defaults: clipped values, normalised A
@@ -529,7 +529,7 @@ def impala_run(clock_state):
     _, traj = _collect(PPO_CONFIG, clock_state.replace(params=pi_params), mu_params)
     state = clock_state.replace(  # IMPALA's learner state: π's parameters, its optimiser state
         params=pi_params, hparams=IMPALA_HP,
-        opt_state=common.make_optimizer(IMPALA_CONFIG, IMPALA_HP).init(pi_params))
+        opt_state=optimiser.make_optimizer(IMPALA_CONFIG, IMPALA_HP).init(pi_params))
 
     @jax.jit
     def learner(state, traj):

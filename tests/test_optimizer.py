@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pgjax
-from pgjax.algorithms import common, reinforce
+from pgjax.algorithms import optimiser, reinforce
 from pgjax.config import hparams_as_arrays
 
 from float_compare import assert_trees_close
@@ -36,8 +36,8 @@ def test_actor_and_critic_take_their_own_step_sizes():
     is far above the gradient's), compared leaf by leaf with the labels of ``critic_labels``."""
     state = reinforce.init(CONFIG, hparams_as_arrays(HPARAMS), jax.random.key(0))
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), state.params)
-    params, _, norm = common.apply_gradients(CONFIG, state, grads)
-    labels = common.critic_labels(state.params)
+    params, _, norm = optimiser.apply_gradients(CONFIG, state, grads)
+    labels = optimiser.critic_labels(state.params)
     for old, new, label in zip(jax.tree.leaves(state.params), jax.tree.leaves(params),
                                jax.tree.leaves(labels)):
         step = 0.003 if label == "critic" else 0.1
@@ -90,7 +90,7 @@ def _legacy_optimizer(hparams):
 
     def factory(learning_rate, max_grad_norm, critic_learning_rate):
         split = optax.multi_transform({"actor": optax.sgd(learning_rate),
-                                       "critic": optax.sgd(critic_learning_rate)}, common.critic_labels)
+                                       "critic": optax.sgd(critic_learning_rate)}, optimiser.critic_labels)
         return optax.chain(optax.clip_by_global_norm(max_grad_norm), split)
     return optax.inject_hyperparams(factory)(
         learning_rate=hparams.learning_rate, max_grad_norm=hparams.max_grad_norm,
@@ -136,7 +136,7 @@ def test_the_two_rmsprops_put_epsilon_where_they_say(optimizer, eps_in_root):
     want = jax.tree.map(lambda p: np.asarray(p, np.float64), state.params)
     v = jax.tree.map(lambda p: np.zeros(p.shape), state.params)
     for grads in grads_list:
-        state_params, opt_state, _ = common.apply_gradients(config, state, grads)
+        state_params, opt_state, _ = optimiser.apply_gradients(config, state, grads)
         state = state.replace(params=state_params, opt_state=opt_state)
         g = jax.tree.map(lambda x: np.asarray(x, np.float64), grads)
         v = jax.tree.map(lambda v, g: 0.99 * v + 0.01 * g**2, v, g)

@@ -19,7 +19,7 @@ import pytest
 
 import pgjax
 from pgjax import cli
-from pgjax.algorithms import common
+from pgjax.algorithms import setup
 from pgjax.config import ConfigError
 from pgjax.run import runner, spec as run_spec
 from pgjax.run.evaluation import eval_key, max_episode_steps
@@ -55,7 +55,7 @@ def stepped_returns(policy, config, episodes: int, greedy: bool = True) -> np.nd
     reset key, one action key and one environment key per step), its environment stack without
     the observation-normalising wrapper (the policy normalises)."""
     raw = dataclasses.replace(config, normalize_obs=False)
-    venv, env_params = common.make_env(raw, episodes, frozen_obs_stats=True, training=False,
+    venv, env_params = setup.make_env(raw, episodes, frozen_obs_stats=True, training=False,
                                        keep_final_state=True)
     reset_key, run_key = jax.random.split(eval_key())
     obs, state = venv.reset(reset_key, env_params)

@@ -13,7 +13,7 @@ import pytest
 
 from pgjax import envs
 from pgjax import recurrent, shuffle
-from pgjax.algorithms import a2c, common, ppo, reinforce, trpo
+from pgjax.algorithms import a2c, optimiser, ppo, reinforce, score_function, setup, train_state, trpo
 from pgjax.config import ConfigError
 from pgjax.networks import RecurrentActorCritic
 from pgjax.run import evaluation
@@ -145,10 +145,10 @@ def _gru_config(module=ppo, **changes):
 def collected():
     """A rollout of 16 steps with episodes cut at 5 steps (truncations) from a non-zero memory."""
     config = _gru_config()
-    state = common.init_train_state(config, ppo.Hparams(), jax.random.key(0))
-    state, _ = jax.jit(lambda s: common.collect(config, s))(state)  # memory now mid-episode
+    state = train_state.init_train_state(config, ppo.Hparams(), jax.random.key(0))
+    state, _ = jax.jit(lambda s: train_state.collect(config, s))(state)  # memory now mid-episode
     before = state
-    after, traj = jax.jit(lambda s: common.collect(config, s))(state)
+    after, traj = jax.jit(lambda s: train_state.collect(config, s))(state)
     return config, before, after, traj
 
 
@@ -158,8 +158,8 @@ def test_rollout_records_its_start_memory_and_recomputes_exactly(collected):
     for got, want in zip(traj.memory_start, before.memory, strict=True):
         np.testing.assert_array_equal(got, want)
     assert traj.truncated.any() and traj.episode_done.sum() >= 8
-    network = common.make_network(config)
-    dist, values = common.policy_and_values(network, before.params, traj.obs, traj.memory_start,
+    network = setup.make_network(config)
+    dist, values = setup.policy_and_values(network, before.params, traj.obs, traj.memory_start,
                                             traj.episode_done)
     np.testing.assert_allclose(dist.log_prob(traj.actions), traj.log_probs, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(values, traj.values, rtol=1e-5, atol=1e-5)
@@ -172,7 +172,7 @@ def test_rollout_records_its_start_memory_and_recomputes_exactly(collected):
 
 def test_bootstrap_value_uses_the_memory_that_saw_the_final_observation(collected):
     config, before, _, traj = collected
-    network = common.make_network(config)
+    network = setup.make_network(config)
     params = _np_tree(before.params)
     memory = [np.asarray(m, np.float64) for m in traj.memory_start]
     obs, final_obs = np.asarray(traj.obs, np.float64), np.asarray(traj.next_obs, np.float64)
@@ -192,7 +192,7 @@ def test_bootstrap_value_uses_the_memory_that_saw_the_final_observation(collecte
 def test_ppo_sequence_minibatches_are_whole_sequences_that_recompute_behaviour(collected):
     config, before, _, traj = collected
     config = dataclasses.replace(config, minibatches=2)
-    advantages, targets = common.gae_and_targets(traj, 0.99, 0.95)
+    advantages, targets = score_function.gae_and_targets(traj, 0.99, 0.95)
     batch = ppo.learning_batch(traj, advantages, targets)
     minibatches = ppo.shuffled_minibatches(config, batch, jax.random.key(5))
     assert minibatches.obs.shape == (2, 16, 2, 2) and minibatches.memory_start[0].shape == (2, 2, 8)
@@ -209,7 +209,7 @@ def test_ppo_sequence_minibatches_are_whole_sequences_that_recompute_behaviour(c
             np.testing.assert_array_equal(minibatches.memory_start[0][m, j], traj.memory_start[0][n])
     assert sorted(seen) == [0, 1, 2, 3]
     # at θ_old each minibatch recomputes the behaviour log-probs: ratio 1, nothing clipped
-    network = common.make_network(config)
+    network = setup.make_network(config)
     for m in range(2):
         mb = jax.tree.map(lambda x: x[m], minibatches)
         _, aux = ppo._loss(before.params, network, mb, ppo.Hparams(), True, True)
@@ -235,9 +235,9 @@ def test_evaluation_carries_and_resets_the_memory():
     # MemoryChain shows its context bit only in the first two observations: later observations
     # are the same in every episode, so acting differently there needs the memory
     config = _gru_config(env_id="MemoryChain-bsuite", env_overrides=())
-    network = common.make_network(config)
+    network = setup.make_network(config)
     episodes = 16
-    params = common.init_train_state(config, ppo.Hparams(), jax.random.key(1)).params
+    params = train_state.init_train_state(config, ppo.Hparams(), jax.random.key(1)).params
     params = jax.tree_util.tree_map_with_path(  # a sharper policy
         lambda path, x: x * 300.0 if "policy_head" in jax.tree_util.keystr(path) else x, params)
 
@@ -300,7 +300,7 @@ def test_recurrent_configs_refused_where_not_supported(module, changes, field):
 
 def test_reinforce_learned_baseline_steps_the_recurrent_critic_at_its_own_rate():
     config = _gru_config(reinforce, rollout_length=16, env_overrides=(("max_steps_in_episode", 5),))
-    labels = common.critic_labels(common.init_train_state(
+    labels = optimiser.critic_labels(train_state.init_train_state(
         config, reinforce.Hparams(), jax.random.key(0)).params)["params"]
     assert {k: set(jax.tree.leaves(v)) for k, v in labels.items()} == {
         "actor_encoder": {"actor"}, "actor_gru": {"actor"}, "policy_head": {"actor"},

@@ -9,7 +9,7 @@ import pytest
 
 import pgjax
 from pgjax import losses
-from pgjax.algorithms import common, reinforce
+from pgjax.algorithms import score_function, train_state, reinforce
 from pgjax.config import hparams_as_arrays
 from pgjax.networks import ActorCritic
 from pgjax.rollout import Trajectory
@@ -54,7 +54,7 @@ def test_gaussian_score_function_gradient_matches_concrete_example(ent_coef):
     traj = _trajectory(obs, jnp.asarray(actions, jnp.float32), np.zeros((T, B)), np.zeros((T, B)),
                        np.zeros((T, B)))
     hparams = reinforce.Hparams(ent_coef=ent_coef)
-    grads = jax.jit(jax.grad(lambda q: common.score_function_loss(
+    grads = jax.jit(jax.grad(lambda q: score_function.score_function_loss(
         q, network, traj, jnp.asarray(returns, jnp.float32), jnp.zeros((T, B)),
         jnp.asarray(mask, jnp.float32), hparams)[0]))(params)["params"]
 
@@ -77,7 +77,7 @@ PENDULUM_FEATURES, PENDULUM_LR, PENDULUM_GAMMA, BASELINE_DECAY = 6, 1e-3, 0.9, 0
 def pendulum_updates():
     """Three REINFORCE updates (running-average baseline, plain SGD) on Pendulum with a linear
     Gaussian policy on random-projection features; for each: (state before, state after, metrics,
-    the rollout the update saw — ``common.collect`` on the same state reproduces it)."""
+    the rollout the update saw — ``train_state.collect`` on the same state reproduces it)."""
     config = reinforce.Config(env_id="Pendulum-v1", baseline="running_average", torso="random_projection",
                               feature_args=(("num_features", PENDULUM_FEATURES), ("seed", 3)),
                               env_overrides=(("max_steps_in_episode", 40),), num_envs=2,
@@ -85,7 +85,7 @@ def pendulum_updates():
     hparams = hparams_as_arrays(reinforce.Hparams(learning_rate=PENDULUM_LR, gamma=PENDULUM_GAMMA,
                                                   max_grad_norm=1e9, baseline_decay=BASELINE_DECAY))
     state = jax.jit(lambda k: reinforce.init(config, hparams, k))(jax.random.key(0))
-    step = jax.jit(lambda s: (reinforce.update(config, s), common.collect(config, s)[1]))
+    step = jax.jit(lambda s: (reinforce.update(config, s), train_state.collect(config, s)[1]))
     out = []
     for _ in range(3):
         (new_state, metrics), traj = step(state)
@@ -271,7 +271,7 @@ def test_sum_reduction_is_the_textbook_sum_of_step_updates():
                               rollout_length=40, total_steps=80, loss_reduction="sum")
     policy_bias, value_bias = np.array([0.2, -0.1]), -4.0
     state = _corridor_state(config, policy_bias, value_bias)
-    _, traj = jax.jit(common.collect, static_argnums=0)(config, state)  # update's rollout key
+    _, traj = jax.jit(train_state.collect, static_argnums=0)(config, state)  # update's rollout key
     new_state, _ = jax.jit(reinforce.update, static_argnums=0)(config, state)
     rewards, done = np.asarray(traj.rewards, np.float64), np.asarray(traj.episode_done)
     actions = np.asarray(traj.actions)

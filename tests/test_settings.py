@@ -238,8 +238,8 @@ def test_env_integers_are_held_as_integers():
     _, params = make("CartPole-v1", max_steps_in_episode=2e2)
     assert params.max_steps_in_episode == 200 and type(params.max_steps_in_episode) is int
     _, config, _ = spec.config_and_hparams("ppo", None, None, ["env.max_steps_in_episode=1e3"])
-    from pgjax.algorithms import common
-    assert type(common.make_env(config)[1].max_steps_in_episode) is int
+    from pgjax.algorithms import setup
+    assert type(setup.make_env(config)[1].max_steps_in_episode) is int
 
 
 def test_feature_bounds_for_a_one_number_observation_can_be_bare_numbers():

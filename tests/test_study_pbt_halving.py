@@ -78,7 +78,7 @@ def test_explore_stays_in_range_and_touches_only_replaced_members():
 
 
 def test_copy_members_gathers_learner_state_and_keeps_each_members_experience():
-    from pgjax.algorithms.common import TrainState
+    from pgjax.algorithms.train_state import TrainState
     from pgjax.envs.wrappers import NormalizeObsState, RunningMeanStd, obs_stats_of, with_obs_stats
     m = 4
     stats = RunningMeanStd(mean=jnp.arange(m, dtype=jnp.float32)[:, None] * jnp.ones((m, 3)),

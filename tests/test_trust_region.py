@@ -8,7 +8,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from pgjax import estimators, trust_region
-from pgjax.algorithms import common, trpo
+from pgjax.algorithms import optimiser, score_function, setup, train_state, trpo
 from pgjax.config import hparams_as_arrays
 from pgjax.distributions import Categorical
 from pgjax.networks import ActorCritic
@@ -215,7 +215,7 @@ TRPO_CONFIG = trpo.Config(env_id="CartPole-v1", num_envs=4, rollout_length=64, t
 
 
 def _policy_stats(config, params, traj):
-    network = common.make_network(config)
+    network = setup.make_network(config)
     dist = network.apply(params, traj.obs, method=ActorCritic.policy)
     return dist, dist.log_prob(traj.actions)
 
@@ -225,19 +225,19 @@ MAX_KLS = (0.01, 0.05, 0.02, 0.01)  # one per seed
 
 def _update_and_recompute(state):
     """One TRPO update, and the achieved mean KL / surrogate improvement / actor change recomputed
-    on the same rollout (``common.collect`` on the same state reproduces it)."""
+    on the same rollout (``train_state.collect`` on the same state reproduces it)."""
     config = TRPO_CONFIG
     new_state, metrics = trpo.update(config, state)
-    _, traj = common.collect(config, state)
+    _, traj = train_state.collect(config, state)
     hp = state.hparams
     advantages = estimators.gae(traj.rewards, traj.values, traj.next_values, traj.discounts(hp.gamma),
                                 traj.dones(), hp.gae_lambda)
-    advantages = common.normalize(advantages)
+    advantages = score_function.normalize(advantages)
     old_dist, old_logp = _policy_stats(config, state.params, traj)
     new_dist, new_logp = _policy_stats(config, new_state.params, traj)
     kl = jnp.mean(old_dist.kl(new_dist))
     surrogate = lambda logp: jnp.mean(jnp.exp(logp - traj.log_probs) * advantages)
-    labels = common.critic_labels(state.params)
+    labels = optimiser.critic_labels(state.params)
     actor_change = jax.tree.map(lambda a, b, label: jnp.max(jnp.abs(a - b)) if label == "actor" else 0.0,
                                 new_state.params, state.params, labels)
     critic_change = jax.tree.map(lambda a, b, label: jnp.max(jnp.abs(a - b)) if label == "critic" else 0.0,

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from pgjax import estimators
-from pgjax.algorithms import common
+from pgjax.algorithms import optimiser, score_function, train_state, update_metrics
 from pgjax.config import CommonConfig, CommonHparams, setting
 
 NAME = "a2c"
@@ -56,8 +56,8 @@ class Hparams(CommonHparams):
         "advantages)")
 
 
-def init(config: Config, hparams: Hparams, key) -> common.TrainState:
-    return common.init_train_state(config, hparams, key)
+def init(config: Config, hparams: Hparams, key) -> train_state.TrainState:
+    return train_state.init_train_state(config, hparams, key)
 
 
 def k_step_returns(traj, gamma):
@@ -70,18 +70,18 @@ def advantages_and_targets(config: Config, traj, hparams):
     et al. 2016, eq. 16) with targets A + V; at λ = 1 the two are equal, at λ = 0 GAE is the TD
     error."""
     if config.advantage_estimator == "gae":
-        return common.gae_and_targets(traj, hparams.gamma, hparams.gae_lambda)
+        return score_function.gae_and_targets(traj, hparams.gamma, hparams.gae_lambda)
     returns = k_step_returns(traj, hparams.gamma)
     return returns - traj.values, returns
 
 
-def update(config: Config, state: common.TrainState):
-    learning_rate = common.current_learning_rate(config, state.hparams, state.update_step)
-    state, traj = common.collect(config, state)
+def update(config: Config, state: train_state.TrainState):
+    learning_rate = optimiser.current_learning_rate(config, state.hparams, state.update_step)
+    state, traj = train_state.collect(config, state)
     advantages, returns = advantages_and_targets(config, traj, state.hparams)
     if config.normalize_advantages:
-        advantages = common.normalize(advantages)
-    state, learn = common.score_function_update(config, state, traj, advantages, returns,
+        advantages = score_function.normalize(advantages)
+    state, learn = score_function.score_function_update(config, state, traj, advantages, returns,
                                                 jnp.ones_like(returns), learning_rate)
-    return state, {**learn, **common.common_metrics(state, traj, returns),
+    return state, {**learn, **update_metrics.common_metrics(state, traj, returns),
                    "advantage_mean": jnp.mean(advantages), "learning_rate": learning_rate}

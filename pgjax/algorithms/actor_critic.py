@@ -27,7 +27,7 @@ gradient theorem, Sutton & Barto 2018, §13.2 and §13.5):
   "onehot" / "random_projection" / "tile") and neural networks. Plain SGD, as in the book.
 
 All batch variants take one gradient step per rollout on the shared score-function loss
-(:func:`pgjax.algorithms.common.score_function_loss`); the critic has its own step size α^w
+(:func:`pgjax.algorithms.score_function.score_function_loss`); the critic has its own step size α^w
 (``critic_learning_rate``).
 """
 
@@ -42,7 +42,7 @@ import optax
 from flax import struct
 
 from pgjax import diagnostics, estimators
-from pgjax.algorithms import common
+from pgjax.algorithms import score_function, setup, train_state, update_metrics
 from pgjax.config import CommonConfig, CommonHparams, require, setting
 from pgjax.networks import ActorCritic
 
@@ -95,14 +95,14 @@ class Hparams(CommonHparams):
     max_grad_norm: Any = 10.0
 
 
-def init(config: Config, hparams: Hparams, key) -> common.TrainState:
+def init(config: Config, hparams: Hparams, key) -> train_state.TrainState:
     extra = None
     if config.variant == "td_lambda":
-        state = common.init_train_state(config, hparams, key)
+        state = train_state.init_train_state(config, hparams, key)
         zeros = jax.tree.map(lambda p: jnp.zeros((config.num_envs,) + p.shape, p.dtype), state.params)
         extra = {"z_actor": zeros, "z_critic": zeros, "discount_product": jnp.ones((config.num_envs,))}
         return state.replace(extra=extra)
-    return common.init_train_state(config, hparams, key)
+    return train_state.init_train_state(config, hparams, key)
 
 
 def psi_and_targets(config: Config, params, traj, hparams):
@@ -111,7 +111,7 @@ def psi_and_targets(config: Config, params, traj, hparams):
     discounts, dones = traj.discounts(hparams.gamma), traj.dones()
     one_step = traj.rewards + discounts * traj.next_values
     if config.uses_q_critic:
-        network = common.make_network(config)
+        network = setup.make_network(config)
         q = network.apply(params, traj.obs, method=ActorCritic.q_values)
         q_taken = jnp.take_along_axis(q, traj.actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
         psi = normalized_q(q_taken, hparams.gamma) if config.variant == "q" else q_taken - traj.values
@@ -121,7 +121,7 @@ def psi_and_targets(config: Config, params, traj, hparams):
     if config.advantage_estimator == "n_step":
         returns = estimators.n_step_returns(traj.rewards, traj.next_values, discounts, dones, config.n_steps)
         return returns - traj.values, returns
-    return common.gae_and_targets(traj, hparams.gamma, hparams.gae_lambda)
+    return score_function.gae_and_targets(traj, hparams.gamma, hparams.gae_lambda)
 
 
 def normalized_q(q_taken: jax.Array, gamma) -> jax.Array:
@@ -176,15 +176,15 @@ def td_lambda_step(network: ActorCritic, hparams, params, traces, transition, wi
     info = {"direction_norm": optax.tree.norm((actor_direction, critic_direction))}
     if with_stats:
         directions = jax.tree.map(lambda z: expand(delta, z) * z, z_actor)
-        info["stats"] = diagnostics.gradient_statistics(common.policy_leaves(directions))
+        info["stats"] = diagnostics.gradient_statistics(update_metrics.policy_leaves(directions))
     return params, new_traces, delta, info
 
 
-def _update_td_lambda(config: Config, state: common.TrainState):
+def _update_td_lambda(config: Config, state: train_state.TrainState):
     from pgjax.rollout import rollout
-    network = common.make_network(config)
-    venv, env_params = common.make_env(config)
-    policy_fn, value_fn = common.policy_and_value_fns(network)
+    network = setup.make_network(config)
+    venv, env_params = setup.make_env(config)
+    policy_fn, value_fn = setup.policy_and_value_fns(network)
     hp = state.hparams
 
     def on_step(params, learner, transition):
@@ -208,7 +208,7 @@ def _update_td_lambda(config: Config, state: common.TrainState):
     # per-step quantities averaged over the rollout; grad_norm is the mean norm of the update
     # direction (td_lambda_step), the online counterpart of a batch method's gradient norm
     means = {k: v / config.rollout_length for k, v in learner["sums"].items()}
-    metrics = {**common.common_metrics(state, traj, targets), "entropy": jnp.mean(dist.entropy()),
+    metrics = {**update_metrics.common_metrics(state, traj, targets), "entropy": jnp.mean(dist.entropy()),
                "online_abs_td_error": means.pop("abs_delta"), "grad_norm": means.pop("direction_norm"),
                "policy_loss": -jnp.mean(traj.log_probs * (targets - traj.values)),
                "value_loss": 0.5 * jnp.mean((targets - traj.values) ** 2),
@@ -224,11 +224,11 @@ def _td_lambda_learner(config: Config, traces) -> dict:
     return {"traces": traces, "sums": {name: jnp.asarray(0.0) for name in names}}
 
 
-def update(config: Config, state: common.TrainState):
+def update(config: Config, state: train_state.TrainState):
     if config.variant == "td_lambda":
         return _update_td_lambda(config, state)
-    state, traj = common.collect(config, state)
+    state, traj = train_state.collect(config, state)
     psi, targets = psi_and_targets(config, state.params, traj, state.hparams)
     mask = jnp.ones_like(traj.rewards)
-    state, learn = common.score_function_update(config, state, traj, psi, targets, mask)
-    return state, {**learn, **common.common_metrics(state, traj, targets), "psi_mean": jnp.mean(psi)}
+    state, learn = score_function.score_function_update(config, state, traj, psi, targets, mask)
+    return state, {**learn, **update_metrics.common_metrics(state, traj, targets), "psi_mean": jnp.mean(psi)}

@@ -8,7 +8,7 @@ quantity instead of an accident of timing:
 
 **Actors (policy lag).** ``policy_lag = L`` keeps a ring buffer of the last ``L`` parameter
 snapshots in ``state.extra``; update ``k`` rolls out (through the shared engine,
-:func:`pgjax.algorithms.common.collect`) with the *oldest* snapshot, i.e. with the learner's
+:func:`pgjax.algorithms.train_state.collect`) with the *oldest* snapshot, i.e. with the learner's
 parameters θ_{k−L} from L updates ago. The buffer starts filled with the initial parameters θ_0, so
 the lag actually used at update ``k`` is ``min(k, L)``: 0 at the first update (no older snapshot
 exists), then growing by one per update until it reaches ``L``. That number is reported as the
@@ -58,7 +58,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from pgjax import estimators, losses
-from pgjax.algorithms import common
+from pgjax.algorithms import optimiser, score_function, setup, train_state, update_metrics
 from pgjax.config import CommonConfig, CommonHparams, require, setting
 from pgjax.networks import ActorCritic
 from pgjax.rollout import Trajectory, episode_metrics
@@ -130,15 +130,15 @@ class Extra:
     queue_head: jax.Array         # int32: the slot the next trajectory goes into (the oldest)
 
 
-def init(config: Config, hparams: Hparams, key) -> common.TrainState:
-    state = common.init_train_state(config, hparams, key)
+def init(config: Config, hparams: Hparams, key) -> train_state.TrainState:
+    state = train_state.init_train_state(config, hparams, key)
     lag, size = config.policy_lag, config.queue_size
     snapshots = None
     if lag > 0:
         snapshots = jax.tree.map(lambda x: jnp.repeat(x[None], lag, axis=0), state.params)
     queue = None
     if size > 1:
-        template = jax.eval_shape(lambda: common.collect(config, state)[1])
+        template = jax.eval_shape(lambda: train_state.collect(config, state)[1])
         queue = jax.tree.map(lambda s: jnp.zeros((size,) + s.shape, s.dtype), template)
     extra = Extra(snapshots=snapshots, snapshot_versions=jnp.zeros((lag,), jnp.int32),
                   snapshot_head=jnp.asarray(0, jnp.int32), queue=queue,
@@ -147,7 +147,7 @@ def init(config: Config, hparams: Hparams, key) -> common.TrainState:
     return state.replace(extra=extra)
 
 
-def behaviour_params(config: Config, state: common.TrainState):
+def behaviour_params(config: Config, state: train_state.TrainState):
     """(μ's parameters, their version): the oldest snapshot in the ring buffer, or the current
     parameters when ``policy_lag = 0``. The version is the update index at which they were the
     learner's parameters, so ``update_step − version`` is the lag actually used."""
@@ -173,7 +173,7 @@ def vtrace_terms(config: Config, params, traj: Trajectory, hparams):
     """Everything the learner computes on one trajectory under ``params``: the distribution, log π,
     V(x_t), V(x'_t), log ρ (actual), and the V-trace targets ``vs`` and ``pg_advantages`` (with
     log ρ = 0 when ``config.correction == "none"``). Shapes ``[T, N]``."""
-    network = common.make_network(config)
+    network = setup.make_network(config)
     dist, values = network.apply(params, traj.obs)
     next_values = network.apply(params, traj.next_obs, method=ActorCritic.value)
     log_probs = dist.log_prob(traj.actions)
@@ -192,7 +192,7 @@ def loss(params, config: Config, traj: Trajectory, hparams):
     terms = vtrace_terms(config, params, traj, hparams)
     advantages = terms["pg_advantages"]
     if config.normalize_advantages:
-        advantages = common.normalize(advantages)
+        advantages = score_function.normalize(advantages)
     policy_loss = losses.policy_gradient_loss(terms["log_probs"], advantages)
     value_loss = losses.value_loss(terms["values"], terms["vs"])
     entropy = losses.entropy(terms["dist"])
@@ -210,22 +210,22 @@ def loss(params, config: Config, traj: Trajectory, hparams):
         "explained_variance": estimators.explained_variance(values, terms["vs"]),
         "vs_mean": jnp.mean(terms["vs"]),
         "advantage_mean": jnp.mean(terms["pg_advantages"]),
-        **common.value_metrics(learner_view, hparams.gamma),
+        **update_metrics.value_metrics(learner_view, hparams.gamma),
     }
     return total, aux
 
 
-def learner_step(config: Config, state: common.TrainState, traj: Trajectory, learning_rate):
+def learner_step(config: Config, state: train_state.TrainState, traj: Trajectory, learning_rate):
     """One gradient step on one trajectory; returns (state with new params/opt_state, metrics).
     With ``config.log_grad_variance`` the metrics add the gradient-noise statistics over one
     estimate per environment: the gradient of :func:`loss` on that env's ``[T, 1]`` slice of the
     trajectory (their mean is the step's gradient unless ``normalize_advantages``, which then
     normalises within each env)."""
     grads, aux = jax.grad(loss, has_aux=True)(state.params, config, traj, state.hparams)
-    noise = common.gradient_diagnostics(
+    noise = update_metrics.gradient_diagnostics(
         config, lambda p, group: loss(p, config, group, state.hparams)[0], state.params,
-        lambda: (common.env_groups(config, traj), None))
-    params, opt_state, grad_norm = common.apply_gradients(config, state, grads, learning_rate)
+        lambda: (update_metrics.env_groups(config, traj), None))
+    params, opt_state, grad_norm = optimiser.apply_gradients(config, state, grads, learning_rate)
     return state.replace(params=params, opt_state=opt_state), {**aux, "grad_norm": grad_norm, **noise}
 
 
@@ -241,16 +241,16 @@ def _enqueue(config: Config, extra: Extra, traj: Trajectory, version) -> Extra:
         queue_head=(head + 1) % config.queue_size)
 
 
-def update(config: Config, state: common.TrainState):
+def update(config: Config, state: train_state.TrainState):
     """Actors: one rollout with the lagged behaviour params → queue. Learner: ``replay_times``
     V-trace steps on queued trajectories (see the module doc). Returns (state, metrics)."""
     hp = state.hparams
     step = state.update_step
     learner_params = state.params
     mu_params, mu_version = behaviour_params(config, state)
-    state, fresh = common.collect(config, state, params=mu_params)
+    state, fresh = train_state.collect(config, state, params=mu_params)
     extra = _enqueue(config, state.extra, fresh, mu_version)
-    learning_rate = common.current_learning_rate(config, hp, step)
+    learning_rate = optimiser.current_learning_rate(config, hp, step)
 
     newest = (extra.queue_head - 1) % config.queue_size
     slots = (newest - jnp.asarray(config.replay_ages, jnp.int32)) % config.queue_size

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from pgjax import estimators, losses
-from pgjax.algorithms import common
+from pgjax.algorithms import optimiser, score_function, setup, train_state, update_metrics
 from pgjax.config import CommonConfig, CommonHparams, require, setting
 from pgjax.rollout import episode_metrics
 from pgjax import shuffle
@@ -68,8 +68,8 @@ class Hparams(CommonHparams):
         0.2, low=0, low_open=True, help="clip range of the value loss (with clip_value)")
 
 
-def init(config: Config, hparams: Hparams, key) -> common.TrainState:
-    return common.init_train_state(config, hparams, key)
+def init(config: Config, hparams: Hparams, key) -> train_state.TrainState:
+    return train_state.init_train_state(config, hparams, key)
 
 
 class Batch(NamedTuple):
@@ -87,11 +87,11 @@ class Batch(NamedTuple):
 
 def _loss(params, network, batch: Batch, hparams, clip_value: bool, normalize_advantages: bool):
     _, actions, old_log_probs, old_values, advantages, targets, _, _ = batch
-    dist, values = common.policy_and_values(network, params, batch.obs, batch.memory_start,
+    dist, values = setup.policy_and_values(network, params, batch.obs, batch.memory_start,
                                             batch.dones)
     log_probs = dist.log_prob(actions)
     if normalize_advantages:
-        advantages = common.normalize(advantages)
+        advantages = score_function.normalize(advantages)
     policy_loss = losses.ppo_clip_loss(log_probs, old_log_probs, advantages, hparams.clip_eps)
     value_loss = losses.value_loss(values, targets, old_values if clip_value else None,
                                    hparams.value_clip_eps if clip_value else None)
@@ -120,11 +120,11 @@ def learning_batch(traj, advantages, targets) -> Batch:
     memories for a recurrent policy."""
     batch = Batch(traj.obs, traj.actions, traj.log_probs, traj.values, advantages, targets)
     if traj.memory_start is None:
-        return common.flatten_time_batch(batch)
+        return score_function.flatten_time_batch(batch)
     return batch._replace(dones=traj.episode_done, memory_start=traj.memory_start)
 
 
-def update(config: Config, state: common.TrainState):
+def update(config: Config, state: train_state.TrainState):
     """rollout → GAE → epochs × minibatches of clipped-surrogate steps. Returns (state, metrics).
 
     With ``config.log_grad_variance`` the gradient-noise metrics compare the gradients of the
@@ -132,18 +132,18 @@ def update(config: Config, state: common.TrainState):
     rollout used (where the ratio is 1 and nothing is clipped), so they are G = ``minibatches``
     estimates of one gradient and not mixed with the parameter drift between minibatch steps."""
     hp = state.hparams
-    network = common.make_network(config)
-    state, traj = common.collect(config, state)
-    advantages, targets = common.gae_and_targets(traj, hp.gamma, hp.gae_lambda)
+    network = setup.make_network(config)
+    state, traj = train_state.collect(config, state)
+    advantages, targets = score_function.gae_and_targets(traj, hp.gamma, hp.gae_lambda)
     batch = learning_batch(traj, advantages, targets)
-    learning_rate = common.current_learning_rate(config, hp, state.update_step)
+    learning_rate = optimiser.current_learning_rate(config, hp, state.update_step)
     grad_fn = jax.grad(_loss, has_aux=True)
 
     def minibatch_step(carry, minibatch):
         params, opt_state = carry
         grads, aux = grad_fn(params, network, minibatch, hp, config.clip_value,
                              config.normalize_advantages)
-        params, opt_state, grad_norm = common.apply_gradients(
+        params, opt_state, grad_norm = optimiser.apply_gradients(
             config, state.replace(params=params, opt_state=opt_state), grads, learning_rate)
         return (params, opt_state), {**aux, "grad_norm": grad_norm}
 
@@ -152,7 +152,7 @@ def update(config: Config, state: common.TrainState):
 
     key, epochs_key = jax.random.split(state.key)
     epoch_keys = jax.random.split(epochs_key, config.epochs)
-    noise = common.gradient_diagnostics(
+    noise = update_metrics.gradient_diagnostics(
         config, lambda p, mb: _loss(p, network, mb, hp, config.clip_value, config.normalize_advantages)[0],
         state.params, lambda: (shuffled_minibatches(config, batch, epoch_keys[0]), None))
     (params, opt_state), learn_metrics = jax.lax.scan(
@@ -162,7 +162,7 @@ def update(config: Config, state: common.TrainState):
     metrics = {
         **jax.tree.map(jnp.mean, learn_metrics),
         **episode_metrics(traj),
-        **common.value_metrics(traj, hp.gamma),
+        **update_metrics.value_metrics(traj, hp.gamma),
         "explained_variance": estimators.explained_variance(traj.values, targets),
         "advantage_mean": jnp.mean(advantages),
         "learning_rate": learning_rate,

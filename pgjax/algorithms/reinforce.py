@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from pgjax import estimators
-from pgjax.algorithms import common
+from pgjax.algorithms import optimiser, score_function, train_state, update_metrics
 from pgjax.config import CommonConfig, CommonHparams, require, setting
 
 NAME = "reinforce"
@@ -88,21 +88,21 @@ class Hparams(CommonHparams):
         "b ← b + rate·(mean G − b)")
 
 
-def init(config: Config, hparams: Hparams, key) -> common.TrainState:
-    return common.init_train_state(config, hparams, key, extra={"running_baseline": jnp.zeros(())})
+def init(config: Config, hparams: Hparams, key) -> train_state.TrainState:
+    return train_state.init_train_state(config, hparams, key, extra={"running_baseline": jnp.zeros(())})
 
 
 def returns_and_mask(config: Config, traj, gamma):
     """(G_t, mask of steps whose episode completes in the segment)."""
     bootstrap = traj.next_values if config.baseline == "learned" else jnp.zeros_like(traj.rewards)
     returns = estimators.discounted_returns(traj.rewards, bootstrap, traj.discounts(gamma), traj.dones())
-    return returns, common.complete_episode_mask(traj.dones())
+    return returns, score_function.complete_episode_mask(traj.dones())
 
 
-def update(config: Config, state: common.TrainState):
+def update(config: Config, state: train_state.TrainState):
     hp = state.hparams
-    learning_rate = common.current_learning_rate(config, hp, state.update_step)
-    state, traj = common.collect(config, state)
+    learning_rate = optimiser.current_learning_rate(config, hp, state.update_step)
+    state, traj = train_state.collect(config, state)
     returns, mask = returns_and_mask(config, traj, hp.gamma)
     running = state.extra["running_baseline"]
     if config.baseline == "learned":
@@ -113,22 +113,22 @@ def update(config: Config, state: common.TrainState):
         baseline = jnp.zeros_like(returns)
     psi = returns - baseline
     if config.normalize_psi:
-        psi = psi / (jnp.sqrt(common.masked_mean(psi**2, mask)) + 1e-8)
+        psi = psi / (jnp.sqrt(score_function.masked_mean(psi**2, mask)) + 1e-8)
     if config.loss_reduction == "sum":
         # the masked mean times n = Σ mask is the masked sum: scale Ψ and the loss coefficients
         n = jnp.sum(mask)
         summed = hp.replace(vf_coef=hp.vf_coef * n, ent_coef=hp.ent_coef * n)
-        state, learn = common.score_function_update(config, state.replace(hparams=summed), traj,
+        state, learn = score_function.score_function_update(config, state.replace(hparams=summed), traj,
                                                     psi * n, returns, mask, learning_rate)
         state = state.replace(hparams=hp)
     else:
-        state, learn = common.score_function_update(config, state, traj, psi, returns, mask,
+        state, learn = score_function.score_function_update(config, state, traj, psi, returns, mask,
                                                     learning_rate)
-    mean_return = common.masked_mean(returns, mask)
+    mean_return = score_function.masked_mean(returns, mask)
     has_data = jnp.sum(mask) > 0
     running = jnp.where(has_data, running + hp.baseline_decay * (mean_return - running), running)
     state = state.replace(extra={"running_baseline": running})
-    metrics = {**learn, **common.common_metrics(state, traj, returns),
-               "baseline_mean": common.masked_mean(baseline, mask), "return_mean": mean_return,
+    metrics = {**learn, **update_metrics.common_metrics(state, traj, returns),
+               "baseline_mean": score_function.masked_mean(baseline, mask), "return_mean": mean_return,
                "valid_fraction": jnp.mean(mask), "learning_rate": learning_rate}
     return state, metrics

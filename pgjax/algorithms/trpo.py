@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from pgjax import losses, trust_region
-from pgjax.algorithms import common
+from pgjax.algorithms import optimiser, score_function, setup, train_state, update_metrics
 from pgjax.config import CommonConfig, CommonHparams, require, setting
 from pgjax.networks import ActorCritic
 from pgjax.shuffle import shuffled_minibatches
@@ -67,13 +67,13 @@ class Hparams(CommonHparams):
     ent_coef: Any = 0.0
 
 
-def init(config: Config, hparams: Hparams, key) -> common.TrainState:
-    return common.init_train_state(config, hparams, key)
+def init(config: Config, hparams: Hparams, key) -> train_state.TrainState:
+    return train_state.init_train_state(config, hparams, key)
 
 
 def _split(params):
     """(actor mask tree of bools) — True on policy leaves."""
-    return jax.tree.map(lambda label: label == "actor", common.critic_labels(params))
+    return jax.tree.map(lambda label: label == "actor", optimiser.critic_labels(params))
 
 
 def surrogate_objective(params, network: ActorCritic, samples, ent_coef):
@@ -90,7 +90,7 @@ def policy_step(config: Config, params, traj, advantages, hparams):
 
     With ``config.log_grad_variance`` the metrics add the gradient-noise statistics of g over one
     estimate per environment (the gradient of the surrogate on that env's steps; their mean is g)."""
-    network = common.make_network(config)
+    network = setup.make_network(config)
     actor_mask = _split(params)
     zero_critic = lambda tree: jax.tree.map(lambda x, m: x if m else jnp.zeros_like(x), tree, actor_mask)
     old_dist = network.apply(params, traj.obs, method=ActorCritic.policy)
@@ -115,16 +115,16 @@ def policy_step(config: Config, params, traj, advantages, hparams):
                "surrogate_improvement": improvement, "step_accepted": accepted.astype(jnp.float32),
                "policy_loss": -surrogate_old, "grad_norm": jnp.sqrt(trust_region.tree_vdot(g, g)),
                "entropy": jnp.mean(old_dist.entropy()), "approx_kl": kl,
-               **common.gradient_diagnostics(
+               **update_metrics.gradient_diagnostics(
                    config, lambda p, group: surrogate_objective(p, network, group, hparams.ent_coef),
-                   params, lambda: (common.env_groups(config, samples), None))}
+                   params, lambda: (update_metrics.env_groups(config, samples), None))}
     return new_params, metrics
 
 
-def critic_step(config: Config, state: common.TrainState, traj, targets):
+def critic_step(config: Config, state: train_state.TrainState, traj, targets):
     """Step 5: minibatch regression of V_φ on the targets; the policy leaves get no update."""
-    network = common.make_network(config)
-    batch = common.flatten_time_batch((traj.obs, targets))
+    network = setup.make_network(config)
+    batch = score_function.flatten_time_batch((traj.obs, targets))
     actor_mask = _split(state.params)
 
     def value_loss(params, minibatch):
@@ -135,7 +135,7 @@ def critic_step(config: Config, state: common.TrainState, traj, targets):
         params, opt_state = carry
         loss, grads = jax.value_and_grad(value_loss)(params, minibatch)
         grads = jax.tree.map(lambda g, m: jnp.where(m, 0.0, g), grads, actor_mask)
-        params, opt_state, _ = common.apply_gradients(config, state.replace(params=params, opt_state=opt_state), grads)
+        params, opt_state, _ = optimiser.apply_gradients(config, state.replace(params=params, opt_state=opt_state), grads)
         return (params, opt_state), loss
 
     def epoch(carry, key):
@@ -148,14 +148,14 @@ def critic_step(config: Config, state: common.TrainState, traj, targets):
     return state.replace(params=params, opt_state=opt_state, key=key), jnp.mean(value_losses)
 
 
-def update(config: Config, state: common.TrainState):
+def update(config: Config, state: train_state.TrainState):
     hp = state.hparams
-    state, traj = common.collect(config, state)
-    advantages, targets = common.gae_and_targets(traj, hp.gamma, hp.gae_lambda)
-    params, policy_metrics = policy_step(config, state.params, traj, common.normalize(advantages), hp)
+    state, traj = train_state.collect(config, state)
+    advantages, targets = score_function.gae_and_targets(traj, hp.gamma, hp.gae_lambda)
+    params, policy_metrics = policy_step(config, state.params, traj, score_function.normalize(advantages), hp)
     state, value_loss = critic_step(config, state.replace(params=params), traj, targets)
     state = state.replace(update_step=state.update_step + 1)
-    metrics = {**policy_metrics, **common.common_metrics(state, traj, targets), "value_loss": value_loss,
+    metrics = {**policy_metrics, **update_metrics.common_metrics(state, traj, targets), "value_loss": value_loss,
                "total_loss": policy_metrics["policy_loss"] + value_loss,
                "clip_fraction": jnp.asarray(0.0)}
     return state, metrics

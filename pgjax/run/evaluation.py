@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pgjax import recurrent
-from pgjax.algorithms import common
+from pgjax.algorithms import setup
 from pgjax.rollout import policy_step
 from pgjax.run import executables
 from pgjax.run.background import Background
@@ -32,7 +32,7 @@ def eval_key(index: int = 0) -> jax.Array:
 
 
 def max_episode_steps(config) -> int:
-    _, env_params = common.make_env(config)
+    _, env_params = setup.make_env(config)
     return int(env_params.max_steps_in_episode)
 
 
@@ -59,10 +59,10 @@ def evaluate(config, params, env_state_for_stats, key, num_episodes: int = 200, 
     """
     num_recorded = num_episodes if record is True else min(int(record), num_episodes)
     # one env program whether recording or not, so every evaluation of the same parameters agrees
-    venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False,
+    venv, env_params = setup.make_env(config, num_episodes, frozen_obs_stats=True, training=False,
                                        keep_final_state=True)
-    network = common.make_network(config)
-    policy_fn, _ = common.policy_and_value_fns(network, greedy=greedy)
+    network = setup.make_network(config)
+    policy_fn, _ = setup.policy_and_value_fns(network, greedy=greedy)
     reset_key, run_key = jax.random.split(key)
     obs, env_state = _reset(config, venv, env_params, reset_key, env_state_for_stats)
     memory = recurrent.initial_memory(network, num_episodes)

@@ -216,8 +216,8 @@ def evaluation_estimate(config, members: int, episodes: int, cache_episodes: int
 def _eval_env_bytes(config, num_episodes: int) -> int:
     """Bytes of the observations and states of ``num_episodes`` evaluation environments (the
     environment stack :func:`pgjax.run.evaluation.evaluate` builds, traced, not run)."""
-    from pgjax.algorithms import common
-    venv, env_params = common.make_env(config, num_episodes, frozen_obs_stats=True, training=False,
+    from pgjax.algorithms import setup
+    venv, env_params = setup.make_env(config, num_episodes, frozen_obs_stats=True, training=False,
                                        keep_final_state=True)
     key = jax.eval_shape(lambda: jax.random.key(0))
     return nbytes(jax.eval_shape(venv.reset, key, env_params))
