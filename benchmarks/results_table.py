@@ -47,8 +47,9 @@ def machine_description() -> str:
 
 
 def save_results(results_dir: Path, name: str, result: dict, markdown: str, indent: int = 2) -> None:
-    """Write a study's ``<name>.json`` and its markdown fragment ``<name>.md`` (the table pasted
-    into RESULTS.md) to ``results_dir``, and print the fragment."""
+    """Write a study's ``<name>.json`` and its markdown fragment ``<name>.md`` (the table
+    ``python -m benchmarks.readme`` gathers into benchmarks/README.md) to ``results_dir``, and
+    print the fragment."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(result, indent=indent))

@@ -138,7 +138,21 @@ def test_the_benchmark_tables_the_docs_include_are_their_json_rendered():
     for name, render in tables.TABLES.items():
         import json
         expected = render(json.loads((results / f"{name}.json").read_text())) + "\n"
-        assert (results / f"{name}.md").read_text() == expected, f"run python {path.relative_to(ROOT)}"
+        assert (results / f"{name}.md").read_text() == expected, "run python -m benchmarks.results_table"
+
+
+def test_the_benchmarks_readme_is_generated_from_the_results():
+    """benchmarks/README.md is what benchmarks/readme.py writes from results/ today (a table
+    regenerated without the page, or the page edited by hand, fails here) and stays short."""
+    import importlib.util
+    path = ROOT / "benchmarks" / "readme.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_readme", path)
+    readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme)
+    page = (ROOT / "benchmarks" / "README.md").read_text()
+    assert page == readme.render(), "benchmarks/README.md is stale: run python -m benchmarks.readme"
+    assert len(page.splitlines()) <= 250
+    assert (ROOT / "benchmarks" / "results" / "learning.md").read_text().strip().splitlines()[2] in page
 
 
 def test_the_config_file_example_loads(tmp_path):
