@@ -3,7 +3,7 @@
 #   1. PPO side by side with rejax (benchmarks/peers.py) at 4x128, 64x128 and 2048x32, one seed;
 #   2. the population rows: 2048 seeds x (4 x 128) and the single-agent rows through
 #      benchmarks/throughput.py (steps/s, compile time, peak device memory);
-#   3. the PPO breakdown and the num_envs curve (benchmarks/ppo_profile.py), sort and hash shuffles;
+#   3. the PPO breakdown and the num_envs curve (benchmarks/dev/ppo_profile.py), sort and hash shuffles;
 #   4. issue 16's GPU learning rows (benchmarks/learning.py, 3 seeds each): PPO on Breakout-MinAtar
 #      at gymnax-blines' settings and on brax:inverted_double_pendulum at Brax's (needs brax and
 #      mujoco among the wheels). LEARNING_ROWS="" skips it; LEARNING_STEPS shortens every row.
@@ -23,16 +23,16 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 python3 -c "import jax; print('devices:', jax.devices())"
-python3 benchmarks/peers.py --frameworks pgjax,pgjax-lean,pgjax-hash,rejax --rounds 3 \
+python3 -m benchmarks.peers --frameworks pgjax,pgjax-lean,pgjax-hash,rejax --rounds 3 \
   --shapes "${SHAPES_PEERS:-4x128,64x128,2048x32}" --total-steps "${PEERS_STEPS:-10000000}"
-python3 benchmarks/throughput.py --algos ppo --repeats 2 --total-steps "${POP_STEPS:-500000}" \
+python3 -m benchmarks.throughput --algos ppo --repeats 2 --total-steps "${POP_STEPS:-500000}" \
   --shapes "${POP_SHAPES:-4x128x1,2048x32x1,4x128x2048}" --out benchmarks/results/throughput_gpu.json
 for shuffle in sort hash; do
-  python3 benchmarks/ppo_profile.py --shuffle "$shuffle" --envs "${ENVS:-1,4,16,64,256,1024,4096}"
+  python3 -m benchmarks.dev.ppo_profile --shuffle "$shuffle" --envs "${ENVS:-1,4,16,64,256,1024,4096}"
 done
 rows="${LEARNING_ROWS-ppo:Breakout-MinAtar,ppo:brax:inverted_double_pendulum}"
 if [ -n "$rows" ]; then
-  python3 benchmarks/learning.py --only "$rows" --out benchmarks/results/learning_gpu.json \
+  python3 -m benchmarks.learning --only "$rows" --out benchmarks/results/learning_gpu.json \
     --figures benchmarks/figures/learning_gpu --runs-dir runs/gpu \
     ${LEARNING_STEPS:+--total-steps "$LEARNING_STEPS"}
 fi

@@ -41,20 +41,20 @@ BENCHMARKS = (
      "python -m benchmarks.study_methods --protocol narrow; python -m benchmarks.study_methods --protocol wide"),
 )
 STUDIES = (
-    ("short_corridor", "Short corridor (Sutton & Barto 2018, Example 13.1)", "python -m benchmarks.short_corridor"),
-    ("aliased_gridworld", "Aliased grid world", "python -m benchmarks.aliased_gridworld"),
-    ("iterated_rps", "Iterated rock-paper-scissors", "python -m benchmarks.iterated_rps"),
+    ("short_corridor", "Short corridor (Sutton & Barto 2018, Example 13.1)", "python -m benchmarks.studies.short_corridor"),
+    ("aliased_gridworld", "Aliased grid world", "python -m benchmarks.studies.aliased_gridworld"),
+    ("iterated_rps", "Iterated rock-paper-scissors", "python -m benchmarks.studies.iterated_rps"),
     ("gradient_variance", "Gradient variance of REINFORCE with and without baselines",
-     "python -m benchmarks.gradient_variance"),
-    ("policy_lag", "Policy lag (IMPALA's V-trace against no correction)", "python -m benchmarks.policy_lag"),
+     "python -m benchmarks.studies.gradient_variance"),
+    ("policy_lag", "Policy lag (IMPALA's V-trace against no correction)", "python -m benchmarks.studies.policy_lag"),
 )
 TOOLS = (
-    ("robustness", "the robustness catalogue: bad input refused, faults survived", "python -m benchmarks.robustness"),
-    ("soak", "a long run's memory and files over time", "python -m benchmarks.soak"),
-    ("log_volume", "bytes logged per run-hour by population size", "python -m benchmarks.log_volume"),
-    ("ppo_profile_sort", "where a PPO update's time goes (sort shuffle)", "python -m benchmarks.ppo_profile"),
-    ("shuffle_speed", "minibatch orders: sort against the keyed permutation", "python -m benchmarks.shuffle_speed"),
-    ("estimator_speed", "the estimators' speed against a plain scan", "python -m benchmarks.estimator_speed"),
+    ("robustness", "the robustness catalogue: bad input refused, faults survived", "python -m benchmarks.dev.robustness"),
+    ("soak", "a long run's memory and files over time", "python -m benchmarks.dev.soak"),
+    ("log_volume", "bytes logged per run-hour by population size", "python -m benchmarks.dev.log_volume"),
+    ("ppo_profile_sort", "where a PPO update's time goes (sort shuffle)", "python -m benchmarks.dev.ppo_profile"),
+    ("shuffle_speed", "minibatch orders: sort against the keyed permutation", "python -m benchmarks.dev.shuffle_speed"),
+    ("estimator_speed", "the estimators' speed against a plain scan", "python -m benchmarks.dev.estimator_speed"),
 )
 
 

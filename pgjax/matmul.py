@@ -4,7 +4,7 @@ Reverse-mode autodiff of y = x·W gives the weight gradient ∂W = xᵀ·∂y. J
 contracts the batch axis of both operands, and XLA folds any transpose of x into that dot. XLA:CPU
 (jaxlib 0.10) sends such a dot to a generic kernel rather than to XNNPACK/YNNPACK; at PPO's
 minibatch shapes these weight-gradient dots are the slowest ops of the update
-(``benchmarks/RESULTS.md``, "The weight-gradient matmul").
+(``python -m benchmarks.dev.ppo_profile`` shows where an update's time goes).
 
 :func:`dense_dot_general` computes the same product y = x·W with a custom JVP whose weight tangent
 is written with xᵀ materialised behind an optimisation barrier (so XLA cannot fold the transpose

@@ -134,7 +134,8 @@ def init_params(module: nn.Module, key, *args):
     """``module.init(key, *args)`` with the standard-normal draws of all its small :func:`orthogonal`
     kernels made by one vmapped ``jax.random.normal`` over their keys (each kernel takes the prefix
     of its own key's draw that it needs; see :func:`_normal_draws`) instead of one random-number
-    loop per kernel, which XLA:CPU compiles 0.5–1 s faster in a PPO program (benchmarks/RESULTS.md). The random bits are the same; the floats made from them are the same bit for bit
+    loop per kernel, which XLA:CPU compiles faster (``python -m benchmarks.startup``). The random
+    bits are the same; the floats made from them are the same bit for bit
     under XLA:CPU's default options (whole PPO runs hash the same), and can differ in the last bit
     where the compiler vectorises the two draws differently (the test suite's optimisation level
     0). Falls back to ``module.init`` where the prefix property does not hold.

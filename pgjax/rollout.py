@@ -96,8 +96,8 @@ def _step_keys(venv, key: jax.Array, num_steps: int) -> tuple[jax.Array, jax.Arr
     :func:`policy_step` draw from the keys ``split(key, num_steps)``, split all at once: the
     environment keys further split per environment (``[T, N]``, the vectorised environment's
     ``split_keys``) where it has one. A few vectorised calls instead of small random-number calls
-    inside every step of the rollout's loop (``benchmarks/RESULTS.md``: 6–14 % more steps/s at
-    1–4 environments)."""
+    inside every step of the rollout's loop, which pays most at a few environments on CPU
+    (``python -m benchmarks.throughput``)."""
     act_and_env_keys = jax.vmap(jax.random.split)(jax.random.split(key, num_steps))
     act_keys, env_keys = act_and_env_keys[:, 0], act_and_env_keys[:, 1]
     split_keys = getattr(venv, "split_keys", None)

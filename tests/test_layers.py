@@ -164,6 +164,6 @@ def assert_reads_without_jax(*folders: Path) -> None:
 def test_benchmark_scripts_import_the_installed_package():
     """Benchmarks run as ``python -m benchmarks.NAME`` from the repository root and import pgjax as
     installed: none edits ``sys.path``."""
-    edits = [p.name for p in sorted((ROOT / "benchmarks").glob("*.py"))
+    edits = [p.name for p in sorted((ROOT / "benchmarks").rglob("*.py"))
              if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()]
     assert edits == []

@@ -35,7 +35,7 @@ and forms, with log ρ_t = log π(a_t|x_t) − log μ(a_t|x_t) (:func:`pgjax.est
 then minimises  L = −E[log π(a_s|x_s)·A_s] + c_v·½E[(v_s − V(x_s))²] − β·H[π]  (§4.2: value loss,
 policy gradient, entropy bonus) with RMSProp (as in the paper) or Adam, after global-norm clipping.
 ``correction="none"`` sets log ρ = 0: the plain n-step/λ actor–critic on stale data, for the
-policy-lag study (benchmarks/policy_lag.py).
+policy-lag study (benchmarks/studies/policy_lag.py).
 
 **Metrics** (besides PPO's): ``policy_lag`` — updates between the actors' parameters and the
 learner's for the fresh trajectory, ``min(k, L)`` as above; ``data_lag_mean`` — the same averaged

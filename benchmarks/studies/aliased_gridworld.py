@@ -2,7 +2,7 @@
 value-based agent against a policy-gradient agent on features that cannot tell the grey cells
 apart.
 
-    python -m benchmarks.aliased_gridworld [--seeds 10] [--total-steps 160000]
+    python -m benchmarks.studies.aliased_gridworld [--seeds 10] [--total-steps 160000]
 
 Writes ``benchmarks/figures/aliased_gridworld.png``, ``benchmarks/results/aliased_gridworld.json``
 and the markdown fragment ``benchmarks/results/aliased_gridworld.md``.
@@ -50,7 +50,7 @@ import pgjax
 from pgjax.algorithms import setup, reinforce
 from pgjax.networks import ActorCritic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV_ID = ag.ENV_ID
 NUM_ENVS = 16
 SEGMENT = 20           # steps per update/segment = the time limit
@@ -315,7 +315,7 @@ def main(argv=None):
 def markdown(result) -> str:
     refs = result["reference"]
     lines = [
-        "### Aliased grid world (`benchmarks/aliased_gridworld.py`)",
+        "### Aliased grid world (`benchmarks/studies/aliased_gridworld.py`)",
         "",
         f"`AliasedGridworld-v0` (Silver's lecture 7; seed slide \"Stochastic policies\"): observation = "
         f"the 4 wall bits, so the two grey cells look alike; rewards +1 gold, −1 skull, −0.1 per "

@@ -2,7 +2,7 @@
 :func:`pgjax.shuffle.sorted_permutation` (the same order, bit for bit) and
 :func:`pgjax.shuffle.hashed_permutation` (issue 14).
 
-    python -m benchmarks.shuffle_speed [--sizes 512,8192,65536,131072,262144,524288] [--repeats 20]
+    python -m benchmarks.dev.shuffle_speed [--sizes 512,8192,65536,131072,262144,524288] [--repeats 20]
 
 Each function is jitted alone and timed after compilation (best of three blocks of ``--repeats``
 calls). Writes ``benchmarks/results/shuffle_speed.{json,md}``. PPO's batches: 4 × 128 = 512,
@@ -22,7 +22,7 @@ import numpy as np
 from benchmarks.results_table import machine_description, save_results
 from pgjax import shuffle
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def milliseconds_per_call(fn, key, repeats: int) -> float:

@@ -1,7 +1,7 @@
 """How long GAE and V-trace take, pgjax against rlax, at a few time-major shapes [T, N].
 
     pip install -e ".[compare]"      # rlax, for its side of the table
-    python -m benchmarks.estimator_speed [--shapes 128x8,128x2048,32x8192,1024x64] [--rounds 100]
+    python -m benchmarks.dev.estimator_speed [--shapes 128x8,128x2048,32x8192,1024x64] [--rounds 100]
 
 Every function is jitted alone (float32, CPU unless JAX_PLATFORMS says otherwise) and called on
 the same random segment (5 % episode ends, half terminations, half truncations). After a warm-up
@@ -39,7 +39,7 @@ import numpy as np
 from benchmarks.results_table import machine_description, save_results
 from pgjax import estimators
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 GAMMA, LAMBDA = 0.99, 0.95
 
 

@@ -1,7 +1,7 @@
 """The seed's "Baselines for controlling variance" slide, measured: the variance of REINFORCE's
 per-episode gradient estimate with and without a baseline, at fixed policy parameters.
 
-    python -m benchmarks.gradient_variance [--episodes 20000]
+    python -m benchmarks.studies.gradient_variance [--episodes 20000]
 
 Writes ``benchmarks/figures/gradient_variance.png``, ``benchmarks/results/gradient_variance.json``
 and the markdown fragment ``benchmarks/results/gradient_variance.md``.
@@ -58,7 +58,7 @@ from pgjax.envs import bandit as bandit_env
 from pgjax.envs import short_corridor as sc
 from pgjax import diagnostics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- sampling episodes

@@ -1,6 +1,6 @@
 """Where a PPO update's time goes, and how close throughput is to this machine's limit (issue 14).
 
-    python -m benchmarks.ppo_profile [--envs 1,4,16,64,256,1024] [--rollout 128] [--updates 20]
+    python -m benchmarks.dev.ppo_profile [--envs 1,4,16,64,256,1024] [--rollout 128] [--updates 20]
 
 Part 1, breakdown at (4 envs × 128 steps, 4 epochs × 4 minibatches, 64×64 tanh MLPs): each piece
 of ``ppo.update`` compiled alone and timed per update — the environments stepped with random
@@ -30,7 +30,7 @@ from pgjax import compile_program, estimators
 from pgjax.algorithms import optimiser, score_function, setup, train_state, ppo
 from pgjax.config import hparams_as_arrays
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def seconds_per_call(fn, *args, repeats: int = 5) -> float:

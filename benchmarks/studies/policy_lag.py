@@ -1,6 +1,6 @@
 """Policy-lag study: IMPALA's final return against the actors' lag, with and without V-trace.
 
-    python -m benchmarks.policy_lag [--env CartPole-v1] [--total-steps 300000] [--lags 0,1,4,16]
+    python -m benchmarks.studies.policy_lag [--env CartPole-v1] [--total-steps 300000] [--lags 0,1,4,16]
 
 For every lag L and correction ∈ {vtrace, none} it trains 3 seeds (one vmapped program, through
 ``pgjax.run.runner.run``) where the actors roll out with the learner's parameters from L updates ago
@@ -26,7 +26,7 @@ from pgjax.run import runner
 from pgjax.algorithms import impala
 from pgjax.config import apply_overrides
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # benchmarks/
 # The CartPole settings of benchmarks/learning.py (RMSProp, 16 envs × 20 steps, lr 3e-3) but with a
 # constant learning rate: with the default linear decay to 0 the policy barely moves at the end of
 # the run, so stale behaviour parameters stop mattering and every lag ends near 500.

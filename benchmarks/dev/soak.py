@@ -1,6 +1,6 @@
 """Soak: memory of a long run through the real runner stays flat (issue 11 §6).
 
-    python -m benchmarks.soak [--minutes 10] [--total-steps 6000000] [--seeds 3] [--every 5]
+    python -m benchmarks.dev.soak [--minutes 10] [--total-steps 6000000] [--seeds 3] [--every 5]
 
 Starts ``pgjax train ppo`` on CartPole-v1 in a subprocess (default configuration, wall-time chunks,
 checkpoints every --checkpoint-minutes 1 so the save path is exercised), samples its resident
@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.results_table import save_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def rss_mb(pid: int) -> float | None:

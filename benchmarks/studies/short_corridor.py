@@ -1,6 +1,6 @@
 """Sutton & Barto 2018, Figures 13.1 and 13.2: REINFORCE on the short corridor (Example 13.1).
 
-    python -m benchmarks.short_corridor [--runs 100] [--episodes 1000]
+    python -m benchmarks.studies.short_corridor [--runs 100] [--episodes 1000]
 
 Writes ``benchmarks/figures/short_corridor_fig13_1.png``, ``…_fig13_2.png``,
 ``benchmarks/results/short_corridor.json`` and the markdown fragment
@@ -98,7 +98,7 @@ from pgjax.envs import short_corridor as sc
 from pgjax.algorithms import reinforce
 from pgjax.pure_train import scan_updates
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIG13_1_ALPHAS = (2.0**-12, 2.0**-13, 2.0**-14)
 FIG13_2 = {"alpha_theta": 2.0**-9, "alpha_w": 2.0**-6, "alpha_no_baseline": 2.0**-13}
 INITIAL_P_RIGHT = 0.05
@@ -280,7 +280,7 @@ def markdown(result: dict) -> str:
         f"with π(right) = {INITIAL_P_RIGHT}. pgjax: `reinforce` with `loss_reduction=\"sum\"`, "
         "plain SGD, γ = 1, `num_envs=1`, bias-only softmax policy, one update per "
         "`rollout_length`-step segment (the mapping to S&B's per-episode update and its deviations "
-        "are in the docstring of `benchmarks/short_corridor.py`). \"S&B box\" = the book's "
+        "are in the docstring of `benchmarks/studies/short_corridor.py`). \"S&B box\" = the book's "
         "boxed algorithm done literally in NumPy (one update per episode, θ and w updated step by "
         "step); \"held θ\" = the same with θ and w held at their episode-start values. "
         f"Bellman solve: p* = {result['p_star']:.4f} (= 2 − √2), "

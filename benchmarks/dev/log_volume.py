@@ -1,7 +1,7 @@
 """Bytes a run writes per hour of training (issue 15 §1): the bounded default logging against full
 detail (a row per update), for a small and a large population.
 
-    python -m benchmarks.log_volume [--members 3,2048] [--seconds 60]
+    python -m benchmarks.dev.log_volume [--members 3,2048] [--seconds 60]
 
 Each case trains PPO on CartPole-v1 (the default network; 4 envs × 32 steps per member, so a
 2048-member update fits this CPU) in a subprocess for ``--seconds`` of training wall time (then
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.results_table import machine_description, save_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 MODES = {"bounded (default)": None,
          "full detail (--log-every-seconds 0 --log-members 1000000)": "0"}
 

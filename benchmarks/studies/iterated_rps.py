@@ -2,7 +2,7 @@
 policy-gradient agent against an opponent that exploits predictable play learns to play
 uniformly at random, the game's only unexploitable strategy.
 
-    python -m benchmarks.iterated_rps [--seeds 5] [--total-steps 800000]
+    python -m benchmarks.studies.iterated_rps [--seeds 5] [--total-steps 800000]
 
 Writes ``benchmarks/figures/iterated_rps.png``, ``benchmarks/results/iterated_rps.json`` and the
 markdown fragment ``benchmarks/results/iterated_rps.md``.
@@ -50,7 +50,7 @@ from pgjax.algorithms import setup, reinforce
 from pgjax.config import hparams_as_arrays
 from pgjax.networks import ActorCritic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV_ID = rps.ENV_ID
 ROUNDS = 100
 NUM_ENVS = 16
@@ -196,7 +196,7 @@ def main(argv=None):
 def markdown(result) -> str:
     hp = result["hparams"]
     lines = [
-        "### Iterated rock-paper-scissors (`benchmarks/iterated_rps.py`)",
+        "### Iterated rock-paper-scissors (`benchmarks/studies/iterated_rps.py`)",
         "",
         f"`IteratedRPS-v0` (seed slide \"Stochastic policies\"): the opponent best-responds, in each of "
         f"the 10 contexts the agent observes (last joint play, or none), to an EMA (rate "

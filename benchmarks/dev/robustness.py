@@ -1,6 +1,6 @@
 """Robustness catalogue: every bad input and injected fault, with what it gets and what is kept.
 
-    python -m benchmarks.robustness [--no-faults]
+    python -m benchmarks.dev.robustness [--no-faults]
 
 Each row records the command (scratch paths shown as ``…``), its exit status, whether a Python
 traceback appeared on stderr, the seconds it took, the first and last line of its message (stderr,
@@ -44,11 +44,11 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 from benchmarks.results_table import save_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def _fault_harness():
@@ -61,7 +61,7 @@ def _fault_harness():
         sys.modules["test_faults"] = module
         spec.loader.exec_module(module)
     return sys.modules["test_faults"]
-COMMAND = "python -m benchmarks.robustness"
+COMMAND = "python -m benchmarks.dev.robustness"
 
 # group key -> (title, what the group shows); the tables come in this order
 GROUPS = {
