@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Every GPU measurement issue 14 asks for, in one go (a few minutes on an H100/H200):
+# Every GPU measurement, in one go (a few minutes on an H100/H200):
 #   1. PPO side by side with rejax (benchmarks/peers.py) at 4x128, 64x128 and 2048x32, one seed;
 #   2. the population rows: 2048 seeds x (4 x 128) and the single-agent rows through
 #      benchmarks/throughput.py (steps/s, compile time, peak device memory);
 #   3. the PPO breakdown and the num_envs curve (benchmarks/dev/ppo_profile.py), sort and hash shuffles;
-#   4. issue 16's GPU learning rows (benchmarks/learning.py, 3 seeds each): PPO on Breakout-MinAtar
+#   4. the GPU learning rows (benchmarks/learning.py, 3 seeds each): PPO on Breakout-MinAtar
 #      at gymnax-blines' settings and on brax:inverted_double_pendulum at Brax's (needs brax and
 #      mujoco among the wheels). LEARNING_ROWS="" skips it; LEARNING_STEPS shortens every row.
 # Budgets come from the environment so the same script is tested on CPU with tiny ones:

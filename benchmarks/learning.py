@@ -29,37 +29,37 @@ FIGURES = Path(__file__).resolve().parent / "figures" / "learning"  # one learni
 TARGETS = {
     "ppo-CartPole-v1": 475.0, "ppo-Acrobot-v1": -90.0, "ppo-Pendulum-v1": -200.0,
     "ppo-MountainCarContinuous-v0": 85.0,
-    # issue 3: the policy-gradient family. CartPole rows: the solved bar 475 (Gym's reward
+    # the policy-gradient family. CartPole rows: the solved bar 475 (Gym's reward
     # threshold); Acrobot rows: PPO's −90. The no-baseline and running-average REINFORCE rows are
-    # the seed's comparison of baselines and are expected to fall short at this budget.
+    # the comparison of baselines (Sutton & Barto 2018, §13.4) and are expected to fall short at this budget.
     "reinforce-CartPole-v1": 475.0, "reinforce-none-CartPole-v1": 475.0,
     "reinforce-running-CartPole-v1": 475.0, "a2c-CartPole-v1": 475.0, "trpo-CartPole-v1": 475.0,
     "actor-critic-td_lambda-CartPole-v1": 475.0, "actor-critic-td_lambda-tile-CartPole-v1": 475.0,
     "actor-critic-td-CartPole-v1": 475.0, "actor-critic-gae-CartPole-v1": 475.0,
     "actor-critic-nstep-CartPole-v1": 475.0,
-    # issue 16 §3: the Q-critic variants reach CartPole's threshold
+    # the Q-critic variants reach CartPole's threshold
     "actor-critic-qv-CartPole-v1": 475.0, "actor-critic-q-CartPole-v1": 475.0,
     "a2c-Acrobot-v1": -90.0, "trpo-Acrobot-v1": -90.0,
-    # issue 16 §3: A2C and TRPO on Pendulum within 1e6 steps
+    # A2C and TRPO on Pendulum within 1e6 steps
     "a2c-Pendulum-v1": -250.0, "trpo-Pendulum-v1": -250.0, "a2c-gsde-Pendulum-v1": -250.0,
-    # issue 6: IMPALA (V-trace). Breakout: MLP torso on the flattened 10×10×4 frame (on 2 CPU
+    # IMPALA (V-trace). Breakout: MLP torso on the flattened 10×10×4 frame (on 2 CPU
     # cores 6× faster than torso=cnn before the CNN's convolution became a matrix product, and
     # better at 1e6 steps: 5.5 vs 3.8–4.1); gymnax's PPO reaches 28 at 1e7 steps, this row has
     # 2e6 (what 2 cores allowed), so it falls short.
     "impala-CartPole-v1": 475.0, "impala-Breakout-MinAtar": 28.0,
-    # issue 16 §1: gymnax's published PPO returns (gymnax-blines checkpoints, 1e7 steps)
+    # gymnax's published PPO returns (gymnax-blines checkpoints, 1e7 steps)
     "ppo-Breakout-MinAtar": 28.0, "ppo-Asterix-MinAtar": 15.0, "ppo-Freeway-MinAtar": 58.0,
     "ppo-SpaceInvaders-MinAtar": 131.0,
     # the CNN torso against the MLP at a tenth of the budget (per step and per second): no target
     "ppo-cnn-Breakout-MinAtar": None,
-    # issue 16 §2: memory. CartPole without velocities: the solved bar; MemoryChain: +1 for
+    # memory. CartPole without velocities: the solved bar; MemoryChain: +1 for
     # recalling the context bit, so 0.9 = recalled in 95% of episodes; AliasedGridworld: above
     # 0.719, the exact value of the best memoryless (stochastic) policy. The MLP rows are the same
     # PPO without memory, with the same targets: they are there to show it falls short.
     "ppo-gru-CartPoleNoVelocity-v1": 475.0, "ppo-mlp-CartPoleNoVelocity-v1": 475.0,
     "ppo-gru-MemoryChain-bsuite": 0.9, "ppo-mlp-MemoryChain-bsuite": 0.9,
     "ppo-gru-AliasedGridworld-v0": 0.719, "ppo-mlp-AliasedGridworld-v0": 0.719,
-    # issue 16 §4 (needs the [brax] extra): 1 per step upright, 1000 steps; 950 = upright 95% of it
+    # brax (needs the [brax] extra): 1 per step upright, 1000 steps; 950 = upright 95% of it
     "ppo-brax-inverted_pendulum": 950.0,
     # a GPU row (benchmarks/gpu.sh): Brax's reward is Gym's (alive bonus 10 less distance and
     # velocity penalties), so Gym's registered reward_threshold for InvertedDoublePendulum, 9100

@@ -1,4 +1,4 @@
-"""PPO throughput side by side with the peers a user would pick instead (issue 14).
+"""PPO throughput side by side with the peers a user would pick instead.
 
     pip install -e ".[compare]"          # rejax (a JAX PPO on gymnax) from the package index
     python -m benchmarks.peers [--shapes 4x128,64x128,2048x32] [--total-steps 500000] [--rounds 3]

@@ -1,4 +1,4 @@
-"""Steps/s against device count (issue 15 §4), for population parallelism (``--shard members``)
+"""Steps/s against device count, for population parallelism (``--shard members``)
 and data parallelism (``--shard envs``), with the efficiency ``steps/s(N) / (N · steps/s(1))``.
 
     python -m benchmarks.scaling [--devices 1,2,4] [--seconds 8]

@@ -1,4 +1,4 @@
-"""Every algorithm and variant runs through the real runner (issue 11 §2): a couple of updates with
+"""Every algorithm and variant runs through the real runner: a couple of updates with
 checkpointing on, stopped after the first chunk as Ctrl-C would, then resumed to the end.
 
 Tiny networks and budgets: the point is that no path crashes, that every update of every member is

@@ -1,4 +1,4 @@
-"""Bad input (issue 11 §3): one line naming the value and what is allowed, exit status 2, no
+"""Bad input: one line naming the value and what is allowed, exit status 2, no
 traceback, nothing compiled, nothing created and nothing lost. Warnings for settings that are
 allowed but odd. Reports mark runs that did not finish."""
 

@@ -1,4 +1,4 @@
-"""Training over several devices (issue 15 §1 and §2) on forced host devices: the population split
+"""Training over several devices on forced host devices: the population split
 over them (``shard="members"``) and each member's environment batch split over them
 (``shard="envs"``). XLA_FLAGS must be set before jax starts, so the checks run in one subprocess
 and the flag never leaks into the rest of the suite."""

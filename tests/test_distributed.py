@@ -1,4 +1,4 @@
-"""Several processes, one run (issue 15 §3): two processes on loopback joined by
+"""Several processes, one run: two processes on loopback joined by
 ``jax.distributed`` (gloo collectives on CPU), two forced host devices each, train a population
 of four through ``pgjax train``; both are killed (SIGKILL) after their first checkpoint, and the
 run resumes with two processes and, from a copy of the killed folder, in this process (one

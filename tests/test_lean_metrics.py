@@ -1,4 +1,4 @@
-"""``lean_metrics`` (benchmark mode, issue 14): the per-update metrics cut to
+"""``lean_metrics`` (benchmark mode): the per-update metrics cut to
 :data:`pgjax.algorithms.LEAN_METRICS` and the losses. A lean run must train exactly as the full
 run does, report the kept metrics with the same values, keep every metric the runner watches for
 divergence, and reach the runner's log. The lean and the full run are two programs, which XLA

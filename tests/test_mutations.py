@@ -1,4 +1,4 @@
-"""Tests that catch wrong maths, not just crashes (issue 11 §7).
+"""Tests that catch wrong maths, not just crashes.
 
 Each test compares pgjax with an independent float64 NumPy reference written here from the papers'
 formulas: a tiny actor-critic (one tanh layer of 4 units per torso) evaluated in NumPy, gradients by

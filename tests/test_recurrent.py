@@ -1,4 +1,4 @@
-"""Recurrent policies (issue 16 §2): the GRU network against NumPy, memory resets at episode ends,
+"""Recurrent policies: the GRU network against NumPy, memory resets at episode ends,
 sequence re-runs against step-by-step recomputation, the rollout's bootstrap under the memory that
 saw the final observation, PPO's sequence minibatches, and evaluation carrying the memory."""
 

@@ -29,7 +29,7 @@ def _trajectory(obs, actions, rewards, terminated, truncated, next_values=None, 
 
 
 # ---------------------------------------------------------------------------------------------
-# the seed's Gaussian "Concrete example": θ ← θ + α G_t (A_t − μ(S_t))/σ² ∇μ(S_t)
+# REINFORCE with a Gaussian policy of fixed σ (Sutton & Barto 2018, §13.7): θ ← θ + α G_t (A_t − μ(S_t))/σ² ∇μ(S_t)
 
 
 @pytest.mark.parametrize("ent_coef", [0.0, 0.3])
@@ -96,7 +96,7 @@ def pendulum_updates():
 
 def test_reinforce_update_on_pendulum_is_the_concrete_example_step(pendulum_updates):
     """Each update moves the policy head by α·mean_t[(G_t − b)(A_t − μ(S_t))/σ² ∇μ(S_t)], b the
-    running baseline before the update (b = 0 at the first: the seed's example exactly)."""
+    running baseline before the update (b = 0 at the first)."""
     projection = np.asarray(jax.random.normal(jax.random.key(3), (3, PENDULUM_FEATURES)), np.float64)
     projection /= np.sqrt(3)
     gamma, lr = PENDULUM_GAMMA, PENDULUM_LR

@@ -241,7 +241,7 @@ def test_chunk_planner_grows_by_wall_time_and_stops_at_events():
     assert ChunkPlanner(max_updates=10, fixed=25).next_size(until_event=50) == 10
 
 
-# ---------------------------------------------------------------- bounded logging (issue 15 §1)
+# ---------------------------------------------------------------- bounded logging
 def _record(first, n, members=2, seed=0):
     from pgjax.run.loggers import ChunkRecord
     rng = np.random.default_rng(seed + first)
@@ -325,7 +325,7 @@ def test_large_populations_write_member_rows_less_often_and_settings_every_row(t
                                [values.mean(), values.min(), np.median(values), values.max()])
 
 
-# ---------------------------------------------------------------- multi-process settings (issue 15 §3)
+# ---------------------------------------------------------------- multi-process settings
 def test_multi_process_settings_from_flags_environment_and_slurm():
     from pgjax.run.distributed import settings
     assert settings(environ={}) is None                                   # one process

@@ -1,4 +1,4 @@
-"""Experiment tooling (issue 5): exact resume, SIGINT and SIGTERM in-process (SIGKILL and every other
+"""Experiment tooling: exact resume, SIGINT and SIGTERM in-process (SIGKILL and every other
 fault in a subprocess: test_faults.py), the non-finite guard, a diverging member, the evaluation
 cache, TensorBoard events, `pgjax eval`, incompatible resumes, counters past 2^31.
 

@@ -59,7 +59,7 @@ def test_an_unsafe_program_compiles_with_the_memory_scheduler_and_runs():
 
 def test_importing_pgjax_changes_no_process_setting():
     """Importing the package or its math layer leaves XLA_FLAGS (and so the user's own programs)
-    alone (issue 13, defect 5)."""
+    alone."""
     code = ("import os; before = os.environ.get('XLA_FLAGS'); import pgjax, pgjax.losses, "
             "pgjax.estimators, pgjax.distributions; print(os.environ.get('XLA_FLAGS') == before)")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}

@@ -1,4 +1,4 @@
-"""Bytes a run writes per hour of training (issue 15 §1): the bounded default logging against full
+"""Bytes a run writes per hour of training: the bounded default logging against full
 detail (a row per update), for a small and a large population.
 
     python -m benchmarks.dev.log_volume [--members 3,2048] [--seconds 60]

@@ -1,4 +1,4 @@
-"""Where a PPO update's time goes, and how close throughput is to this machine's limit (issue 14).
+"""Where a PPO update's time goes, and how close throughput is to this machine's limit.
 
     python -m benchmarks.dev.ppo_profile [--envs 1,4,16,64,256,1024] [--rollout 128] [--updates 20]
 

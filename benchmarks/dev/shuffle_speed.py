@@ -1,6 +1,6 @@
 """How long one minibatch order of n steps takes: ``jax.random.permutation`` against
 :func:`pgjax.shuffle.sorted_permutation` (the same order, bit for bit) and
-:func:`pgjax.shuffle.hashed_permutation` (issue 14).
+:func:`pgjax.shuffle.hashed_permutation`.
 
     python -m benchmarks.dev.shuffle_speed [--sizes 512,8192,65536,131072,262144,524288] [--repeats 20]
 

@@ -1,4 +1,4 @@
-"""Soak: memory of a long run through the real runner stays flat (issue 11 §6).
+"""Soak: memory of a long run through the real runner stays flat.
 
     python -m benchmarks.dev.soak [--minutes 10] [--total-steps 6000000] [--seeds 3] [--every 5]
 

@@ -1,4 +1,4 @@
-"""Aliased grid world (seed slide "Stochastic policies"; Silver, RL lecture 7): a greedy
+"""Aliased grid world (Silver, RL lecture 7): a greedy
 value-based agent against a policy-gradient agent on features that cannot tell the grey cells
 apart.
 
@@ -317,7 +317,7 @@ def markdown(result) -> str:
     lines = [
         "### Aliased grid world (`benchmarks/studies/aliased_gridworld.py`)",
         "",
-        f"`AliasedGridworld-v0` (Silver's lecture 7; seed slide \"Stochastic policies\"): observation = "
+        f"`AliasedGridworld-v0` (Silver's lecture 7): observation = "
         f"the 4 wall bits, so the two grey cells look alike; rewards +1 gold, −1 skull, −0.1 per "
         f"other step, 20-step limit, uniform start in the top row. {result['seeds']} seeds × "
         f"{result['env_steps_per_seed']:,} env steps each ({result['num_envs']} envs), γ = {result['gamma']}. "

@@ -1,4 +1,4 @@
-"""The seed's "Baselines for controlling variance" slide, measured: the variance of REINFORCE's
+"""Baselines for controlling variance (Sutton & Barto 2018, §13.4), measured: the variance of REINFORCE's
 per-episode gradient estimate with and without a baseline, at fixed policy parameters.
 
     python -m benchmarks.studies.gradient_variance [--episodes 20000]

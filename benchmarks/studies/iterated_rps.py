@@ -1,4 +1,4 @@
-"""Iterated rock-paper-scissors (seed slide "Stochastic policies"; Silver, RL lecture 7): a
+"""Iterated rock-paper-scissors (Silver, RL lecture 7): a
 policy-gradient agent against an opponent that exploits predictable play learns to play
 uniformly at random, the game's only unexploitable strategy.
 
@@ -198,7 +198,7 @@ def markdown(result) -> str:
     lines = [
         "### Iterated rock-paper-scissors (`benchmarks/studies/iterated_rps.py`)",
         "",
-        f"`IteratedRPS-v0` (seed slide \"Stochastic policies\"): the opponent best-responds, in each of "
+        f"`IteratedRPS-v0`: the opponent best-responds, in each of "
         f"the 10 contexts the agent observes (last joint play, or none), to an EMA (rate "
         f"{result['ema_rate']}) of the agent's actions in that context; {result['rounds_per_episode']} "
         f"rounds per episode (truncation). Agent: pgjax `reinforce`, learned baseline, tabular softmax "

@@ -4,7 +4,7 @@
 
 For every lag L and correction ∈ {vtrace, none} it trains 3 seeds (one vmapped program, through
 ``pgjax.run.runner.run``) where the actors roll out with the learner's parameters from L updates ago
-(Espeholt et al. 2018, §4; seed slide "IMPALA V-Trace"), then evaluates each seed on 200 greedy
+(Espeholt et al. 2018, §4), then evaluates each seed on 200 greedy
 episodes. ``correction=none`` is the same actor–critic with log ρ = 0: it treats the stale data as
 if it were on-policy. Writes ``benchmarks/results/policy_lag.json`` and
 ``benchmarks/figures/policy_lag.png``, and prints a markdown table. About 3–5 minutes on 2 CPU
