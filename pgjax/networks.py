@@ -356,7 +356,8 @@ class ActorCritic(nn.Module):
       discrete: softmax policy if True, diagonal Gaussian otherwise.
       hidden_sizes, activation: torso widths and nonlinearity.
       shared_torso: one torso for both heads (A3C style) or two separate ones.
-      torso: "mlp" or "cnn".
+      torso: "mlp", "cnn", or a linear-feature torso ("onehot", "random_projection", "tile");
+        a recurrent policy is :class:`RecurrentActorCritic` (``torso="gru"`` in a config).
       state_dependent_std: Gaussian log σ from a head on the torso instead of a free parameter.
       log_std_init: initial log σ.
       obs_ndim: rank of one observation (an MLP flattens it).

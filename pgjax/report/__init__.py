@@ -1,10 +1,12 @@
 """Reports on finished (or running) runs: load (``load``), summarise over seeds (``stats``), plot
 (``figures``), tabulate (``markdown``).
 
-Host side only (NumPy + matplotlib; no JAX). Reads the files the runner writes in ``runs/<name>/``:
+Host side only (NumPy + matplotlib; no JAX: config.json and study.json are read by
+:mod:`pgjax.run.saved`). Reads the files the runner writes in ``runs/<name>/``:
 
     config.json     algorithm, config, hparams, seeds, members, device, steps_per_update
-    metrics.jsonl   one line per update and per member (``null`` for non-finite numbers)
+    metrics.jsonl   one line per member per logged row (a row covers ``--log-every-seconds`` of
+                    updates, their mean; ``null`` for non-finite numbers)
     eval.jsonl      one line per evaluation and per member (optional)
     summary.json    final evaluation per member, steps/s, compile time (absent while running)
 
