@@ -42,7 +42,8 @@ from pgjax._checks import check_float, check_same_shape, check_scalar, check_sha
 from pgjax.distributions import Distribution
 from pgjax.errors import ArgumentTypeError, ArgumentValueError
 
-__all__ = ["policy_gradient_loss", "ppo_clip_loss", "importance_sampled_surrogate", "value_loss",
+__all__ = ["policy_gradient_loss", "ppo_clip_loss", "ppo_kl_penalty_loss",
+           "importance_sampled_surrogate", "value_loss",
            "entropy", "mean_kl", "approx_kl", "clip_fraction", "masked_mean"]
 
 Array = chex.Array
@@ -166,6 +167,44 @@ def ppo_clip_loss(log_probs: Array, old_log_probs: Array, advantages: Array, cli
     ratio = _ratio(log_probs, old_log_probs)
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     return (-_mean(jnp.minimum(ratio * advantages, clipped * advantages), mask)).astype(dtype)
+
+
+def ppo_kl_penalty_loss(log_probs: Array, old_log_probs: Array, advantages: Array, beta: Numeric, *,
+                        mask: Array | None = None) -> Array:
+    """PPO's KL-penalised surrogate, negated (Schulman et al. 2017, §4, eq. 8).
+
+        L^KLPEN(θ) = −mean_t[r_t A_t − β·k_t],   r_t = exp(log π_θ − log π_old),
+
+    where k_t = (r_t − 1) − log r_t is the per-sample estimate of KL[π_old(·|s_t) ‖ π_θ(·|s_t)]
+    from the action π_old took (:func:`approx_kl`: unbiased, non-negative), since only
+    log π_old(a_t|s_t) is kept from the rollout. Its gradient is (r_t − 1)∇log π_θ(a_t|s_t).
+
+    Args:
+      log_probs: ``[T, *batch]`` (or any shape) log π_θ(a_t|s_t), differentiated.
+      old_log_probs: log π_old(a_t|s_t) of the policy that collected the data, same shape.
+      advantages: A_t, same shape; a constant.
+      beta: β ≥ 0, the penalty coefficient, a scalar (may be traced: adapted between updates).
+      mask: optional bool/float of the same shape: average over the steps where ``mask > 0``.
+
+    Returns:
+      The scalar loss.
+
+    Example: at the old policy the ratio is 1 and the penalty 0, so the loss is −mean(A):
+
+    >>> import jax.numpy as jnp
+    >>> from pgjax.losses import ppo_kl_penalty_loss
+    >>> old = jnp.log(jnp.array([0.5, 0.5]))
+    >>> ppo_kl_penalty_loss(old, old, jnp.array([1.0, 3.0]), 1.0)
+    Array(-2., dtype=float32)
+    """
+    fn = "ppo_kl_penalty_loss"
+    check_scalar(fn, "beta", beta)
+    dtype, log_probs, old_log_probs, advantages = _per_step(
+        fn, mask, log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
+    advantages = jax.lax.stop_gradient(advantages)
+    log_ratio = log_probs - jax.lax.stop_gradient(old_log_probs)
+    penalty = jnp.expm1(log_ratio) - log_ratio
+    return (-_mean(jnp.exp(log_ratio) * advantages - beta * penalty, mask)).astype(dtype)
 
 
 def importance_sampled_surrogate(log_probs: Array, old_log_probs: Array, advantages: Array, *,

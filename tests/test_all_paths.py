@@ -36,6 +36,7 @@ PATHS = [
     ("ppo", "CartPole-v1", 8, ["epochs=1", "minibatches=2", "log_grad_variance=true", "shuffle=hash"]),
     ("ppo", "Breakout-MinAtar", 4, ["epochs=1", "minibatches=1", "torso=cnn"]),
     ("ppo", "CartPoleNoVelocity-v1", 8, ["epochs=1", "minibatches=2", "torso=gru"]),
+    ("ppo-kl", "CartPole-v1", 8, ["epochs=1", "minibatches=2"]),
     ("reinforce", "CartPole-v1", 8, ["baseline=none"]),
     ("reinforce", "MemoryChain-bsuite", 8, ["baseline=learned", "torso=gru"]),
     ("reinforce", "CartPole-v1", 8, ["baseline=running_average"]),

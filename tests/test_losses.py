@@ -16,7 +16,8 @@ from pgjax.errors import ArgumentTypeError, ArgumentValueError, DtypeError, Shap
 # Jit-compiled versions: one XLA program per call shape instead of one compilation per eager op
 # (much faster on a small CPU). Eager calls are used in test_ppo_clip_loss_value.
 L = types.SimpleNamespace(**{name: jax.jit(getattr(losses, name)) for name in (
-    "policy_gradient_loss", "ppo_clip_loss", "importance_sampled_surrogate", "value_loss",
+    "policy_gradient_loss", "ppo_clip_loss", "ppo_kl_penalty_loss", "importance_sampled_surrogate",
+    "value_loss",
     "entropy", "mean_kl", "approx_kl", "clip_fraction", "masked_mean")})
 
 
@@ -66,6 +67,45 @@ def test_ppo_clip_loss_value(seed, eps):
     got = losses.ppo_clip_loss(j(new), j(old), j(adv), eps)
     assert got.shape == ()
     np.testing.assert_allclose(float(got), np_ppo_loss(new, old, adv, eps), rtol=1e-5, atol=1e-6)
+
+
+def np_kl_penalty_loss(new, old, adv, beta, mask=None):
+    """−mean[r A − β((r − 1) − log r)] over the unmasked steps, one step at a time, and its
+    gradient with respect to log π_θ: −(r A − β(r − 1))/n per unmasked step."""
+    mask = np.ones_like(new) if mask is None else np.asarray(mask, np.float64)
+    n = max(mask.sum(), 1.0)
+    value, grad = 0.0, np.zeros_like(new)
+    for i in np.ndindex(new.shape):
+        r = np.exp(new[i] - old[i])
+        value += mask[i] * (r * adv[i] - beta * ((r - 1.0) - np.log(r)))
+        grad[i] = -mask[i] * (r * adv[i] - beta * (r - 1.0)) / n
+    return -value / n, grad
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("beta", [0.0, 0.5, 3.0])
+def test_ppo_kl_penalty_loss_value_and_gradient(seed, beta):
+    new, old, adv = ppo_inputs(seed, shape=(16, 4))
+    want, want_grad = np_kl_penalty_loss(new, old, adv, beta)
+    np.testing.assert_allclose(float(L.ppo_kl_penalty_loss(j(new), j(old), j(adv), beta)), want,
+                               rtol=RTOL, atol=ATOL)
+    grad = jgrad(lambda lp: losses.ppo_kl_penalty_loss(lp, j(old), j(adv), beta))(j(new))
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-4, atol=ATOL)
+    # the old log-probabilities and the advantages are constants
+    for argnums in (1, 2):
+        zero = jgrad(lambda *a: losses.ppo_kl_penalty_loss(*a, beta), argnums)(j(new), j(old), j(adv))
+        np.testing.assert_array_equal(np.asarray(zero), 0.0)
+
+
+def test_ppo_kl_penalty_loss_mask_and_its_penalty_is_never_a_reward():
+    new, old, adv = ppo_inputs(7, shape=(8, 3))
+    mask = np.random.default_rng(7).random((8, 3)) > 0.4
+    want, _ = np_kl_penalty_loss(new, old, adv, 2.0, mask)
+    got = L.ppo_kl_penalty_loss(j(new), j(old), j(adv), 2.0, mask=jnp.asarray(mask))
+    np.testing.assert_allclose(float(got), want, rtol=RTOL, atol=ATOL)
+    # with no advantage the loss is β·KL estimate ≥ 0, zero only at the old policy
+    assert float(L.ppo_kl_penalty_loss(j(new), j(old), j(0 * adv), 2.0)) > 0
+    assert float(L.ppo_kl_penalty_loss(j(old), j(old), j(0 * adv), 2.0)) == 0
 
 
 def test_ppo_clip_loss_multi_dim_and_clipping_active():

@@ -380,7 +380,7 @@ def ppo_loss_and_grad():
     @jax.jit
     def run(params, batch, hparams):  # the configuration's defaults: clipped values, normalised A
         (_, aux), grads = jax.value_and_grad(ppo._loss, has_aux=True)(
-            params, network, batch, hparams, True, True)
+            params, network, batch, hparams, None, True, True, ppo.clipped_surrogate)
         return aux, grads
 
     return run

@@ -121,3 +121,32 @@ def test_minibatch_of_size_one_normalises_without_nan():
     for leaf in jax.tree.leaves(state.params):
         assert np.all(np.isfinite(np.asarray(leaf)))
     assert np.all(np.isfinite(np.asarray(metrics["policy_loss"])))
+
+
+# ---------------------------------------------------------------- PPO with an adaptive KL penalty
+
+def test_ppo_kl_adapts_beta_by_the_papers_rule():
+    """β halves below d_targ/1.5, doubles above 1.5·d_targ, stays between (Schulman et al. 2017,
+    §4), member by member."""
+    from pgjax.algorithms import ppo_kl
+    beta = jnp.array([1.0, 1.0, 1.0, 4.0])
+    divergence = jnp.array([0.001, 0.01, 0.1, 0.0149])
+    np.testing.assert_array_equal(ppo_kl.adapted_beta(beta, divergence, 0.01), [0.5, 1.0, 2.0, 4.0])
+
+
+def test_ppo_kl_update_penalises_with_beta_and_then_adapts_it():
+    """One update on CartPole: the loss used the state's β (logged as ``kl_beta``), the policy
+    loss is the KL-penalised surrogate (no clip fraction), and the next state's β is the rule
+    applied to the update's measured KL, starting from ``kl_beta_init``."""
+    from pgjax.algorithms import ppo_kl
+    config = ppo_kl.Config(env_id="CartPole-v1", num_envs=4, rollout_length=32, total_steps=128 * 4,
+                           epochs=2, minibatches=2, hidden_sizes=(16,))
+    hparams = ppo_kl.Hparams(kl_beta_init=3.0, kl_target=0.0005, learning_rate=3e-3)
+    state = ppo_kl.init(config, hparams, jax.random.key(0))
+    assert float(state.extra) == 3.0
+    after, metrics = jax.jit(lambda s: ppo_kl.update(config, s))(state)
+    assert float(metrics["kl_beta"]) == 3.0 and "clip_fraction" not in metrics
+    kl = float(metrics["approx_kl"])
+    want = 1.5 if kl < 0.0005 / 1.5 else 6.0 if kl > 0.0005 * 1.5 else 3.0
+    assert float(after.extra) == want
+    assert kl > 0  # the policy moved

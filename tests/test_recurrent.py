@@ -212,7 +212,8 @@ def test_ppo_sequence_minibatches_are_whole_sequences_that_recompute_behaviour(c
     network = setup.make_network(config)
     for m in range(2):
         mb = jax.tree.map(lambda x: x[m], minibatches)
-        _, aux = ppo._loss(before.params, network, mb, ppo.Hparams(), True, True)
+        _, aux = ppo._loss(before.params, network, mb, ppo.Hparams(), None, True, True,
+                           ppo.clipped_surrogate)
         assert float(aux["approx_kl"]) == pytest.approx(0.0, abs=1e-6)
         assert float(aux["clip_fraction"]) == 0.0
 

@@ -86,7 +86,8 @@ def breakdown(updates: int, num_envs: int = 4, rollout: int = 128) -> list[tuple
     def epochs(params, opt_state, key):
         def minibatch(carry, mb):
             params, opt_state = carry
-            grads, _ = jax.grad(ppo._loss, has_aux=True)(params, network, mb, state.hparams, True, True)
+            grads, _ = jax.grad(ppo._loss, has_aux=True)(params, network, mb, state.hparams, None,
+                                                         True, True, ppo.clipped_surrogate)
             params, opt_state, _ = optimiser.apply_gradients(
                 config, state.replace(params=params, opt_state=opt_state), grads)
             return (params, opt_state), None

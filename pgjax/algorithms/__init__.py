@@ -1,8 +1,8 @@
 """Algorithms: each module exposes ``NAME``, ``Config``, ``Hparams``, ``init`` and ``update``."""
 
-from pgjax.algorithms import a2c, actor_critic, impala, ppo, reinforce, trpo
+from pgjax.algorithms import a2c, actor_critic, impala, ppo, ppo_kl, reinforce, trpo
 
-ALGORITHMS = {m.NAME: m for m in (ppo, reinforce, actor_critic, a2c, trpo, impala)}
+ALGORITHMS = {m.NAME: m for m in (ppo, ppo_kl, reinforce, actor_critic, a2c, trpo, impala)}
 
 
 def get(name: str):

@@ -85,21 +85,30 @@ class Batch(NamedTuple):
     memory_start: Any = None   # recurrent: the memory before each sequence's first step
 
 
-def _loss(params, network, batch: Batch, hparams, clip_value: bool, normalize_advantages: bool):
+def clipped_surrogate(log_probs, old_log_probs, advantages, hparams, extra):
+    """PPO's policy term: (L^CLIP, its own metrics)."""
+    return (losses.ppo_clip_loss(log_probs, old_log_probs, advantages, hparams.clip_eps),
+            {"clip_fraction": losses.clip_fraction(log_probs, old_log_probs, hparams.clip_eps)})
+
+
+def _loss(params, network, batch: Batch, hparams, extra, clip_value: bool,
+          normalize_advantages: bool, policy_term):
+    """L = policy term + c_v·L^V − β·H on one minibatch; ``policy_term(log π_θ, log π_old, A,
+    hparams, extra) -> (loss, metrics)`` is the surrogate (:func:`clipped_surrogate` for PPO)."""
     _, actions, old_log_probs, old_values, advantages, targets, _, _ = batch
     dist, values = setup.policy_and_values(network, params, batch.obs, batch.memory_start,
                                             batch.dones)
     log_probs = dist.log_prob(actions)
     if normalize_advantages:
         advantages = score_function.normalize(advantages)
-    policy_loss = losses.ppo_clip_loss(log_probs, old_log_probs, advantages, hparams.clip_eps)
+    policy_loss, policy_metrics = policy_term(log_probs, old_log_probs, advantages, hparams, extra)
     value_loss = losses.value_loss(values, targets, old_values if clip_value else None,
                                    hparams.value_clip_eps if clip_value else None)
     entropy = losses.entropy(dist)
     total = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
     aux = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
            "total_loss": total, "approx_kl": losses.approx_kl(log_probs, old_log_probs),
-           "clip_fraction": losses.clip_fraction(log_probs, old_log_probs, hparams.clip_eps)}
+           **policy_metrics}
     return total, aux
 
 
@@ -125,7 +134,14 @@ def learning_batch(traj, advantages, targets) -> Batch:
 
 
 def update(config: Config, state: train_state.TrainState):
-    """rollout → GAE → epochs × minibatches of clipped-surrogate steps. Returns (state, metrics).
+    """rollout → GAE → epochs × minibatches of clipped-surrogate steps. Returns (state, metrics)."""
+    return surrogate_update(config, state, clipped_surrogate)
+
+
+def surrogate_update(config: Config, state: train_state.TrainState, policy_term):
+    """rollout → GAE → epochs × minibatches of steps on :func:`_loss` with ``policy_term`` as the
+    surrogate (PPO's clipped one, or a variant's: :mod:`pgjax.algorithms.ppo_kl`). Returns
+    (state, metrics).
 
     With ``config.log_grad_variance`` the gradient-noise metrics compare the gradients of the
     loss on the first epoch's ``minibatches`` minibatches, all taken at the parameters θ_old the
@@ -141,8 +157,8 @@ def update(config: Config, state: train_state.TrainState):
 
     def minibatch_step(carry, minibatch):
         params, opt_state = carry
-        grads, aux = grad_fn(params, network, minibatch, hp, config.clip_value,
-                             config.normalize_advantages)
+        grads, aux = grad_fn(params, network, minibatch, hp, state.extra, config.clip_value,
+                             config.normalize_advantages, policy_term)
         params, opt_state, grad_norm = optimiser.apply_gradients(
             config, state.replace(params=params, opt_state=opt_state), grads, learning_rate)
         return (params, opt_state), {**aux, "grad_norm": grad_norm}
@@ -153,7 +169,8 @@ def update(config: Config, state: train_state.TrainState):
     key, epochs_key = jax.random.split(state.key)
     epoch_keys = jax.random.split(epochs_key, config.epochs)
     noise = update_metrics.gradient_diagnostics(
-        config, lambda p, mb: _loss(p, network, mb, hp, config.clip_value, config.normalize_advantages)[0],
+        config, lambda p, mb: _loss(p, network, mb, hp, state.extra, config.clip_value,
+                                    config.normalize_advantages, policy_term)[0],
         state.params, lambda: (shuffled_minibatches(config, batch, epoch_keys[0]), None))
     (params, opt_state), learn_metrics = jax.lax.scan(
         epoch_step, (state.params, state.opt_state), epoch_keys)
