@@ -29,6 +29,8 @@ FIGURES = Path(__file__).resolve().parent / "figures" / "learning"  # one learni
 TARGETS = {
     "ppo-CartPole-v1": 475.0, "ppo-Acrobot-v1": -90.0, "ppo-Pendulum-v1": -200.0,
     "ppo-MountainCarContinuous-v0": 85.0,
+    # PPO with the adaptive KL penalty in place of clipping (Schulman et al. 2017, §4)
+    "ppo-kl-CartPole-v1": 475.0,
     # the policy-gradient family. CartPole rows: the solved bar 475 (Gym's reward
     # threshold); Acrobot rows: PPO's −90. The no-baseline and running-average REINFORCE rows are
     # the comparison of baselines (Sutton & Barto 2018, §13.4) and are expected to fall short at this budget.
