@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from pgjax import algorithms
+from pgjax.envs import xminigrid_adapter
 from pgjax.run import runner
 from pgjax.run.checkpoints import to_savable
 from pgjax.config import apply_overrides
@@ -61,6 +62,8 @@ PATHS = [
     ("impala", "CartPole-v1", 4, ["policy_lag=2", "queue_size=2", "replay_times=2"]),
     ("impala", "Pendulum-v1", 4, ["correction=none"]),
 ]
+if xminigrid_adapter.available():  # the [xminigrid] extra: a suite behind the family seam
+    PATHS.append(("ppo", "xminigrid:MiniGrid-Empty-5x5", 8, ["epochs=1", "minibatches=2"]))
 UPDATES, SEEDS = 4, [0, 1]
 OPTIONS = runner.RunOptions(eval_episodes=2, cache_episodes=1, num_evals=1, chunk_updates=2,
                             checkpoint_every=None, tensorboard=False, plots=False,

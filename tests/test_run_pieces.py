@@ -349,3 +349,14 @@ def test_bad_multi_process_settings_are_refused_by_name(flags, message):
     from pgjax.run.distributed import settings
     with pytest.raises(ConfigError, match=message):
         settings(**flags, environ={})
+
+
+def test_to_host_turns_typed_keys_into_their_key_data():
+    """An environment's state may hold a typed random key (xminigrid's does): evaluation's cache
+    fetches it as its key data instead of failing."""
+    import jax
+    from pgjax.run.devices import to_host
+    keys = jax.random.split(jax.random.key(3), 4)
+    got = to_host({"key": keys, "x": jax.numpy.arange(3)})
+    np.testing.assert_array_equal(got["key"], np.asarray(jax.random.key_data(keys)))
+    np.testing.assert_array_equal(got["x"], [0, 1, 2])

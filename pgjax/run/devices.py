@@ -143,8 +143,11 @@ def abstract(tree, shardings):
 
 
 def to_host(tree):
-    """NumPy copies of ``tree``'s leaves; arrays spread over other processes are gathered first."""
+    """NumPy copies of ``tree``'s leaves; arrays spread over other processes are gathered first,
+    and typed random keys (an environment's state may hold one) become their key data."""
     def fetch(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
             if x.is_fully_replicated:
                 return np.asarray(x.addressable_data(0))
