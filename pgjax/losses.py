@@ -132,6 +132,21 @@ def _ratio(log_probs: Array, old_log_probs: Array) -> Array:
     return jnp.exp(log_probs - jax.lax.stop_gradient(old_log_probs))
 
 
+def _surrogate_inputs(fn: str, mask, scalar_name: str, scalar, log_probs, old_log_probs, advantages):
+    """The checks every PPO surrogate makes (its scalar, the per-step arrays and the mask) and
+    (dtype, log π_θ, log π_old, A) with A a constant."""
+    check_scalar(fn, scalar_name, scalar)
+    dtype, log_probs, old_log_probs, advantages = _per_step(
+        fn, mask, log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
+    return dtype, log_probs, old_log_probs, jax.lax.stop_gradient(advantages)
+
+
+def _k3(log_ratio):
+    """(r − 1) − log r per step, r = exp(log_ratio): the non-negative per-sample estimate of
+    KL[π_old ‖ π_θ] from actions π_old took (Schulman 2020, estimator k3)."""
+    return jnp.expm1(log_ratio) - log_ratio
+
+
 def ppo_clip_loss(log_probs: Array, old_log_probs: Array, advantages: Array, clip_eps: Numeric, *,
                   mask: Array | None = None) -> Array:
     """PPO's clipped surrogate, negated (Schulman et al. 2017, eq. 7).
@@ -159,11 +174,8 @@ def ppo_clip_loss(log_probs: Array, old_log_probs: Array, advantages: Array, cli
     >>> ppo_clip_loss(old + jnp.log(2.0), old, jnp.array([1.0, 3.0]), 0.2)
     Array(-2.4, dtype=float32)
     """
-    fn = "ppo_clip_loss"
-    check_scalar(fn, "clip_eps", clip_eps)
-    dtype, log_probs, old_log_probs, advantages = _per_step(
-        fn, mask, log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
-    advantages = jax.lax.stop_gradient(advantages)
+    dtype, log_probs, old_log_probs, advantages = _surrogate_inputs(
+        "ppo_clip_loss", mask, "clip_eps", clip_eps, log_probs, old_log_probs, advantages)
     ratio = _ratio(log_probs, old_log_probs)
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     return (-_mean(jnp.minimum(ratio * advantages, clipped * advantages), mask)).astype(dtype)
@@ -197,14 +209,10 @@ def ppo_kl_penalty_loss(log_probs: Array, old_log_probs: Array, advantages: Arra
     >>> ppo_kl_penalty_loss(old, old, jnp.array([1.0, 3.0]), 1.0)
     Array(-2., dtype=float32)
     """
-    fn = "ppo_kl_penalty_loss"
-    check_scalar(fn, "beta", beta)
-    dtype, log_probs, old_log_probs, advantages = _per_step(
-        fn, mask, log_probs=log_probs, old_log_probs=old_log_probs, advantages=advantages)
-    advantages = jax.lax.stop_gradient(advantages)
+    dtype, log_probs, old_log_probs, advantages = _surrogate_inputs(
+        "ppo_kl_penalty_loss", mask, "beta", beta, log_probs, old_log_probs, advantages)
     log_ratio = log_probs - jax.lax.stop_gradient(old_log_probs)
-    penalty = jnp.expm1(log_ratio) - log_ratio
-    return (-_mean(jnp.exp(log_ratio) * advantages - beta * penalty, mask)).astype(dtype)
+    return (-_mean(jnp.exp(log_ratio) * advantages - beta * _k3(log_ratio), mask)).astype(dtype)
 
 
 def importance_sampled_surrogate(log_probs: Array, old_log_probs: Array, advantages: Array, *,
@@ -376,8 +384,7 @@ def approx_kl(log_probs: Array, old_log_probs: Array, *, mask: Array | None = No
     """
     dtype, log_probs, old_log_probs = _per_step("approx_kl", mask, log_probs=log_probs,
                                                 old_log_probs=old_log_probs)
-    log_ratio = log_probs - old_log_probs
-    return _mean(jnp.expm1(log_ratio) - log_ratio, mask).astype(dtype)
+    return _mean(_k3(log_probs - old_log_probs), mask).astype(dtype)
 
 
 def clip_fraction(log_probs: Array, old_log_probs: Array, clip_eps: Numeric, *,

@@ -69,6 +69,7 @@ def source_digest() -> str:
     return digest_of(source_roots())
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> tuple:
     from pgjax.envs.registry import FAMILIES
     found = []
