@@ -453,21 +453,14 @@ def _diverged_rows(folder: Path) -> list[dict]:
 
 
 def _program_folders(study: Study, run_dir: Path) -> list[Path]:
-    return saved_records.study_folders(run_dir, {**study.record(), "rungs": read_record(run_dir).get("rungs") or []})
+    """The study's program folders as far as it ran (the rungs reached, from study.json)."""
+    rungs = read_record(run_dir).get("rungs") or []
+    return saved_records.study_folders(run_dir, {**study.record(), "rungs": rungs})
 
 
 def member_labels(study: Study) -> list[dict]:
     """Every member of the study, numbered study-wide (:func:`pgjax.run.saved.study_member_labels`)."""
     return saved_records.study_member_labels(study.record())
-
-
-def member_mapping(run_dir: Path) -> tuple[list[Path], list[list[int]]]:
-    """(program folders, the study-wide member index of each folder's members) of a study as far
-    as it ran (:func:`pgjax.run.saved.study_member_mapping`); ConfigError for a study.json that is
-    not one."""
-    study = load(run_dir)
-    return saved_records.study_member_mapping(run_dir, {**study.record(),
-                                                "rungs": read_record(run_dir).get("rungs") or []})
 
 
 def study_lines(summary: dict) -> str:
