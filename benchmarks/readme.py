@@ -55,6 +55,8 @@ TOOLS = (
     ("ppo_profile_sort", "where a PPO update's time goes (sort shuffle)", "python -m benchmarks.dev.ppo_profile"),
     ("shuffle_speed", "minibatch orders: sort against the keyed permutation", "python -m benchmarks.dev.shuffle_speed"),
     ("estimator_speed", "the estimators' speed against a plain scan", "python -m benchmarks.dev.estimator_speed"),
+    ("xla_cpu_tricks", "what each XLA:CPU workaround of pgjax/_xla_cpu buys, and its lines",
+     "python -m benchmarks.dev.xla_cpu_tricks"),
 )
 
 

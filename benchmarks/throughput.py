@@ -5,7 +5,7 @@
 For every algorithm: (num_envs, rollout) = (4, 128), (64, 128), (2048, 32) with one seed, and 8 seeds
 vmapped at (4, 128). PPO uses 4 epochs × 4 minibatches. steps/s counts the steps of all seeds and
 is the best of ``--repeats`` runs after compilation (``--repeats 0``: compile only). Programs are
-compiled with :func:`pgjax.compile_program` (XLA's concurrency-optimised scheduler unless the
+compiled with :func:`pgjax._xla_cpu.compile` (XLA's concurrency-optimised scheduler unless the
 program holds a custom call that could deadlock under it; the JSON rows record which). Memory:
 ``program_bytes`` is XLA's own account of the compiled program's buffers (arguments + outputs +
 temporaries − aliased, from ``memory_analysis()`` where the backend gives one, as CPU and GPU do;
@@ -27,19 +27,19 @@ import jax
 
 
 import pgjax
-from pgjax import algorithms
+from pgjax import _xla_cpu, algorithms
 
 SHAPES = [(4, 128, 1), (64, 128, 1), (2048, 32, 1), (4, 128, 8)]
 
 
 def measure(algo_name: str, num_envs: int, rollout: int, seeds: int, total_steps: int, repeats: int,
-            lean: bool = False):
+            lean: bool = False, env_id: str = "CartPole-v1", **config_fields):
     algo = algorithms.get(algo_name)
     steps_per_update = num_envs * rollout
     total = max(total_steps, 10 * steps_per_update)
     fields = {f.name for f in dataclasses.fields(algo.Config)}
-    extra = {k: v for k, v in {"epochs": 4, "minibatches": 4}.items() if k in fields}
-    config = algo.Config(env_id="CartPole-v1", num_envs=num_envs, rollout_length=rollout,
+    extra = {**{k: v for k, v in {"epochs": 4, "minibatches": 4}.items() if k in fields}, **config_fields}
+    config = algo.Config(env_id=env_id, num_envs=num_envs, rollout_length=rollout,
                          total_steps=total, lean_metrics=lean, **extra)
     train = pgjax.make_train(config)
     keys = jax.random.split(jax.random.key(0), seeds)
@@ -47,9 +47,9 @@ def measure(algo_name: str, num_envs: int, rollout: int, seeds: int, total_steps
     args = (keys if seeds > 1 else keys[0], algo.Hparams())
     t0 = time.perf_counter()
     lowered = fn.lower(*args)
-    compiled = pgjax.compile_program(lowered)  # XLA's concurrency scheduler where it is safe
+    compiled = _xla_cpu.compile(lowered)  # XLA's concurrency scheduler where it is safe
     compile_s = time.perf_counter() - t0
-    concurrent = pgjax.concurrency_scheduler_safe(lowered.as_text())
+    concurrent = _xla_cpu.concurrency_scheduler_safe(lowered.as_text())
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()

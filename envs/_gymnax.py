@@ -6,11 +6,14 @@ and pandas behind them that is about 2 s of every process start (half of ``impor
 :func:`load` imports gymnax while those two names resolve to stand-ins that import the real module
 on first attribute access (so gymnax's renderers still work), then removes the stand-ins from
 ``sys.modules``: every later ``import seaborn`` or ``import matplotlib.pyplot`` is the real one.
+``PGJAX_PLAIN=1`` (or a list naming ``gymnax_import``; see :mod:`pgjax._xla_cpu`, whose switch
+this is) imports gymnax plainly.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 
@@ -28,11 +31,17 @@ class _Deferred(types.ModuleType):
         return getattr(importlib.import_module(self.__name__), attr)
 
 
+def _plain() -> bool:
+    """Whether ``PGJAX_PLAIN`` asks for a plain ``import gymnax``."""
+    value = os.environ.get("PGJAX_PLAIN", "").strip()
+    return value in ("1", "all") or "gymnax_import" in value.split(",")
+
+
 def load():
     """The ``gymnax`` module, imported once with its plotting imports deferred."""
     if "gymnax" in sys.modules:
         return sys.modules["gymnax"]
-    placed = [name for name in _DEFERRED if name not in sys.modules]
+    placed = [] if _plain() else [name for name in _DEFERRED if name not in sys.modules]
     for name in placed:
         sys.modules[name] = _Deferred(name)
     try:

@@ -276,9 +276,8 @@ def test_a_failed_or_abandoned_compile_stops_talking():
 
 
 def test_the_run_announces_its_training_program(tmp_path, monkeypatch):
-    import pgjax
-    compile_program = pgjax.compile_program
-    monkeypatch.setattr(pgjax, "compile_program",
+    compile_program = chunks.compile_program
+    monkeypatch.setattr(chunks, "compile_program",
                         lambda lowered: (time.sleep(0.4), compile_program(lowered))[1])
     monkeypatch.setattr(chunks, "CompileNotice", _QuickNotice)
     out = io.StringIO()

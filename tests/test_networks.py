@@ -1,5 +1,5 @@
 """The CNN torso's convolution, written as a matrix product over pixel neighbourhoods, against
-flax's own ``nn.Conv`` with the same parameters; :func:`pgjax.networks.init_params`'s joint
+flax's own ``nn.Conv`` with the same parameters; :func:`pgjax._xla_cpu.initialisers.init_params`'s joint
 kernel draws against ``module.init``."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pgjax.networks import ActorCritic, CNNTorso, PatchConv, RecurrentActorCritic, init_params
+from pgjax._xla_cpu.patch_conv import PatchConv
+from pgjax._xla_cpu.initialisers import init_params
+from pgjax.networks import ActorCritic, CNNTorso, RecurrentActorCritic
 
 
 def test_patch_conv_equals_flax_conv_with_the_same_parameters():

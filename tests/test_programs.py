@@ -17,7 +17,7 @@ from float_compare import FEW_ADAM_UPDATES, assert_trees_close
 from progress_signals import SignalOnProgress
 
 from pgjax import cli, report
-from pgjax.run import programs, runner
+from pgjax.run import chunks, programs, runner
 from pgjax.run.checkpoints import Checkpoints
 
 TINY = ["num_envs=2", "rollout_length=16", "minibatches=2", "epochs=1"]
@@ -213,14 +213,13 @@ def test_a_study_resumes_with_its_own_settings(static_run, capsys):
 def test_a_program_compiled_ahead_is_the_one_its_run_uses(tmp_path, monkeypatch):
     """A study compiles its next program while the current one trains (runner.precompile): the
     run must find that program, not compile another (shapes, chunk size and placement agree)."""
-    import pgjax
     spec = programs.fresh(algorithm="ppo", total_steps=3 * 32, seed_count=3, assignments=TINY + ["hidden_sizes=(5)"],
                           given_options=OPTIONS)
     assert runner.precompile(spec)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the run compiled its training program again")
-    monkeypatch.setattr(pgjax, "compile_program", refuse)
+    monkeypatch.setattr(chunks, "compile_program", refuse)
     assert runner.run_spec(spec, tmp_path / "run", out=io.StringIO()).status == runner.COMPLETED
 
 

@@ -7,10 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from pgjax import shuffle as shuffle_module
+from pgjax._xla_cpu import one_operand_sort as permutation_module
 from pgjax.algorithms import ppo
+from pgjax._xla_cpu.one_operand_sort import sorted_permutation, stable_argsort_uint32
 from pgjax.config import ConfigError
-from pgjax.shuffle import hashed_permutation, permutation, sorted_permutation, stable_argsort_uint32
+from pgjax.shuffle import hashed_permutation, permutation
 
 N, DRAWS, MINIBATCH = 512, 6000, 128
 
@@ -97,7 +98,7 @@ def test_sorted_permutation_is_jax_random_permutation_bit_for_bit(n):
 def test_sorted_permutation_is_jax_own_past_the_packed_bits(monkeypatch):
     """Past ``_MAX_PACKED_BITS`` index bits (2^18 elements; lowered here to 4 bits to keep the
     test small) it returns jax's permutation itself, and the argsort refuses the size."""
-    monkeypatch.setattr(shuffle_module, "_MAX_PACKED_BITS", 4)
+    monkeypatch.setattr(permutation_module, "_MAX_PACKED_BITS", 4)
     key = jax.random.key(17)
     np.testing.assert_array_equal(sorted_permutation(key, 17), jax.random.permutation(key, 17))
     with pytest.raises(ValueError, match="n=17 is not allowed"):

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 
 from benchmarks.results_table import machine_description, save_results
-from pgjax import compile_program, estimators
+from pgjax import _xla_cpu, estimators
 from pgjax.algorithms import optimiser, score_function, setup, train_state, ppo
 from pgjax.config import hparams_as_arrays
 
@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def seconds_per_call(fn, *args, repeats: int = 5) -> float:
     """Best wall time of one call of the compiled ``fn(*args)`` (compiled and warmed first)."""
-    compiled = compile_program(jax.jit(fn).lower(*args))
+    compiled = _xla_cpu.compile(jax.jit(fn).lower(*args))
     jax.block_until_ready(compiled(*args))
     best = float("inf")
     for _ in range(repeats):

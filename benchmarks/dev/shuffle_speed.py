@@ -1,5 +1,5 @@
 """How long one minibatch order of n steps takes: ``jax.random.permutation`` against
-:func:`pgjax.shuffle.sorted_permutation` (the same order, bit for bit) and
+:func:`pgjax._xla_cpu.one_operand_sort.sorted_permutation` (the same order, bit for bit) and
 :func:`pgjax.shuffle.hashed_permutation`.
 
     python -m benchmarks.dev.shuffle_speed [--sizes 512,8192,65536,131072,262144,524288] [--repeats 20]
@@ -21,6 +21,7 @@ import numpy as np
 
 from benchmarks.results_table import machine_description, save_results
 from pgjax import shuffle
+from pgjax._xla_cpu.one_operand_sort import sorted_permutation
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -40,10 +41,10 @@ def milliseconds_per_call(fn, key, repeats: int) -> float:
 
 def measure(n: int, repeats: int) -> dict:
     key = jax.random.key(n)
-    same = np.array_equal(shuffle.sorted_permutation(key, n), jax.random.permutation(key, n))
+    same = np.array_equal(sorted_permutation(key, n), jax.random.permutation(key, n))
     row = {"n": n, "rounds": shuffle._permutation_rounds(n), "bit_identical": bool(same),
            "jax_ms": milliseconds_per_call(lambda k: jax.random.permutation(k, n), key, repeats),
-           "sorted_ms": milliseconds_per_call(lambda k: shuffle.sorted_permutation(k, n), key, repeats)}
+           "sorted_ms": milliseconds_per_call(lambda k: sorted_permutation(k, n), key, repeats)}
     if shuffle.is_power_of_two(n):
         row["hash_ms"] = milliseconds_per_call(lambda k: shuffle.hashed_permutation(k, n), key, repeats)
     return row

@@ -12,7 +12,7 @@ from flax import struct
 from pgjax import recurrent
 from pgjax.algorithms.optimiser import make_optimizer
 from pgjax.algorithms.setup import make_env, make_network, policy_and_value_fns
-from pgjax.networks import init_params
+from pgjax._xla_cpu import init_params
 from pgjax.rollout import rollout
 
 

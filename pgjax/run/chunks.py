@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from pgjax import algorithms
+from pgjax import _xla_cpu, algorithms
+from pgjax._xla_cpu import compile as compile_program
 from pgjax.run import executables
 
 
@@ -81,7 +82,7 @@ _COMPILED: dict = {}
 def _program_key(config, states, max_updates: int, shardings=None) -> tuple:
     shapes = jax.tree.map(lambda x: (x.shape, str(x.dtype), str(getattr(x, "sharding", None))), states)
     return (config, max_updates, jax.tree.structure(states), tuple(jax.tree.leaves(shapes)),
-            None if shardings is None else str(shardings[1:]))
+            None if shardings is None else str(shardings[1:]), _xla_cpu.selection())
 
 
 def compiled_already(config, states, max_updates: int, shardings=None) -> bool:
@@ -95,12 +96,11 @@ def compile_chunk(config, states, max_updates: int, shardings=None):
     (a notebook, a test session, a resumed run) reuse them; the program store
     (:mod:`pgjax.run.executables`) and JAX's persistent compilation cache
     (:mod:`pgjax.run.compilation_cache`) do the same across processes. An update chunk has no
-    blocking custom calls, so on CPU it gets XLA's faster scheduler (:func:`pgjax.compile_program`).
+    blocking custom calls, so on CPU it gets XLA's faster scheduler (:func:`pgjax._xla_cpu.compile`).
 
     ``shardings`` = (state, frozen, host) places the program on a mesh
     (:class:`pgjax.run.devices.Layout`): the state keeps its sharding from call to call, and the
     metrics and health flags the host reads come back with the ``host`` sharding."""
-    from pgjax import compile_program
     key = _program_key(config, states, max_updates, shardings)
     if key not in _COMPILED:
         members = jax.tree.leaves(states)[0].shape[0]

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import recurrent
+from pgjax import _xla_cpu, recurrent
 from pgjax.algorithms import setup
 from pgjax.rollout import policy_step
 from pgjax.run import executables
@@ -174,7 +174,7 @@ class EvalProgram:
                 args = (state.params, state.env_state)
                 compiled = executables.load_or_compile(
                     ("eval", config, episodes, options.greedy_eval, options.cache_episodes,
-                     executables.describe(args)), fn, args, lambda lowered: lowered.compile(),
+                     executables.describe(args)), fn, args, _xla_cpu.compile,
                     store=placement.count == 1 and executables.storable(config))
             finally:
                 self.seconds = time.perf_counter() - start

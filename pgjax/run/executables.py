@@ -84,10 +84,12 @@ def _versions() -> tuple:
 def environment_key() -> tuple:
     """What, beyond the program's own description, decides the compiled bits."""
     import jax
+
+    from pgjax import _xla_cpu
     devices = jax.local_devices()
     return (source_digest(), _versions(), jax.default_backend(), devices[0].device_kind,
             len(devices), os.environ.get("XLA_FLAGS", ""), bool(jax.config.jax_enable_x64),
-            str(jax.config.jax_default_matmul_precision))
+            str(jax.config.jax_default_matmul_precision), _xla_cpu.selection())
 
 
 def directory() -> Path | None:

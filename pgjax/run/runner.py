@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax import algorithms
+from pgjax import _xla_cpu, algorithms
 from pgjax.config import ConfigError, require, validate_hparams
 from pgjax.run import chunks, compilation_cache, devices as run_devices, distributed, episodes
 from pgjax.run import executables, memory
@@ -102,7 +102,7 @@ def initial_state(config, keys, hparams):
     args = (keys, hparams)
     compiled = executables.load_or_compile(
         ("init", config, executables.describe(args)), init_program(config), args,
-        lambda lowered: lowered.compile(), store=executables.storable(config))
+        _xla_cpu.compile, store=executables.storable(config))
     return compiled(keys, hparams)
 
 

@@ -1,4 +1,4 @@
-"""pgjax.matmul: a dense layer's product whose weight gradient XLA:CPU runs as an ordinary matmul.
+"""pgjax._xla_cpu.matmul: a dense layer's product whose weight gradient XLA:CPU runs as an ordinary matmul.
 
 The references are computed another way: the gradients by hand in NumPy (∂W = xᵀ·∂y, ∂x = ∂y·Wᵀ),
 the forward-over-reverse product (what TRPO's Fisher-vector products use) by plain autodiff of
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pgjax.matmul import dense_dot_general, matmul
+from pgjax._xla_cpu.matmul import dense_dot_general, matmul
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(32, 5)).astype(np.float32)
