@@ -110,7 +110,7 @@ def markdown(result: dict, machine: str) -> str:
     out = [f"Each XLA:CPU workaround of `pgjax/_xla_cpu` against its plain implementation "
            f"(`PGJAX_PLAIN=<trick>`) on {machine}: PPO (`pgjax.make_train`, 4 epochs × 4 "
            "minibatches) jitted whole in a fresh process without a compilation cache; compile "
-           f"seconds, and steps/s of {result["repeats"]} timed run(s). Gain = what the trick "
+           f"seconds, and steps/s of {result['repeats']} timed run(s). Gain = what the trick "
            "saves (compile seconds the plain program spends more; steps/s with the trick ÷ plain; "
            "run-to-run noise on this machine is about ±15 %: the CartPole rows of `conv`, which has no convolution to run, show it). Regenerate: "
            "`python -m benchmarks.dev.xla_cpu_tricks`.", "",
