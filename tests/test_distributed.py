@@ -98,9 +98,10 @@ def _wait_for_marks(procs, marks: Path, timeout: float = 300.0) -> None:
 
 def _ours(out: str) -> str:
     """A process's output without gloo's connection lines (and blank lines: gloo's messages from
-    its threads can interleave, leaving a bare newline; seen once in CI)."""
+    its threads can interleave, leaving a bare newline or a line's tail without its "[Gloo]"
+    prefix, e.g. "2 is connected to 3 peer ranks. …"; both seen in CI)."""
     return "".join(line for line in out.splitlines(keepends=True)
-                   if line.strip() and not line.startswith("[Gloo]"))
+                   if line.strip() and not line.startswith("[Gloo]") and "peer ranks" not in line)
 
 
 def _final_params(run_dir: Path):
