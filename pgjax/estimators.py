@@ -152,10 +152,9 @@ def _backward(terms: Callable[..., tuple[Array, Array]], *inputs: Array,
     Speed: one reverse ``lax.scan`` over time with the whole batch ``[*batch]`` as its carry, and
     ``terms`` evaluated *inside* it, so each step is one fused kernel that reads row t of the
     inputs and writes row t of y: no ``[T, *batch]`` intermediate (δ, γλ) is written to memory
-    and read back, and (for GAE) nothing is computed outside the loop. For GAE on XLA:CPU this
-    measured 1.4–2.8× faster than computing base and coef first, and 1.3–2.7× faster than rlax's
-    vmapped GAE, at T × N from 128 × 8 to 128 × 2048 (benchmarks/dev/estimator_speed.py); unrolling
-    the scan measured slower."""
+    and read back, and (for GAE) nothing is computed outside the loop. On XLA:CPU this is faster
+    than computing base and coef first, than rlax's vmapped GAE, and than unrolling the scan
+    (``python -m benchmarks.dev.estimator_speed`` measures them)."""
     per_row = [jnp.ndim(x) > 0 for x in inputs]
     rows = tuple(x for x, is_row in zip(inputs, per_row) if is_row)
 

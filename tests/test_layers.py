@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,22 @@ def test_benchmark_scripts_import_the_installed_package():
     edits = [p.name for p in sorted((ROOT / "benchmarks").rglob("*.py"))
              if "sys.path.insert" in p.read_text() or "sys.path.append" in p.read_text()]
     assert edits == []
+
+
+def _architecture_layer_block() -> str:
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    return text.split("```", 2)[1]
+
+
+def test_architecture_names_every_module_and_only_real_ones():
+    """ARCHITECTURE.md's layer list is checked against the source: every top-level module and
+    package of pgjax (and envs/) is named in it, and every path it names exists."""
+    block = _architecture_layer_block()
+    named = set(re.findall(r"\b(?:pgjax|envs)/[\w/]*(?:\.py)?", block))
+    missing_paths = sorted(p for p in named if not (ROOT / p).exists())
+    assert missing_paths == [], f"ARCHITECTURE.md names paths that do not exist: {missing_paths}"
+    entries = [p for p in sorted((ROOT / "pgjax").iterdir())
+               if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").is_file()]
+    unnamed = [p.name for p in entries
+               if f"pgjax/{p.name}" not in block and not re.search(rf"\b{re.escape(p.name)}", block)]
+    assert unnamed == [], f"ARCHITECTURE.md's layer list does not name: {unnamed}"

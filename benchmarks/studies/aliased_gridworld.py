@@ -15,7 +15,8 @@ number of environment steps (``--seeds`` seeds vmapped, 16 environments each):
   quarter of training, then stays; ties broken at random),
   w_a ← w_a + α·mean_n[(R + γ(1 − term)·max_a' q(S', a') − q(S, A))·φ(S)·1{A = a}], bootstrapping
   from the final observation at a truncation. Written here in a few lines of JAX (pgjax has no
-  value-based agent); it is the "value-based RL learns a near-deterministic policy" of the slide.
+  value-based agent). Its ε-greedy policy is near-deterministic, which cannot be optimal where
+  states are aliased (Sutton & Barto 2018, §13.1).
 - **REINFORCE with a learned baseline** from pgjax (``pgjax.make_train``), softmax policy linear in
   φ: ``torso="random_projection"`` with 8 features is φ ↦ Pφ for a fixed random P of rank 4,
   so the logits Kᵀ(Pφ) + b are exactly a linear function of φ (Sutton & Barto 2018, §13.2,

@@ -3,7 +3,7 @@
 ``jax.random.permutation(key, n)`` sorts n random 32-bit keys with the indices as a payload, twice
 for n ≥ 1,626 (its rounds keep ties from biasing the order); the order is the *stable* argsort of
 each round's keys. XLA:CPU (jaxlib 0.10) sorts key–payload pairs through a generic comparator,
-about 5× slower than it sorts one operand of unsigned integers. :func:`sorted_permutation`
+several times slower than it sorts one operand of unsigned integers. :func:`sorted_permutation`
 therefore gets the same stable argsort from a one-operand sort: each key's low bits are replaced
 by its index, and an odd–even transposition pass then repairs the rare neighbours whose high bits
 tie (see :func:`stable_argsort_uint32`). ``python -m benchmarks.dev.shuffle_speed`` measures it.

@@ -24,11 +24,11 @@ class PatchConv(nn.Module):
     """A stride-1 "SAME" 2-D convolution computed as one matrix product over every pixel's
     neighbourhood (:func:`same_padding_patches`): the same function and the same parameters
     (``kernel [size, size, C, features]``, ``bias [features]``) as ``flax.linen.Conv``. On
-    XLA:CPU (jaxlib 0.10) the convolution op runs the MinAtar shape ([1024, 10, 10, 4] → 16
-    channels, forward and gradients) at under 1 GFLOP/s, so a CNN PPO update took 10 s; as a
-    matrix product of the ``[B·H·W, size·size·C]`` neighbourhoods with the flattened kernel it
-    runs at matmul speed (with plain autodiff: the custom product of :mod:`pgjax._xla_cpu.matmul`
-    measured slower here)."""
+    XLA:CPU (jaxlib 0.10) the convolution op runs MinAtar's shapes (10 × 10 × C → 16 channels,
+    forward and gradients) far below matmul speed; as a matrix product of the
+    ``[B·H·W, size·size·C]`` neighbourhoods with the flattened kernel it runs at matmul speed (with
+    plain autodiff: the custom product of :mod:`pgjax._xla_cpu.matmul` is slower here).
+    ``python -m benchmarks.dev.xla_cpu_tricks`` measures the gain."""
     features: int
     size: int = 3
     kernel_init: Callable = nn.initializers.lecun_normal()

@@ -72,14 +72,14 @@ from pgjax.run.background import Background, StopSignals, StoppedBeforeTraining,
 from pgjax.run.checkpoints import Checkpoints
 from pgjax.run.divergence import divergence_message, divergences, live_rows
 from pgjax.run.evaluation import EvalProgram, eval_rows, make_eval_fn
-from pgjax.run.loggers import (ChunkRecord, EvalFile, FanOut, JsonlFile, MetricsFile, Progress,
-                               ProgressDisplay, SettingsFile, TensorBoard, Wandb, WriteFailed,
-                               truncate_jsonl, write_json_atomic, write_text_atomic, writing)
+from pgjax.run.loggers import (ChunkRecord, FanOut, JsonlFile, Progress, WriteFailed, truncate_jsonl,
+                               write_json_atomic, write_text_atomic)
 from pgjax.run.options import RunOptions
 from pgjax.run.population import Population
 from pgjax.run.schedule import Events
 from pgjax.run.spec import RunSpec
-from pgjax.run.summary import RunResult, summary_record, summary_table
+from pgjax.run.run_sinks import open_sinks
+from pgjax.run.summary import RunResult, write_summary
 
 COMPLETED, INTERRUPTED, NON_FINITE = run_folder.COMPLETED, run_folder.INTERRUPTED, run_folder.DIVERGED
 PAUSED = run_folder.PAUSED
@@ -218,23 +218,53 @@ def check_checkpoint_matches(spec: RunSpec, run_dir: Path) -> None:
         checkpoints.close()
 
 
+def _state_shardings(layout, config, population, shapes):
+    """The sharding of every leaf of the train state on the run's mesh (None: one device)."""
+    if layout.mesh is None:
+        return None
+    env_leaves = run_devices.per_env_leaves(
+        lambda c: jax.eval_shape(init_program(c), population.keys(), population.hparams()), config)
+    return layout.state(shapes, env_leaves)
+
+
+def _resume_line(run_dir: Path, meta: dict, steps_per_update: int, has_checkpoint: bool) -> str:
+    if not has_checkpoint:
+        return (f"resuming {run_dir}: no checkpoint was saved yet, so training starts at step 0 "
+                "with the saved configuration")
+    return (f"resuming {run_dir} from update {meta['update']} "
+            f"({meta['update'] * steps_per_update:,d} env steps per member)")
+
+
+def _chunk_record(metrics_np, labels, done, n, steps_per_update, chunk_seconds, live, found) -> ChunkRecord:
+    """The chunk's ``[M, n]`` metrics with host-counted env steps and fps added, the live rows
+    (:func:`live_rows`) and a ``diverged`` mark on each member's diverging update."""
+    size = len(labels)
+    env_steps = (done + 1 + np.arange(n, dtype=np.int64)) * steps_per_update
+    metrics_np["env_steps"] = np.broadcast_to(env_steps, (size, n))
+    metrics_np["fps"] = np.full((size, n), n * steps_per_update * size / max(chunk_seconds, 1e-9))
+    marks = {(m, k): {"diverged": True} for m, (k, _) in found.items()}
+    return ChunkRecord(metrics_np, labels, np.arange(done + 1, done + n + 1), live, marks)
+
+
 class _Run:
-    """One training run's host state (kept out of the jitted code)."""
+    """One training run's host state (kept out of the jitted code): its population, devices,
+    schedule and folder. :meth:`execute` starts it (a fresh state or a restored checkpoint, while
+    the training program compiles) and hands it to the chunk loop (:class:`_Loop`);
+    :meth:`finish` records how it ended."""
 
     def __init__(self, spec: RunSpec, run_dir: Path, out, until: int | None = None, callbacks=()):
         self.spec, self.algo, self.algo_name, self.config = spec, spec.algo, spec.algorithm, spec.config
-        self.population = Population(spec.seeds, spec.settings)
+        self.population = population = Population(spec.seeds, spec.settings)
         self.run_dir, self.options, self.out = run_dir, spec.options, out
-        population, options, config = self.population, spec.options, spec.config
+        options, config = spec.options, spec.config
         self.labels = [{**label, "algorithm": spec.algorithm} for label in population.labels()]
-        self.device = str(jax.devices()[0])
         self.num_updates = config.num_updates
         self.stop_update = until or self.num_updates  # where this call stops (a rung's end)
         self.callbacks = list(callbacks)
         self.primary = distributed.is_primary()
         self.layout = run_devices.Layout(run_devices.device_count(
             options.devices, population.size, config.num_envs, options.shard), options.shard)
-        self.device = self.layout.describe(self.device)
+        self.device = self.layout.describe(str(jax.devices()[0]))
         self.max_chunk = (min(options.chunk_updates, self.num_updates) if options.chunk_updates
                           else chunks.default_max_updates(self.num_updates, population.size))
         self.events = Events.for_run(self.num_updates, config.steps_per_update, options,
@@ -263,7 +293,15 @@ class _Run:
     def _status(self, status: str, update: int, message: str = "") -> None:
         if self.primary:
             run_folder.write_status(self.run_dir, status, update, message,
-                                diverged=self._diverged_list())
+                                    diverged=self._diverged_list())
+
+    def _status_if_writable(self, status: str, update: int, message: str) -> None:
+        """Record a failure in status.json unless status.json itself cannot be written (the
+        failure in flight is the one to report)."""
+        try:
+            self._status(status, update, message)
+        except WriteFailed:
+            pass
 
     def _diverged_list(self) -> list[dict]:
         return [{**self.labels[m], **info} for m, info in sorted(self.diverged.items())]
@@ -273,7 +311,7 @@ class _Run:
         stopped before its first checkpoint starts again at step 0), else initialised."""
         meta = {"update": 0, "train_seconds": 0.0, "last_eval": None, "diverged": {}}
         shapes = memory.state_shapes(self.config, self.population.size)  # as traced for the check
-        shardings = self.state_shardings(shapes)
+        shardings = _state_shardings(self.layout, self.config, self.population, shapes)
         abstract = run_devices.abstract(shapes, shardings)
         # the training program compiles from the state's shapes while init (or a restore) runs:
         # two programs compiling at once on two cores
@@ -302,21 +340,12 @@ class _Run:
                               memory.Placement.of_run(self.layout.count))
         return compiled
 
-    def state_shardings(self, shapes):
-        """The sharding of every leaf of the train state on this run's mesh (None: one device)."""
-        if self.layout.mesh is None:
-            return None
-        population = self.population
-        env_leaves = run_devices.per_env_leaves(
-            lambda config: jax.eval_shape(init_program(config), population.keys(), population.hparams()),
-            self.config)
-        return self.layout.state(shapes, env_leaves)
-
     # ---------------------------------------------------------------- main loop
     def execute(self, resume: bool) -> RunResult:
+        """Write the folder's records, train, and leave status.json saying how it ended (a
+        refused resume leaves the folder as it was)."""
         if self.options.compile_cache:
             compilation_cache.enable()
-        # a resume refused on what it finds (no intact checkpoint, ...) leaves the folder as it was
         records = [self.run_dir / name for name in ("config.json", run_folder.STATUS_NAME)]
         previous = {path: path.read_text() for path in records if resume and path.is_file()}
         if self.primary:
@@ -349,14 +378,6 @@ class _Run:
         finally:
             checkpoints.close()
 
-    def _status_if_writable(self, status: str, update: int, message: str) -> None:
-        """Record a failure in status.json unless status.json itself cannot be written (the
-        failure in flight is the one to report)."""
-        try:
-            self._status(status, update, message)
-        except WriteFailed:
-            pass
-
     def _execute(self, checkpoints: Checkpoints, resume: bool, stop: StopSignals) -> RunResult:
         run_dir, config = self.run_dir, self.config
         t0 = time.perf_counter()
@@ -366,16 +387,10 @@ class _Run:
         except StoppedBeforeTraining as stopped:
             return self._stopped_before_training(stopped.signum, checkpoints, t0)
         compile_seconds = time.perf_counter() - t0
-        cached_after = compilation_cache.entries()
-        self.cache_hit = None if cached_before is None else cached_after == cached_before
+        self.cache_hit = None if cached_before is None else compilation_cache.entries() == cached_before
         self.diverged = {int(m): info for m, info in meta.get("diverged", {}).items()}
         if resume:
-            if not checkpoints.steps():
-                self._print(f"resuming {run_dir}: no checkpoint was saved yet, so training starts "
-                            "at step 0 with the saved configuration")
-            else:
-                self._print(f"resuming {run_dir} from update {meta['update']} "
-                            f"({meta['update'] * config.steps_per_update:,d} env steps per member)")
+            self._print(_resume_line(run_dir, meta, config.steps_per_update, bool(checkpoints.steps())))
             if meta["update"] >= self.stop_update:
                 return self._already_complete(state)
             for name in ("metrics.jsonl", "metrics_settings.jsonl", "eval.jsonl",
@@ -386,6 +401,40 @@ class _Run:
                     f"{self.num_updates} updates of {config.steps_per_update} steps, chunks of up to "
                     f"{self.max_chunk}; compiled in {compile_seconds:.1f}s on {self.device}")
         return _Loop(self, checkpoints, stop, state, meta, compiled, compile_seconds, t0, resume).run()
+
+    # ---------------------------------------------------------------- endings
+    def meta(self, done, train_seconds, last_eval) -> dict:
+        return {"update": int(done), "train_seconds": float(train_seconds), "last_eval": last_eval,
+                "diverged": {str(m): info for m, info in self.diverged.items()}}
+
+    def finish(self, status, message, final_eval, done, train_seconds, compile_seconds, wall,
+               metrics_np, state, meta) -> RunResult:
+        """status.json, the result and, for a completed run, summary.json, its table and plots."""
+        trained_steps = (done - meta["update"]) * self.config.steps_per_update * self.population.size
+        sps = trained_steps / max(train_seconds - meta["train_seconds"], 1e-9)
+        eval_returns = (final_eval["returns"].mean(axis=1) if final_eval is not None
+                        else np.full(self.population.size, np.nan))
+        if message:
+            print(f"pgjax: {message}", file=sys.stderr if status == NON_FINITE else self.out, flush=True)
+        last = {k: v[:, -1] for k, v in metrics_np.items()} if metrics_np else {}
+        self._status(status, done, message)
+        if status == COMPLETED and self.primary:
+            write_summary(self.run_dir, self._summary_fields(), final_eval, out=self.out,
+                          plots=self.options.plots, steps_per_second=sps,
+                          compile_seconds=compile_seconds,
+                          compile_seconds_eval=self.eval_compile_seconds, wall_seconds=wall)
+        return RunResult(self.run_dir, status, eval_returns, sps, compile_seconds, wall, message,
+                         last, state, dict(self.diverged))
+
+    def _summary_fields(self) -> dict:
+        """What summary.json says of the run besides its final evaluation and timings."""
+        return {"algorithm": self.algo_name, "env_id": self.config.env_id, "status": COMPLETED,
+                "seeds": list(self.population.seeds), "members": self.labels,
+                "eval_episodes": self.options.eval_episodes, "eval_greedy": self.options.greedy_eval,
+                "device": self.device,
+                "env_steps_per_seed": self.num_updates * self.config.steps_per_update,
+                "compile_cache_dir": compilation_cache.directory(),
+                "compile_cache_hit": self.cache_hit, "diverged": self._diverged_list()}
 
     def _stopped_before_training(self, signum, checkpoints, t0) -> RunResult:
         self.compile_notice.close()  # the compilation goes on in its thread, unannounced
@@ -398,66 +447,6 @@ class _Run:
         self._print(f"pgjax: {message}")
         return RunResult(self.run_dir, INTERRUPTED, np.full(self.population.size, np.nan), math.nan,
                          math.nan, time.perf_counter() - t0, message)
-
-    # ---------------------------------------------------------------- pieces
-    def meta(self, done, train_seconds, last_eval) -> dict:
-        return {"update": int(done), "train_seconds": float(train_seconds), "last_eval": last_eval,
-                "diverged": {str(m): info for m, info in self.diverged.items()}}
-
-    def chunk_record(self, metrics_np, done, n, chunk_seconds, live, found) -> ChunkRecord:
-        """The chunk's ``[M, n]`` metrics with host-counted env steps and fps added, the live rows
-        (:func:`live_rows`) and a ``diverged`` mark on each member's diverging update."""
-        size, steps_per_update = self.population.size, self.config.steps_per_update
-        env_steps = (done + 1 + np.arange(n, dtype=np.int64)) * steps_per_update
-        metrics_np["env_steps"] = np.broadcast_to(env_steps, (size, n))
-        metrics_np["fps"] = np.full((size, n), n * steps_per_update * size / max(chunk_seconds, 1e-9))
-        marks = {(m, k): {"diverged": True} for m, (k, _) in found.items()}
-        return ChunkRecord(metrics_np, self.labels, np.arange(done + 1, done + n + 1), live, marks)
-
-    def evaluate(self, eval_fn, state, done, sinks) -> dict:
-        """Evaluate every member with the fixed keys, cache the episodes, hand the rows to the sinks."""
-        steps = done * self.config.steps_per_update
-        result = run_devices.to_host(eval_fn(state.params, state.env_state))
-        sinks.evaluation(eval_rows(result, self.labels, done, steps, self.options.greedy_eval,
-                                   self.diverged), steps)
-        if self.primary:
-            episodes.save(self.run_dir, steps, result, [label["seed"] for label in self.labels],
-                          self.options.greedy_eval)
-        return result
-
-    def finish(self, status, message, final_eval, done, train_seconds, compile_seconds, wall,
-               metrics_np, state, meta) -> RunResult:
-        config = self.config
-        trained_steps = (done - meta["update"]) * config.steps_per_update * self.population.size
-        sps = trained_steps / max(train_seconds - meta["train_seconds"], 1e-9)
-        if final_eval is not None:
-            eval_returns = final_eval["returns"].mean(axis=1)
-        else:
-            eval_returns = np.full(self.population.size, np.nan)
-        if message:
-            print(f"pgjax: {message}", file=sys.stderr if status == NON_FINITE else self.out, flush=True)
-        last = {k: v[:, -1] for k, v in metrics_np.items()} if metrics_np else {}
-        self._status(status, done, message)
-        result = RunResult(self.run_dir, status, eval_returns, sps, compile_seconds, wall, message,
-                           last, state, dict(self.diverged))
-        if status != COMPLETED or not self.primary:
-            return result
-        summary = summary_record(
-            {"algorithm": self.algo_name, "env_id": config.env_id, "status": status,
-             "seeds": list(self.population.seeds), "members": self.labels,
-             "eval_episodes": self.options.eval_episodes, "eval_greedy": self.options.greedy_eval,
-             "device": self.device, "env_steps_per_seed": self.num_updates * config.steps_per_update,
-             "compile_cache_dir": compilation_cache.directory(), "compile_cache_hit": self.cache_hit,
-             "diverged": self._diverged_list()},
-            final_eval, steps_per_second=sps, compile_seconds=compile_seconds,
-            compile_seconds_eval=self.eval_compile_seconds, wall_seconds=wall)
-        write_json_atomic(self.run_dir / "summary.json", summary)
-        self._print(summary_table(summary))
-        if self.options.plots:
-            from pgjax import report
-            with writing(self.run_dir / "plots"):
-                report.plot_run(self.run_dir)
-        return result
 
     def _already_complete(self, state) -> RunResult:
         status = COMPLETED if self.stop_update == self.num_updates else PAUSED
@@ -497,68 +486,15 @@ class _Loop:
         self.sinks: FanOut | None = None
         self.pbt_bounds = pbt_rounds.check_options(run.spec)
 
-    def _flush_rows(self) -> None:
-        """Hand the unfinished metric row to the sinks (before a checkpoint, at the end)."""
-        if self.sinks is None:
-            return
-        rows = self.thinner.flush()
-        if rows is not None:
-            self.sinks.chunk(rows)
-        self.sinks.flush()
-
-    def _open_sinks(self) -> FanOut:
-        r, options, done_steps = self.r, self.r.options, self.done * self.r.config.steps_per_update
-        if not r.primary:  # process 0 writes the logs of a multi-process run
-            self.sinks = FanOut([])
-            return self.sinks
-        population, groups = r.population, r.population.groups()
-        sinks = [MetricsFile(r.run_dir / "metrics.jsonl",
-                             stride=thinning.member_stride(population.size, options.log_members)),
-                 EvalFile(r.run_dir / "eval.jsonl"), ProgressDisplay(r.out)]
-        if population.size > 1:
-            sinks.append(SettingsFile(r.run_dir / "metrics_settings.jsonl", groups,
-                                      population.setting_labels()))
-        # a program of a static sweep (pgjax.run.programs) adds its static values to each setting's
-        static = (r.spec.study or {}).get("static") or {}
-        values = [{**static, **v} for v in population.setting_values()]
-        if options.tensorboard:
-            sinks.append(TensorBoard(r.run_dir / "tb", [label["seed"] for label in population.labels()],
-                                     purge_step=done_steps + 1 if self.resume else None,
-                                     groups=groups, max_writers=options.log_members,
-                                     setting_names=population.setting_names(), setting_values=values))
-        if options.wandb_project:
-            study_name = r.run_dir.parent.parent.name if static else r.run_dir.name
-            names = [f"{r.run_dir.name},{n}" if static else n for n in population.setting_names()]
-            sinks.append(Wandb(options.wandb_project, study_name, r._config_record(), r.run_dir,
-                               groups, names, values, program=r.run_dir.name if static else None))
-        fan_out = self.sinks = FanOut(sinks + r.callbacks)
-        fan_out.scalars({"perf/compile_seconds": self.compile_seconds}, done_steps)
-        return fan_out
-
-    def _pbt_round(self, member_returns, done) -> None:
-        """Exploit and explore after the evaluation at ``done`` (:mod:`pgjax.run.pbt_rounds`); a
-        diverged member scores NaN (ranked last) and is revived by the copy it receives."""
-        scores = np.where(self.frozen, np.nan, member_returns)
-        self.state, rows, copied = pbt_rounds.pbt_round(self.state, scores, done, self.r.spec,
-                                                        self.pbt_bounds)
-        self.frozen = np.array(self.frozen)  # the chunk's frozen flags come back read-only
-        self.frozen[copied] = False
-        if self.r.primary:
-            log = JsonlFile(pbt_rounds.rows_path(self.r.run_dir))
-            for row in rows:
-                log.write(row)
-            log.close()
-
-    def save(self, update, state, meta) -> None:
-        self._flush_rows()
-        self.checkpoints.save(update * self.r.config.steps_per_update, state, meta)
-        self.saved_update, self.last_save_time = update, time.monotonic()
-        self.r._status(run_folder.RUNNING, update)
-
     def run(self) -> RunResult:
         """Train to the end (or a stop); a write that fails (:class:`WriteFailed`, from any sink,
         the episode cache, a checkpoint or status.json) stops the loop at once and is raised."""
-        sinks = self._open_sinks()
+        r = self.r
+        sinks = self.sinks = open_sinks(r.spec, r.population, r.run_dir, r.out, r._config_record(),
+                                        done_steps=self.done * r.config.steps_per_update,
+                                        resume=self.resume, primary=r.primary, callbacks=r.callbacks)
+        sinks.scalars({"perf/compile_seconds": self.compile_seconds},
+                      self.done * r.config.steps_per_update)
         try:
             status, message = self._train(sinks)
             self._flush_rows()
@@ -572,10 +508,10 @@ class _Loop:
             sinks.close()
         finally:
             self.eval_fn.wait()
-        self.r.eval_compile_seconds = self.eval_fn.seconds
-        return self.r.finish(status, message, self.final_eval, self.done, self.train_seconds,
-                             self.compile_seconds, time.perf_counter() - self.t0, self.metrics_np,
-                             self.state, self.meta)
+        r.eval_compile_seconds = self.eval_fn.seconds
+        return r.finish(status, message, self.final_eval, self.done, self.train_seconds,
+                        self.compile_seconds, time.perf_counter() - self.t0, self.metrics_np,
+                        self.state, self.meta)
 
     def _train(self, sinks) -> tuple[str, str]:
         r = self.r
@@ -593,6 +529,7 @@ class _Loop:
             return PAUSED, f"stopped at update {r.stop_update} of {r.num_updates} as asked"
         return COMPLETED, ""
 
+    # ---------------------------------------------------------------- a chunk
     def _chunk(self, sinks) -> str | None:
         """Train one chunk (sized by :class:`pgjax.run.chunks.ChunkPlanner`, ending at the next
         scheduled event), log it and handle members that diverged in it. Returns the message when
@@ -612,10 +549,11 @@ class _Loop:
         healthy = healthy[:, :n]
         self.train_seconds += seconds
         found = divergences(self.metrics_np, healthy, self.frozen)
-        rows = self.thinner.rows(r.chunk_record(self.metrics_np, done, n, seconds,
-                                                live_rows(healthy, self.frozen, found), found), seconds)
+        record = _chunk_record(self.metrics_np, r.labels, done, n, r.config.steps_per_update,
+                               seconds, live_rows(healthy, self.frozen, found), found)
+        rows = self.thinner.rows(record, seconds)
         if rows is not None:
-            self.sinks.chunk(rows)
+            sinks.chunk(rows)
         if found:
             stopped = self._diverged(found, seconds, frozen)
             if stopped is not None:
@@ -644,6 +582,7 @@ class _Loop:
                 f"step {self.saved_update * r.config.steps_per_update:,d} in "
                 f"{r.run_dir / 'checkpoints' / 'latest'}")
 
+    # ---------------------------------------------------------------- between chunks
     def _between_chunks(self, sinks) -> None:
         """Evaluate, show progress and checkpoint, each when due after the chunk that just ended."""
         r, done, n = self.r, self.done, self.planner.last_size
@@ -652,14 +591,7 @@ class _Loop:
         sps = (done - self.meta["update"]) * steps_per_update * r.population.size \
             / max(self.train_seconds - self.meta["train_seconds"], 1e-9)
         if r.events.evaluation_due(done, n):
-            self.final_eval = r.evaluate(self.eval_fn, self.state, done, sinks)
-            member_returns = self.final_eval["returns"].mean(axis=1)
-            healthy = member_returns[~self.frozen] if (~self.frozen).any() else member_returns
-            self.last_eval = float(healthy.mean())
-            self.checkpoints.offer_best(steps, self.state, r.meta(done, self.train_seconds,
-                                                                 self.last_eval), self.last_eval)
-            if self.pbt_bounds is not None and done < r.num_updates:
-                self._pbt_round(member_returns, done)
+            self._evaluate(sinks)
         eta = (total - steps) * r.population.size / max(sps, 1e-9)
         evals = None if self.final_eval is None else self.final_eval["returns"].mean(axis=1)
         sinks.progress(Progress(steps, total, self.last_returns.copy(), sps, eta, self.last_eval,
@@ -672,6 +604,55 @@ class _Loop:
         self.stopping, since_save = bool(agreed[:, 0].any()), float(agreed[0, 1])
         if r.events.checkpoint_due(done, n, since_save, self.stopping):
             self.save(done, self.state, r.meta(done, self.train_seconds, self.last_eval))
+
+    def _evaluate(self, sinks) -> None:
+        """Evaluate every member with the fixed keys, cache the episodes, hand the rows to the
+        sinks, offer the state as the best checkpoint, and run a PBT round when one is due."""
+        r, done = self.r, self.done
+        steps = done * r.config.steps_per_update
+        result = self.final_eval = run_devices.to_host(self.eval_fn(self.state.params,
+                                                                    self.state.env_state))
+        sinks.evaluation(eval_rows(result, r.labels, done, steps, r.options.greedy_eval,
+                                   r.diverged), steps)
+        if r.primary:
+            episodes.save(r.run_dir, steps, result, [label["seed"] for label in r.labels],
+                          r.options.greedy_eval)
+        member_returns = result["returns"].mean(axis=1)
+        healthy = member_returns[~self.frozen] if (~self.frozen).any() else member_returns
+        self.last_eval = float(healthy.mean())
+        self.checkpoints.offer_best(steps, self.state, r.meta(done, self.train_seconds,
+                                                             self.last_eval), self.last_eval)
+        if self.pbt_bounds is not None and done < r.num_updates:
+            self._pbt_round(member_returns, done)
+
+    def _pbt_round(self, member_returns, done) -> None:
+        """Exploit and explore after the evaluation at ``done`` (:mod:`pgjax.run.pbt_rounds`); a
+        diverged member scores NaN (ranked last) and is revived by the copy it receives."""
+        scores = np.where(self.frozen, np.nan, member_returns)
+        self.state, rows, copied = pbt_rounds.pbt_round(self.state, scores, done, self.r.spec,
+                                                        self.pbt_bounds)
+        self.frozen = np.array(self.frozen)  # the chunk's frozen flags come back read-only
+        self.frozen[copied] = False
+        if self.r.primary:
+            log = JsonlFile(pbt_rounds.rows_path(self.r.run_dir))
+            for row in rows:
+                log.write(row)
+            log.close()
+
+    def _flush_rows(self) -> None:
+        """Hand the unfinished metric row to the sinks (before a checkpoint, at the end)."""
+        if self.sinks is None:
+            return
+        rows = self.thinner.flush()
+        if rows is not None:
+            self.sinks.chunk(rows)
+        self.sinks.flush()
+
+    def save(self, update, state, meta) -> None:
+        self._flush_rows()
+        self.checkpoints.save(update * self.r.config.steps_per_update, state, meta)
+        self.saved_update, self.last_save_time = update, time.monotonic()
+        self.r._status(run_folder.RUNNING, update)
 
 
 def _signal_name(signum) -> str:

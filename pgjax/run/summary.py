@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pgjax.run.loggers import write_json_atomic, writing
+
 
 @dataclass
 class RunResult:
@@ -39,6 +41,20 @@ def summary_record(run: dict, final_eval: dict | None, *, steps_per_second: floa
             "steps_per_second": steps_per_second, "compile_seconds": compile_seconds,
             "compile_seconds_train": compile_seconds, "compile_seconds_eval": compile_seconds_eval,
             "wall_seconds": wall_seconds}
+
+
+def write_summary(run_dir: Path, run: dict, final_eval: dict | None, *, out, plots: bool,
+                  **timings) -> dict:
+    """Write ``summary.json`` (:func:`summary_record` of ``run`` and ``timings``), print the
+    summary table to ``out`` and, with ``plots``, draw the run's learning curves into ``plots/``."""
+    summary = summary_record(run, final_eval, **timings)
+    write_json_atomic(run_dir / "summary.json", summary)
+    print(summary_table(summary), file=out, flush=True)
+    if plots:
+        from pgjax import report
+        with writing(run_dir / "plots"):
+            report.plot_run(run_dir)
+    return summary
 
 
 @dataclass(frozen=True)
