@@ -1,7 +1,7 @@
 """Successive halving and population-based training against random search, at one budget of env
 steps, over several independent studies.
 
-    python -m benchmarks.study_methods [--protocol narrow|wide] [--quick] [--table-only]
+    python -m benchmarks.study_methods [--protocol narrow|wide] [--methods ...] [--quick] [--table-only]
 
 For each environment and each study k (its sweep seed), three studies of PPO draw their settings
 from one search space (learning rate log-uniform, entropy coefficient uniform, GAE λ uniform) and
@@ -11,7 +11,10 @@ get the same cap on total env steps, B = 8 members × T env steps:
 - **PBT** (Jaderberg et al. 2017): 8 members from the same 8 draws, a round after every
   evaluation but the last (the bottom quarter copies the top quarter and perturbs);
 - **successive halving** (Jamieson & Talwalkar 2016): 24 settings drawn, η = 3, 3 rungs (ends
-  T/9, T/3, T): 6.4 T env steps in all, so under the cap.
+  T/9, T/3, T): 6.4 T env steps in all, so under the cap;
+- **random search of halving's size** (``random-24``): the same 24 draws as halving, each trained
+  for T in one program (24 T env steps, over the cap): what halving's pruning saves against
+  training every setting it drew (the baseline of Li et al. 2018, "Hyperband").
 
 Every member has one seed (the study's sweep seed picks the draws, member seeds are 0). "Steps to
 target" is the study's total env steps spent (all members, all rungs) at the first evaluation
@@ -49,6 +52,7 @@ PROTOCOLS = {
                        "gae_lambda=uniform:0.5:1.0"], "num_evals": 20, "studies": 5},
 }
 MEMBERS, HALVING_SETTINGS, ETA, RUNGS = 8, 24, 3, 3
+METHODS = ("random", "random-24", "halving", "pbt")
 OPTIONS = {"eval_episodes": 20, "cache_episodes": 0, "tensorboard": False,
            "plots": False, "keep_checkpoints": 1}
 
@@ -111,10 +115,11 @@ def run_method(method: str, env: str, steps: int, sweep_seed: int, root: Path, p
         spu = study.programs[0].spec.config.steps_per_update
         curve = halving_curve(folder, spu)
     else:
-        spec = _spec(env, steps, sweep_seed, MEMBERS, protocol, pbt=method == "pbt")
+        members = HALVING_SETTINGS if method == "random-24" else MEMBERS
+        spec = _spec(env, steps, sweep_seed, members, protocol, pbt=method == "pbt")
         runner.run_spec(spec, folder, out=io.StringIO())
         spu = spec.config.steps_per_update
-        curve = one_program_curve(folder, MEMBERS, spu)
+        curve = one_program_curve(folder, members, spu)
     wall = time.perf_counter() - started
     final = final_best(folder / "programs" / f"rung{RUNGS - 1}" if method == "halving" else folder)
     return {"env": env, "method": method, "sweep_seed": sweep_seed, "wall_seconds": wall,
@@ -127,7 +132,7 @@ def table(rows: list[dict], budgets: dict, targets: dict) -> str:
              "|---|---:|---|---|---:|---:|---:|---:|"]
     for env in budgets:
         for target in targets[env]:
-            for method in ("random", "halving", "pbt"):
+            for method in METHODS:
                 these = [r for r in rows if r["env"] == env and r["method"] == method]
                 if these:
                     lines.append(_table_row(env, target, method, these, budgets[env]))
@@ -135,11 +140,14 @@ def table(rows: list[dict], budgets: dict, targets: dict) -> str:
 
 
 def _table_row(env: str, target: float, method: str, these: list[dict], budget: int) -> str:
+    """A method's row; a study that never reaches the target is censored at what it spent (the cap
+    B, or more for random-24), shown as '>spent', and counts as never in the median."""
     hits = [steps_to_target(r["curve"], target) for r in these]
-    shown = [f"{h:,d}" if h is not None else f">{budget:,d}" for h in hits]
-    censored = [h if h is not None else budget for h in hits]
-    median = np.median(censored)
-    return (f"| {env} | {target:g} | {method} | {'>' if median >= budget else ''}{median:,.0f}; "
+    shown = [f"{h:,d}" if h is not None else f">{r['env_steps_spent']:,d}" for h, r in zip(hits, these)]
+    median = np.median([h if h is not None else np.inf for h in hits])
+    spent = max(r["env_steps_spent"] for r in these)
+    median_text = f">{spent:,d}" if np.isinf(median) else f"{median:,.0f}"
+    return (f"| {env} | {target:g} | {method} | {median_text}; "
             f"{', '.join(shown)} | {sum(h is not None for h in hits)}/{len(hits)} | "
             f"{np.mean([r['final_best_return'] for r in these]):.1f} | "
             f"{np.mean([r['env_steps_spent'] for r in these]) / budget:.2f} | "
@@ -162,6 +170,8 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=None, help="default: the protocol's")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (a smoke run of the script)")
     parser.add_argument("--envs", nargs="*", default=list(ENVS))
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS,
+                        help="run only these; their rows replace the same rows of the saved JSON")
     parser.add_argument("--table-only", action="store_true",
                         help="rewrite study_methods.md from the saved results/study_methods_*.json")
     args = parser.parse_args()
@@ -173,7 +183,7 @@ def main() -> None:
                 steps = int(ENVS[env][0] * scale)
                 budgets[env] = MEMBERS * steps
                 for k in range(args.studies or protocol["studies"]):
-                    for method in ("random", "halving", "pbt"):
+                    for method in args.methods:
                         row = run_method(method, env, steps, k, Path(tmp), protocol)
                         rows.append(row)
                         print(f"{env} study {k} {method}: {row['wall_seconds']:.0f} s, best final "
@@ -183,21 +193,33 @@ def main() -> None:
             return
         machine = f"{_cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, CPU-only JAX"
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"study_methods_{args.protocol}.json").write_text(json.dumps(
-            {"machine": machine, "date": time.strftime("%Y-%m-%d"), "protocol": args.protocol,
-             "budgets": budgets, "rows": rows}, indent=1))
+        path = RESULTS / f"study_methods_{args.protocol}.json"
+        rows = _merged(path, rows)
+        path.write_text(json.dumps({"machine": machine, "date": time.strftime("%Y-%m-%d"),
+                                    "protocol": args.protocol, "budgets": budgets, "rows": rows},
+                                   indent=1))
     text = markdown()
     (RESULTS / "study_methods.md").write_text(text)
     print(text)
+
+
+def _merged(path: Path, rows: list[dict]) -> list[dict]:
+    """The saved rows of ``path`` with those of the same (env, method, study) replaced by ``rows``."""
+    if not path.is_file():
+        return rows
+    key = lambda row: (row["env"], row["method"], row["sweep_seed"])  # noqa: E731
+    new = {key(row) for row in rows}
+    return [row for row in json.loads(path.read_text())["rows"] if key(row) not in new] + rows
 
 
 def markdown() -> str:
     """study_methods.md: one table per protocol measured (results/study_methods_<protocol>.json)."""
     parts = ["# Successive halving and PBT against random search", "",
              f"Random search and PBT: {MEMBERS} members × T env steps; halving: {HALVING_SETTINGS} "
-             f"settings, η={ETA}, {RUNGS} rungs. Cap B = {MEMBERS}·T per study. Steps to target: the "
+             f"settings, η={ETA}, {RUNGS} rungs; random-{HALVING_SETTINGS}: halving's "
+             f"{HALVING_SETTINGS} draws, each trained for T (over the cap). Cap B = {MEMBERS}·T per study. Steps to target: the "
              "study's total env steps at the first evaluation where a member reaches the target "
-             "('>B': never). Wall time includes compiling; programs of a shape seen before load from "
+             "('>N': never, after spending N). Wall time includes compiling; programs of a shape seen before load from "
              "the persistent compilation cache. See the script's docstring for the protocol.", ""]
     for name, protocol in PROTOCOLS.items():
         path = RESULTS / f"study_methods_{name}.json"

@@ -2,7 +2,8 @@
 
 gymnax 1.0.1 imports ``matplotlib.pyplot`` and ``seaborn`` at module level in five environments
 (Pong, Rooms, PointRobot, MetaMaze, Catch) for their ``render`` functions only; with scipy.stats
-and pandas behind them that is about 2 s of every process start (half of ``import pgjax.cli``).
+and pandas behind them that is seconds of every process start (``python -m
+benchmarks.dev.xla_cpu_tricks`` measures it as ``gymnax_import``).
 :func:`load` imports gymnax while those two names resolve to stand-ins that import the real module
 on first attribute access (so gymnax's renderers still work), then removes the stand-ins from
 ``sys.modules``: every later ``import seaborn`` or ``import matplotlib.pyplot`` is the real one.

@@ -1,5 +1,5 @@
-"""``AliasedGridworld-v0``: the aliased grid world of David Silver's UCL RL course
-(lecture 7, "Policy Gradient"): a state-aliasing example of why stochastic policies matter
+"""``AliasedGridworld-v0``: a small grid world whose observation aliases two states, the standard
+example of why a stochastic policy can beat every deterministic one when states are aliased
 (Sutton & Barto 2018, §13.1).
 
 Layout (row 0 on top)::
@@ -112,7 +112,7 @@ def cell_reward(kind, params: EnvParams):
 
 
 class AliasedGridworld(environment.Environment[EnvState, EnvParams]):
-    """Silver's aliased grid world (lecture 7) as a gymnax environment; see the module doc."""
+    """The aliased grid world as a gymnax environment; see the module doc."""
 
     @property
     def default_params(self) -> EnvParams:

@@ -199,7 +199,8 @@ def _parallel_flags(train) -> None:
     """``pgjax train`` flags that split a run over devices and processes."""
     train.add_argument("--devices", type=integer, default=None,
                        help="split the population (seeds × settings) over this many local devices "
-                            "(default: as many as divide it; it must divide the population)")
+                            "(default: as many as divide it; it must divide the population, or num_envs "
+                            "with --shard envs)")
     train.add_argument("--shard", default=None, choices=["members", "envs"],
                        help="what --devices splits: the population (members, default) or each "
                             "member's environment batch (envs: data parallelism, gradients and "
@@ -604,8 +605,8 @@ def entry(argv: list[str] | None = None) -> None:
 
     Every file pgjax writes is closed by then; the exit handlers (``atexit``: logging, JAX's,
     orbax's) run, and the outputs are flushed. What is skipped is the interpreter's teardown of
-    its modules and of XLA's client, 0.6 s of a tiny run's 5 s on a 2-core x86-64 machine
-    (benchmarks/startup.py --whole). A process of a multi-process run exits the usual way, so that
+    its modules and of XLA's client, a noticeable part of a tiny run
+    (``python -m benchmarks.startup --whole`` measures it). A process of a multi-process run exits the usual way, so that
     its peers see it leave in order. A run stopped by a signal during set-up leaves its
     compilation thread inside XLA, where even the exit handlers could abort the process: then
     they are skipped too."""

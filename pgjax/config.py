@@ -381,7 +381,7 @@ class CommonConfig:
     shared_torso: bool = setting(False, help="actor and critic share one torso")
     torso: str = setting(
         "mlp", choices=TORSOS, help="mlp, cnn (image observations), gru (an MLP then a GRU "
-        "memory; ppo, a2c, reinforce), or linear features onehot, random_projection, tile "
+        "memory; ppo, ppo-kl, a2c, reinforce), or linear features onehot, random_projection, tile "
         "(feature_args)")
     feature_args: tuple[tuple[str, Any], ...] = setting(
         (), type="pairs", help=_feature_args_help(),
@@ -467,7 +467,7 @@ class CommonConfig:
         no per-environment gradient groups (their memories are not split out)."""
         require(self.supports_recurrent, "torso", self.torso,
                 f"{type(self).__module__.rsplit('.', 1)[-1]} has no recurrent form; "
-                "torso='gru' works with ppo, a2c and reinforce")
+                "torso='gru' works with ppo, ppo-kl, a2c and reinforce")
         require(not self.log_grad_variance, "log_grad_variance", self.log_grad_variance,
                 "not available with torso='gru'")
 

@@ -265,7 +265,7 @@ def value_loss(values: Array, targets: Array, old_values: Array | None = None,
 
     Raises:
       pgjax.errors.ArgumentValueError: if only one of ``old_values`` and ``clip_eps`` is given
-        (it used to skip the clipping silently).
+        (a clipped loss needs both; with one, the clipping would be skipped unseen).
     """
     fn = "value_loss"
     if (old_values is None) != (clip_eps is None):

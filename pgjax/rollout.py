@@ -83,9 +83,10 @@ def _act_and_step(venv, env_params, policy_fn: PolicyFn, params, env_state, obs,
 def policy_step(venv, env_params, policy_fn: PolicyFn, params, env_state, obs,
                 step_key: jax.Array, memory=None) -> Step:
     """Act with ``policy_fn`` in every environment and step them once: ``step_key`` is split into
-    an action key and an environment key. Shared by :func:`rollout` (training, which draws the
-    same keys for all its steps at once) and :func:`pgjax.run.evaluation.evaluate`, so both see
-    the environments the same way."""
+    an action key and an environment key (:func:`pgjax.run.evaluation.evaluate` steps through it).
+    :func:`rollout` runs the same act-and-step (``_act_and_step``) with the keys of all its steps
+    split at once (:func:`_step_keys`), the same split as here, so both see the environments the
+    same way."""
     act_key, env_key = jax.random.split(step_key)
     return _act_and_step(venv, env_params, policy_fn, params, env_state, obs, act_key, env_key,
                          memory)

@@ -127,8 +127,10 @@ def test_the_cli_reference_page_is_generated_from_the_parser_and_the_declaration
 
 
 def test_the_benchmark_tables_the_docs_include_are_their_json_rendered():
-    """docs/benchmarks.md includes results/learning.md and throughput.md: each must be what
-    benchmarks/results_table.py renders from its JSON today (regenerate with that script)."""
+    """The tables docs/benchmarks.md and benchmarks/README.md include: results/learning.md and
+    throughput.md must be what benchmarks/results_table.py renders from their JSON today, and
+    study_methods.md what benchmarks/study_methods.py renders from its JSON (regenerate with
+    those scripts)."""
     import importlib.util
     path = ROOT / "benchmarks" / "results_table.py"
     spec = importlib.util.spec_from_file_location("results_table", path)
@@ -139,6 +141,9 @@ def test_the_benchmark_tables_the_docs_include_are_their_json_rendered():
         import json
         expected = render(json.loads((results / f"{name}.json").read_text())) + "\n"
         assert (results / f"{name}.md").read_text() == expected, "run python -m benchmarks.results_table"
+    study_methods = importlib.import_module("benchmarks.study_methods")
+    assert (results / "study_methods.md").read_text() == study_methods.markdown(), (
+        "run python -m benchmarks.study_methods --table-only")
 
 
 def test_the_benchmarks_readme_is_generated_from_the_results():

@@ -1,4 +1,4 @@
-"""AliasedGridworld-v0 (Silver, lecture 7) against hand-worked
+"""AliasedGridworld-v0 against hand-worked
 transitions and values, an exact linear solve, and Monte-Carlo returns of the vmapped JAX env."""
 
 import functools

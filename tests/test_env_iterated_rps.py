@@ -1,4 +1,4 @@
-"""IteratedRPS-v0 (Silver, lecture 7) against the payoff table,
+"""IteratedRPS-v0 against the payoff table,
 hand-worked opponent replies and EMA updates, a brute-force exploitability, and Monte-Carlo play
 of the vmapped JAX env."""
 

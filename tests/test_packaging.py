@@ -74,3 +74,8 @@ def test_a_built_wheel_maps_the_envs_folder_to_pgjax_envs(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "pgjax/envs/__init__.py" in names and "pgjax/envs/registry.py" in names
     assert not [n for n in names if n.startswith("envs/")]
+    # every module of the source tree is in the wheel (a subpackage left out of pyproject's list
+    # installs from an editable checkout and breaks from a wheel)
+    sources = [f"pgjax/{p.relative_to(ROOT / 'pgjax').as_posix()}" for p in (ROOT / "pgjax").rglob("*.py")]
+    sources += [f"pgjax/envs/{p.relative_to(ROOT / 'envs').as_posix()}" for p in (ROOT / "envs").rglob("*.py")]
+    assert sorted(set(sources) - set(names)) == []

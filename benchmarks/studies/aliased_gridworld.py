@@ -1,4 +1,4 @@
-"""Aliased grid world (Silver, RL lecture 7): a greedy
+"""Aliased grid world (Sutton & Barto 2018, §13.1): a greedy
 value-based agent against a policy-gradient agent on features that cannot tell the grey cells
 apart.
 
@@ -234,7 +234,7 @@ def plot(path: Path, steps_per_update: int, exact_curves: dict, east_curves: dic
     bx.set_ylabel("final probability (one marker per seed)")
     bx.set_title("final π(E | grey) and π(W | grey) per seed", fontsize=10)
     bx.legend(fontsize=6, loc="upper left")
-    fig.suptitle("AliasedGridworld-v0 (Silver lecture 7): wall-bit features alias the two grey cells")
+    fig.suptitle("AliasedGridworld-v0: wall-bit features alias the two grey cells")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -318,7 +318,7 @@ def markdown(result) -> str:
     lines = [
         "### Aliased grid world (`benchmarks/studies/aliased_gridworld.py`)",
         "",
-        f"`AliasedGridworld-v0` (Silver's lecture 7): observation = "
+        f"`AliasedGridworld-v0` (Sutton & Barto 2018, §13.1): observation = "
         f"the 4 wall bits, so the two grey cells look alike; rewards +1 gold, −1 skull, −0.1 per "
         f"other step, 20-step limit, uniform start in the top row. {result['seeds']} seeds × "
         f"{result['env_steps_per_seed']:,} env steps each ({result['num_envs']} envs), γ = {result['gamma']}. "

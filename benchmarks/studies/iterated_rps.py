@@ -1,4 +1,4 @@
-"""Iterated rock-paper-scissors (Silver, RL lecture 7): a
+"""Iterated rock-paper-scissors (Sutton & Barto 2018, §13.1: an optimal policy may be stochastic): a
 policy-gradient agent against an opponent that exploits predictable play learns to play
 uniformly at random, the game's only unexploitable strategy.
 

@@ -27,8 +27,9 @@ def is_watched(metric: str) -> bool:
 
 
 # What ``lean_metrics`` keeps of an update's metrics besides the watched ones (every loss and the
-# gradient norm) and the optional gradient-noise statistics (``grad_*``): of the usual
-# list of what to log, all but the value statistics (max value, TD error).
+# gradient norm) and the optional gradient-noise statistics (``grad_*``): the episode statistics
+# and the entropy; the value statistics, KL, clip fraction, explained variance, learning rate and
+# advantage mean are dropped (docs/running.md lists them).
 LEAN_METRICS = frozenset({"episode_return", "episode_length", "episodes_completed",
                           "reward_per_step", "entropy"})
 

@@ -47,7 +47,7 @@ def init(config: Config, hparams: Hparams, key) -> train_state.TrainState:
 
 
 def kl_penalised_surrogate(log_probs, old_log_probs, advantages, hparams, beta):
-    """The policy term: (L^KLPEN with this update's β, the KL estimate it penalised)."""
+    """The policy term: (L^KLPEN with this update's β, ``{"kl_beta": β}``)."""
     return (losses.ppo_kl_penalty_loss(log_probs, old_log_probs, advantages, beta),
             {"kl_beta": beta})
 

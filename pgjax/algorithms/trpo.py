@@ -11,7 +11,8 @@ One update: a rollout, GAE(γ, λ) advantages (normalised), then
 4. a backtracking line search that accepts the first shrunken step with a positive surrogate
    improvement and mean KL ≤ δ, or else leaves the policy unchanged;
 5. the critic regressed on the GAE targets A + V by ``critic_epochs`` × ``critic_minibatches``
-   Adam steps (step size ``learning_rate``), with the policy parameters frozen.
+   steps of ``optimizer`` (Adam by default; step size ``learning_rate``), with the policy
+   parameters frozen.
 The policy and critic have separate torsos, so the two steps touch disjoint parameters.
 """
 

@@ -91,10 +91,10 @@ def abstract_of(tree):
 
 
 def with_injected_hyperparams(like_state):
-    """``like_state`` in the layout of checkpoints written before 2026-12-01, when the optimiser
-    was wrapped in ``optax.inject_hyperparams``: its state held an update count and a copy of the
+    """``like_state`` in the layout of a checkpoint whose optimiser was wrapped in
+    ``optax.inject_hyperparams``: its state held an update count and a copy of the
     step sizes and clip norm beside the inner state (which is today's optimiser state, unchanged).
-    Restoring a run folder of that version goes through this layout and keeps the inner state."""
+    Restoring such a run folder goes through this layout and keeps the inner state."""
     import optax
     counter = jax.ShapeDtypeStruct(like_state.update_step.shape, jnp.int32)
     scalar = jax.ShapeDtypeStruct(like_state.update_step.shape, jnp.float32)
@@ -321,8 +321,8 @@ class Checkpoints:
 
     def check_matches(self, like_state, which: str = "latest") -> None:
         """Refuse (ConfigError naming the first leaf that differs) a ``like_state`` that the
-        newest checkpoint with readable metadata does not hold, in today's layout or the one
-        before 2026-12-01. Reads the stored metadata only."""
+        newest checkpoint with readable metadata does not hold, in today's layout or the
+        ``inject_hyperparams`` one (:func:`with_injected_hyperparams`). Reads the stored metadata only."""
         manager = self._manager(which)
         for step in sorted(manager.all_steps(), reverse=True):
             try:

@@ -2,8 +2,9 @@
 tracing and lowering it.
 
 JAX's persistent compilation cache (:mod:`pgjax.run.compilation_cache`) skips XLA's compile, but a
-new process still traces and lowers each program before the cache can be asked (about 2 s for a
-PPO training chunk on a 2-core x86-64 machine, most of a warm tiny run's start-up). This store keeps
+new process still traces and lowers each program before the cache can be asked (seconds for a
+PPO training chunk on a small CPU, most of a warm tiny run's start-up: ``python -m
+benchmarks.startup --whole``). This store keeps
 each program as ``jax.export`` serialises it (StableHLO, the lowered program) and compiles it
 through ``jax.jit(exported.call)``, whose compiled form JAX's cache then holds: a process that finds
 the program here neither traces nor compiles it. (jaxlib 0.10's XLA:CPU executables themselves

@@ -9,6 +9,7 @@ The population is seeds × hyperparameter settings, vmapped in one program. A ru
                        update) and per member: every metric the algorithm logs, plus fps
     metrics_settings.jsonl  per row and setting: each metric's mean and quantiles over its seeds
     eval.jsonl         one line per evaluation and per member
+    pbt.jsonl          with PBT: every round's exploit and explore (:mod:`pgjax.run.pbt_rounds`)
     tb/<member>/       TensorBoard event files (tensorboardX; per setting for a large population)
     eval/step_*.npz    the cache of evaluation episodes (:mod:`pgjax.run.episodes`)
     checkpoints/       orbax: the latest N and the best by evaluation return (:mod:`pgjax.run.checkpoints`)
