@@ -21,6 +21,7 @@ can be written again. ``pgjax eval`` stopped by SIGINT/SIGTERM exits with 128 + 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import signal
@@ -162,7 +163,8 @@ def _run_flags(train) -> None:
                        help="evaluations spread over the run, the last at the end (default 10)")
     train.add_argument("--eval-every", type=integer, default=None,
                        help="env steps per seed between evaluations (overrides --num-evals)")
-    train.add_argument("--sample-eval", action="store_true", default=None, help="evaluate with sampled actions "
+    train.add_argument("--sample-eval", action="store_false", default=None, dest="greedy_eval",
+                       help="evaluate with sampled actions "
                        "(default: greedy, the mode of the policy)")
     train.add_argument("--cache-episodes", type=integer, default=None,
                        help="evaluation episodes per seed cached step by step in eval/ (default 20)")
@@ -173,9 +175,11 @@ def _run_flags(train) -> None:
                        help="checkpoint after this much wall time since the last one (default 5); "
                        "a run also checkpoints at its end and when stopped")
     train.add_argument("--keep-checkpoints", type=integer, default=None, help="latest checkpoints kept (default 3)")
-    train.add_argument("--no-tensorboard", action="store_true", default=None, help="do not write TensorBoard events")
-    train.add_argument("--no-plots", action="store_true", default=None, help="do not draw plots/ at the end")
-    train.add_argument("--wandb", default=None, metavar="PROJECT",
+    train.add_argument("--no-tensorboard", action="store_false", default=None, dest="tensorboard",
+                       help="do not write TensorBoard events")
+    train.add_argument("--no-plots", action="store_false", default=None, dest="plots",
+                       help="do not draw plots/ at the end")
+    train.add_argument("--wandb", default=None, metavar="PROJECT", dest="wandb_project",
                        help="also log to this Weights & Biases project (needs pgjax[wandb])")
     train.add_argument("--on-nonfinite", default=None, choices=["freeze", "stop"],
                        help="a member whose loss or parameters go non-finite is frozen at its last "
@@ -191,7 +195,7 @@ def _run_flags(train) -> None:
                        help="a population larger than K writes member rows less often and "
                             "TensorBoard per setting, so logs grow like K members' (default 16); "
                             "metrics_settings.jsonl always has every setting's seed statistics")
-    train.add_argument("--no-compile-cache", action="store_true", default=None,
+    train.add_argument("--no-compile-cache", action="store_false", default=None, dest="compile_cache",
                        help="do not use the persistent compilation cache (also PGJAX_COMPILATION_CACHE=0)")
 
 
@@ -298,20 +302,11 @@ def _export(args) -> int:
 
 
 def _given_options(args) -> dict:
-    """The run-option flags as RunOptions fields (None: not given)."""
-    return {"eval_episodes": args.eval_episodes, "num_evals": args.num_evals,
-            "eval_every": args.eval_every,
-            "greedy_eval": None if args.sample_eval is None else not args.sample_eval,
-            "cache_episodes": args.cache_episodes, "checkpoint_every": args.checkpoint_every,
-            "checkpoint_minutes": args.checkpoint_minutes, "keep_checkpoints": args.keep_checkpoints,
-            "tensorboard": None if args.no_tensorboard is None else not args.no_tensorboard,
-            "plots": None if args.no_plots is None else not args.no_plots,
-            "wandb_project": args.wandb, "on_nonfinite": args.on_nonfinite,
-            "chunk_seconds": args.chunk_seconds, "devices": args.devices, "shard": args.shard,
-            "log_every_seconds": args.log_every_seconds, "log_members": args.log_members,
-            "compile_cache": None if args.no_compile_cache is None else not args.no_compile_cache,
-            "pbt": args.pbt, "pbt_fraction": args.pbt_fraction, "pbt_resample": args.pbt_resample,
-            "prune": args.prune, "prune_eta": args.prune_eta, "prune_rungs": args.prune_rungs}
+    """The run-option flags as RunOptions fields (None: not given). A flag's ``dest`` is its
+    :class:`pgjax.run.options.RunOptions` field's name, so a new run option is its field and its
+    flag (a field without a flag, such as ``chunk_updates``, is set from settings files only)."""
+    from pgjax.run.options import RunOptions
+    return {field.name: getattr(args, field.name, None) for field in dataclasses.fields(RunOptions)}
 
 
 from pgjax.api import DEFAULT_RUNS_DIR  # noqa: E402
