@@ -14,14 +14,15 @@ from typing import Any
 
 import jax
 
-from . import brax_adapter, xminigrid_adapter
+from . import brax_adapter, craftax_adapter, jumanji_adapter, navix_adapter, xminigrid_adapter
 from ._gymnax import load as _load_gymnax
 from .families import family_of
 
 gymnax = _load_gymnax()
 
 # Suites behind an id prefix: an adapter module each (envs/families.py says what one holds)
-FAMILIES = (brax_adapter.FAMILY, xminigrid_adapter.FAMILY)
+FAMILIES = (brax_adapter.FAMILY, xminigrid_adapter.FAMILY, craftax_adapter.FAMILY,
+            navix_adapter.FAMILY, jumanji_adapter.FAMILY)
 
 _OWN: dict[str, Callable[[], Any]] = {}
 

@@ -29,20 +29,41 @@ def register_renderer(env_id: str, fn: Renderer) -> None:
     _RENDERERS[env_id] = fn
 
 
+def _family_renderer(env_id: str) -> Renderer | None:
+    """The ``rgb_frame(state, params)`` method of an environment family's adapter (Craftax,
+    Navix, XLand-MiniGrid draw themselves; envs/families.py), or None."""
+    from .families import family_of
+    from .registry import FAMILIES
+    family = family_of(env_id, FAMILIES)
+    if family is None:
+        return None
+    try:
+        env = family.make(env_id)
+    except ValueError:
+        return None
+    return getattr(env, "rgb_frame", None)
+
+
+def _renderer(env_id: str) -> Renderer | None:
+    return _RENDERERS.get(env_id) or _family_renderer(env_id)
+
+
 def can_render(env_id: str) -> bool:
-    return env_id in _RENDERERS
+    return _renderer(env_id) is not None
 
 
 def _no_renderer(env_id: str) -> ValueError:
     return ValueError(f"no renderer for {env_id!r}; environments that can draw themselves: "
-                      f"{', '.join(sorted(_RENDERERS))}")
+                      f"{', '.join(sorted(_RENDERERS))}, and the ids of the craftax:, navix: and "
+                      "xminigrid: families")
 
 
 def render_frame(env_id: str, state: Any, env_params: Any) -> np.ndarray:
     """One ``[H, W, 3] uint8`` frame of ``state``; ``ValueError`` naming the envs that can draw."""
-    if env_id not in _RENDERERS:
+    renderer = _renderer(env_id)
+    if renderer is None:
         raise _no_renderer(env_id)
-    frame = np.asarray(_RENDERERS[env_id](state, env_params))
+    frame = np.asarray(renderer(state, env_params))
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[-1] != 3:
         raise ValueError(f"renderer for {env_id!r} returned {frame.dtype} {frame.shape}, "
                          "expected uint8 [H, W, 3]")

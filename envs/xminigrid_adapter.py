@@ -32,6 +32,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -108,6 +109,13 @@ class XMiniGridEnv(environment.Environment):
     def is_terminal(self, state, params):
         ended = state.timestep.last() & (state.timestep.discount == 0)
         return jnp.logical_or(ended, state.time >= params.max_steps_in_episode)
+
+    def rgb_frame(self, state, params) -> np.ndarray:
+        """``[H, W, 3] uint8``: xminigrid's own RGB drawing of the whole grid and the agent."""
+        from xminigrid.rendering.rgb_render import rgb_render
+        timestep = state.timestep
+        return np.asarray(rgb_render(np.asarray(timestep.state.grid), timestep.state.agent,
+                                     int(self.suite_params.view_size)), np.uint8)
 
     @property
     def name(self) -> str:

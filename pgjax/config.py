@@ -445,6 +445,9 @@ class CommonConfig:
         except ValueError as error:
             raise ConfigError(f"env_overrides: {error}") from None
         obs_shape = env.observation_space(params).shape
+        require(not (self.normalize_obs and getattr(env, "action_mask_in_observation", False)),
+                "normalize_obs", self.normalize_obs, f"{self.env_id}'s observations end with its "
+                "action mask, which normalisation would rescale; leave normalize_obs off")
         require(self.torso != "cnn" or len(obs_shape) == 3, "torso", self.torso,
                 f"'cnn' needs image observations [height, width, channels]; {self.env_id} "
                 f"observes shape {tuple(obs_shape)} (use torso=mlp)")

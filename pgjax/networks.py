@@ -160,12 +160,22 @@ def _setup_policy_head(module) -> None:
     module.log_std = module.param("log_std", nn.initializers.constant(module.log_std_init), shape)
 
 
-def _policy_distribution(module, features):
-    """π(·|s) from the actor's last features: softmax over logits, or N(μ, σ²) with σ as
-    :func:`_setup_policy_head` made it (gSDE's σ(s) from :func:`gsde_log_std`)."""
+def masked_logits(logits, obs):
+    """The logits with −inf where the observation's last ``A`` features (an action mask, 0/1, as
+    :mod:`pgjax.envs.suites` lays it out) forbid the action; a mask that allows nothing (a final
+    observation, whose policy is never sampled) allows everything."""
+    allowed = obs[..., -logits.shape[-1]:] > 0.5
+    allowed = allowed | ~jnp.any(allowed, axis=-1, keepdims=True)
+    return jnp.where(allowed, logits, -jnp.inf)
+
+
+def _policy_distribution(module, features, obs=None):
+    """π(·|s) from the actor's last features: softmax over logits (masked by the observation's
+    action mask with ``masked_actions``), or N(μ, σ²) with σ as :func:`_setup_policy_head` made it
+    (gSDE's σ(s) from :func:`gsde_log_std`)."""
     out = module.policy_head(features)
     if module.discrete:
-        return Categorical(out)
+        return Categorical(masked_logits(out, obs) if module.masked_actions else out)
     if getattr(module, "gsde", False):
         return DiagGaussian(out, gsde_log_std(jax.lax.stop_gradient(features), module.log_std))
     log_std = module.log_std_head(features) if module.state_dependent_std else module.log_std
@@ -188,6 +198,8 @@ class ActorCritic(nn.Module):
       q_critic: the critic head outputs Q_φ(s, ·) over discrete actions instead of V_φ(s).
       feature_args: settings of a linear-feature torso ("onehot", "random_projection", "tile"):
         the heads are then linear in φ(s) (Sutton & Barto 2018, §9.4).
+      masked_actions: the observation's last ``action_dim`` features are an action mask (0/1):
+        forbidden actions get a logit of −inf (:func:`masked_logits`), so π gives them 0.
       gsde: generalized state-dependent exploration for continuous actions (Raffin et al. 2022,
         "Smooth exploration for robotic reinforcement learning", §3): the exploration noise is
         ε(s) = Θᵀz(s), linear in the policy's last features z(s) with a matrix Θ ~ N(0, σ²)
@@ -208,6 +220,7 @@ class ActorCritic(nn.Module):
     q_critic: bool = False
     feature_args: tuple = ()  # (key, value) pairs for feature torsos
     gsde: bool = False
+    masked_actions: bool = False
 
     def setup(self):
         make = lambda name: _torso(self.torso, self.hidden_sizes, self.activation, self.obs_ndim,
@@ -219,7 +232,7 @@ class ActorCritic(nn.Module):
         _setup_policy_head(self)
 
     def policy(self, obs):
-        return _policy_distribution(self, self.actor_torso(obs))
+        return _policy_distribution(self, self.actor_torso(obs), obs)
 
     def gsde_act(self, obs, unit_noise):
         """(π(·|s), V(s), a) with gSDE's action a = μ(s) + z(s)ᵀ(σ ⊙ E) for ``unit_noise``
@@ -274,6 +287,7 @@ class RecurrentActorCritic(nn.Module):
     log_std_init: float = 0.0
     obs_ndim: int = 1
     q_critic: bool = False  # never set: a Q critic has no recurrent form here (kept for the shared API)
+    masked_actions: bool = False  # as ActorCritic's
 
     @property
     def memory_size(self) -> int:
@@ -302,7 +316,7 @@ class RecurrentActorCritic(nn.Module):
     def __call__(self, memory, obs):
         new = tuple(self._advance(b, m, obs) for b, m in zip(self.branches, memory))
         actor, critic = (new[0], new[0]) if self.shared_torso else new
-        return new, _policy_distribution(self, actor), self.value_head(critic)[..., 0]
+        return new, _policy_distribution(self, actor, obs), self.value_head(critic)[..., 0]
 
     def value(self, memory, obs):
         critic = self._advance(self.branches[-1], memory[-1], obs)

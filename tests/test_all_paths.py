@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from pgjax import algorithms
-from pgjax.envs import xminigrid_adapter
+from pgjax.envs import suites, xminigrid_adapter
 from pgjax.run import runner
 from pgjax.run.checkpoints import to_savable
 from pgjax.config import apply_overrides
@@ -62,8 +62,17 @@ PATHS = [
     ("impala", "CartPole-v1", 4, ["policy_lag=2", "queue_size=2", "replay_times=2"]),
     ("impala", "Pendulum-v1", 4, ["correction=none"]),
 ]
-if xminigrid_adapter.available():  # the [xminigrid] extra: a suite behind the family seam
+# the suites behind the family seam, where their extras are installed (CI installs none of them)
+if xminigrid_adapter.available():
     PATHS.append(("ppo", "xminigrid:MiniGrid-Empty-5x5", 8, ["epochs=1", "minibatches=2"]))
+if suites.installed("navix"):
+    PATHS.append(("ppo", "navix:Navix-DoorKey-5x5-v0", 8, ["epochs=1", "minibatches=2"]))
+if suites.installed("jumanji"):  # an action mask in the observation
+    PATHS.append(("ppo", "jumanji:Game2048-v1", 8, ["epochs=1", "minibatches=2"]))
+if suites.installed("craftax"):
+    # short episodes: a Craftax world is generated at every reset, and evaluation plays whole ones
+    PATHS.append(("ppo", "craftax:Craftax-Classic-Symbolic-v1", 8, ["epochs=1", "minibatches=2",
+                                                                     "env.max_steps_in_episode=16"]))
 UPDATES, SEEDS = 4, [0, 1]
 OPTIONS = runner.RunOptions(eval_episodes=2, cache_episodes=1, num_evals=1, chunk_updates=2,
                             checkpoint_every=None, tensorboard=False, plots=False,
@@ -121,8 +130,9 @@ def test_every_path_trains_checkpoints_and_resumes(path, tmp_path):
             assert row["learning_rate"] == pytest.approx(float(hparams.learning_rate))
     assert len(_rows(run_dir / "eval.jsonl")) == len(SEEDS)
     assert np.isfinite(done.eval_returns).all()
-    # first case of each algorithm, and the recurrent ones (their memory is state too)
-    if path is next(p for p in PATHS if p[0] == path[0]) or "torso=gru" in path[3]:
+    # first case of each algorithm, the recurrent ones (their memory is state too) and each suite
+    # (its own state inside ours)
+    if path is next(p for p in PATHS if p[0] == path[0]) or "torso=gru" in path[3] or ":" in path[1]:
         straight = runner.run(algo_name, config, hparams, SEEDS, tmp_path / "straight",
                               options=OPTIONS, out=io.StringIO())
         for x, y in zip(jax.tree.leaves(to_savable(done.final_state)),

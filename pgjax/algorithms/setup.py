@@ -42,7 +42,9 @@ def make_network(config) -> ActorCritic | RecurrentActorCritic:
     shared = dict(action_dim=action_dim, discrete=discrete,
                   hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
                   shared_torso=config.shared_torso, state_dependent_std=config.state_dependent_std,
-                  log_std_init=config.log_std_init, obs_ndim=len(obs_shape))
+                  log_std_init=config.log_std_init, obs_ndim=len(obs_shape),
+                  masked_actions=discrete and bool(getattr(venv.single_env, "action_mask_in_observation",
+                                                           False)))
     if config.torso == "gru":
         return RecurrentActorCritic(**shared)
     return ActorCritic(**shared, torso=config.torso, q_critic=config.uses_q_critic,
