@@ -66,6 +66,21 @@ TARGETS = {
     # XLand-MiniGrid's single tasks (needs the [xminigrid] extra): reward 1 − 0.9·steps/max_steps
     # at the goal; reported without a target (no published PPO return at this budget to cite)
     "ppo-xminigrid-MiniGrid-Empty-8x8": None, "ppo-xminigrid-MiniGrid-DoorKey-5x5": None,
+    # memory in a gridworld (the [xminigrid] extra): MemoryS8 shows an object at the start and
+    # rewards walking to its match at the corridor's end (1 − 0.9·steps/max_steps), ending the
+    # episode with 0 at the other; with no memory of the start the choice is a coin flip, so no
+    # memoryless policy's expected return exceeds 0.5. The MLP row is the same PPO without memory.
+    "ppo-gru-xminigrid-MiniGrid-MemoryS8": 0.5, "ppo-mlp-xminigrid-MiniGrid-MemoryS8": 0.5,
+    # Navix (needs the [navix] extra): reward 1 at the goal, so 0.95 = the goal reached in 95% of
+    # episodes within navix's 100 steps, evaluated with sampled actions (its config's [options]:
+    # a greedy policy can loop where two cells look alike); no published PPO return to cite
+    "ppo-navix-Navix-Empty-5x5-v0": 0.95, "ppo-navix-Navix-DoorKey-5x5-v0": 0.95,
+    # Craftax-Classic (needs the [craftax] extra): reward = achievements unlocked + health change
+    # / 10; the Craftax paper's PPO numbers are at 1e6 (full Craftax) and 1e9 steps, beyond what
+    # these 2 cores allow (3e5 steps, 20 sampled episodes), so no target
+    "ppo-craftax-Craftax-Classic-Symbolic-v1": None,
+    # Jumanji (needs the [jumanji] extra): 1 per fruit eaten; Jumanji publishes no return to cite
+    "ppo-jumanji-Snake-v1": None,
     # a GPU row (benchmarks/gpu.sh): Brax's reward is Gym's (alive bonus 10 less distance and
     # velocity penalties), so Gym's registered reward_threshold for InvertedDoublePendulum, 9100
     "ppo-brax-inverted_double_pendulum": 9100.0,
@@ -76,21 +91,21 @@ GPU_ROWS = {"ppo-brax-inverted_double_pendulum"}
 
 
 def load_row(row: str, seeds: int, total_steps: int | None = None):
-    """(algorithm name, config, hparams, seeds) of a row from its TOML file; ``total_steps``
-    replaces the file's budget (smoke tests of ``benchmarks/gpu.sh``)."""
+    """(algorithm name, config, hparams, seeds, run options) of a row from its TOML file;
+    ``total_steps`` replaces the file's budget (smoke tests of ``benchmarks/gpu.sh``)."""
     from pgjax.run import spec, spec_file
     run = spec.fresh(file=spec_file.load(CONFIGS / f"{row}.toml"), seed_count=seeds,
                      total_steps=total_steps)
-    return run.algorithm, run.config, run.settings[0], list(run.seeds)
+    return run.algorithm, run.config, run.settings[0], list(run.seeds), run.options
 
 
 def run_one(row, seeds, runs_dir, total_steps=None, figures=FIGURES):
-    algo_name, config, hparams, seed_list = load_row(row, seeds, total_steps)
+    algo_name, config, hparams, seed_list, options = load_row(row, seeds, total_steps)
     target = TARGETS[row]
     log = io.StringIO()
     run_dir = Path(runs_dir) / row
     shutil.rmtree(run_dir, ignore_errors=True)  # a benchmark run starts afresh
-    result = runner.run(algo_name, config, hparams, seed_list, run_dir, out=log)
+    result = runner.run(algo_name, config, hparams, seed_list, run_dir, options=options, out=log)
     returns = result.eval_returns
     curve = run_dir / "plots" / "episode_return.png"  # mean over seeds, 95% bootstrap band
     if curve.exists():
@@ -103,7 +118,8 @@ def run_one(row, seeds, runs_dir, total_steps=None, figures=FIGURES):
             "per_seed": returns.tolist(), "passed": met,
             "all_seeds_passed": None if target is None else bool(np.all(returns >= target)),
             "steps_per_s": result.steps_per_second, "compile_s": result.compile_seconds,
-            "wall_s": result.wall_seconds, "config_file": f"benchmarks/configs/{row}.toml"}
+            "wall_s": result.wall_seconds, "config_file": f"benchmarks/configs/{row}.toml",
+            "eval_greedy": options.greedy_eval, "eval_episodes": options.eval_episodes}
 
 
 def main(argv=None):

@@ -22,8 +22,11 @@ def learning_table(rows: dict) -> str:
         # returns of order 1 (MemoryChain, the grid world) get three decimals, others one
         decimals = 3 if max(abs(r) for r in [*row["per_seed"], row["target"] or 0]) < 10 else 1
         per_seed = ", ".join(f"{r:.{decimals}f}" for r in row["per_seed"])
+        notes = [f"{row['eval_episodes']} episodes"] if row.get("eval_episodes", 200) != 200 else []
+        notes += [] if row.get("eval_greedy", True) else ["sampled actions"]
+        sampled = f" ({', '.join(notes)})" if notes else ""
         lines.append(f"| {row['algorithm']} | {row['env_id']} | {row['total_steps']:,} | {target} | "
-                     f"{row['eval_mean']:.{decimals}f} ± {row['eval_std']:.{decimals}f} | {per_seed} | "
+                     f"{row['eval_mean']:.{decimals}f} ± {row['eval_std']:.{decimals}f}{sampled} | {per_seed} | "
                      f"{met} | {row['wall_s']:.0f} |")
     return "\n".join(lines)
 

@@ -24,12 +24,11 @@ import functools
 import io
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from .families import Family
+from .families import Family, maker
 
 PREFIX = "brax:"
 BACKEND = "generalized"  # brax's default pipeline for its own environments
@@ -117,12 +116,8 @@ class BraxEnv(environment.Environment):
         return spaces.Box(-jnp.inf * jnp.ones(size), jnp.inf * jnp.ones(size), (size,), jnp.float32)
 
 
-@functools.lru_cache(maxsize=None)
-def make(env_id: str) -> BraxEnv:
-    """The (cached) :class:`BraxEnv` of a ``brax:NAME`` id: building one parses the model file."""
-    check_id(env_id)
-    with jax.ensure_compile_time_eval():
-        return BraxEnv(env_id[len(PREFIX):])
+# The (cached) :class:`BraxEnv` of a ``brax:NAME`` id: building one parses the model file.
+make = maker(check_id, lambda env_id: BraxEnv(env_id[len(PREFIX):]))
 
 
 FAMILY = Family(PREFIX, check_id, make, "brax:NAME for brax's environments with the [brax] extra",

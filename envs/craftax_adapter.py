@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
 
-from .families import Family
+from .families import Family, maker
 from .suites import SuiteEnv, check_suite_id, params_class, suite_params
 
 PREFIX = "craftax:"
@@ -114,12 +114,8 @@ def _renderer(classic: bool):
     return jax.jit(make_craftax_pixel_renderer(_FRAME_BLOCK_PIXELS, do_night_noise=True))
 
 
-@functools.lru_cache(maxsize=None)
-def make(env_id: str) -> CraftaxEnv:
-    """The (cached) :class:`CraftaxEnv` of a ``craftax:NAME`` id."""
-    check_id(env_id)
-    with jax.ensure_compile_time_eval():
-        return CraftaxEnv(env_id[len(PREFIX):])
+# The (cached) :class:`CraftaxEnv` of a ``craftax:NAME`` id.
+make = maker(check_id, lambda env_id: CraftaxEnv(env_id[len(PREFIX):]))
 
 
 FAMILY = Family(PREFIX, check_id, make, "craftax:NAME for Craftax and Craftax-Classic with the "

@@ -10,9 +10,12 @@ environment.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import jax
 
 
 @dataclass(frozen=True)
@@ -31,3 +34,15 @@ class Family:
 def family_of(env_id, families) -> Family | None:
     """The family whose prefix ``env_id`` starts with, or None (a gymnax id or pgjax's own)."""
     return next((family for family in families if family.owns(env_id)), None)
+
+
+def maker(check_id: Callable[[str], None], build: Callable[[str], Any]) -> Callable[[str], Any]:
+    """A family's ``make``: ``check_id(env_id)``, then ``build(env_id)`` with concrete arrays (even
+    when first called inside a jit trace, so no traced value leaks into the cached environment),
+    cached per id."""
+    @functools.lru_cache(maxsize=None)
+    def make(env_id: str):
+        check_id(env_id)
+        with jax.ensure_compile_time_eval():
+            return build(env_id)
+    return make

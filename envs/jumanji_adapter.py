@@ -37,7 +37,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import spaces
 
-from .families import Family
+from .families import Family, maker
 from .suites import (SuiteEnv, check_suite_id, flat_observation, has_action_mask, installed,
                      params_class)
 
@@ -134,12 +134,8 @@ class _NoParams:
     """Jumanji has no parameter object: the mirror of :func:`envs.suites.params_class` is empty."""
 
 
-@functools.lru_cache(maxsize=None)
-def make(env_id: str) -> JumanjiEnv:
-    """The (cached) :class:`JumanjiEnv` of a ``jumanji:NAME`` id."""
-    check_id(env_id)
-    with jax.ensure_compile_time_eval():
-        return JumanjiEnv(env_id)
+# The (cached) :class:`JumanjiEnv` of a ``jumanji:NAME`` id.
+make = maker(check_id, lambda env_id: JumanjiEnv(env_id))
 
 
 FAMILY = Family(PREFIX, check_id, make, "jumanji:NAME for Jumanji's single-agent environments "

@@ -33,7 +33,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from .families import Family
+from .families import Family, maker
 from .suites import SuiteEnv, check_suite_id, installed
 
 PREFIX = "navix:"
@@ -109,12 +109,8 @@ class NavixEnv(SuiteEnv):
         return spaces.Box(low, high, shape, jnp.float32)
 
 
-@functools.lru_cache(maxsize=None)
-def make(env_id: str) -> NavixEnv:
-    """The (cached) :class:`NavixEnv` of a ``navix:NAME`` id."""
-    check_id(env_id)
-    with jax.ensure_compile_time_eval():
-        return NavixEnv(env_id[len(PREFIX):])
+# The (cached) :class:`NavixEnv` of a ``navix:NAME`` id.
+make = maker(check_id, lambda env_id: NavixEnv(env_id[len(PREFIX):]))
 
 
 FAMILY = Family(PREFIX, check_id, make, "navix:NAME for Navix's MiniGrid ports with the [navix] extra",

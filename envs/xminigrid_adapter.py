@@ -26,26 +26,17 @@ ruleset drawn from one of the suite's benchmarks, which pgjax does not set: they
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-from typing import Any
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from .families import Family
+from .families import Family, maker
+from .suites import SuiteEnv
 
 PREFIX = "xminigrid:"
 _META_RL = "XLand-MiniGrid-"
-
-
-@struct.dataclass
-class EnvState(environment.EnvState):
-    timestep: Any  # xminigrid.types.TimeStep: the suite's state, step type, reward, discount, view
-    time: int
 
 
 @struct.dataclass
@@ -80,7 +71,7 @@ def check_id(env_id: str) -> None:
                          f"{', '.join(names())}")
 
 
-class XMiniGridEnv(environment.Environment):
+class XMiniGridEnv(SuiteEnv):
     """An xminigrid environment behind gymnax's ``Environment`` API (see the module docstring)."""
 
     def __init__(self, name: str):
@@ -93,27 +84,19 @@ class XMiniGridEnv(environment.Environment):
     def default_params(self) -> EnvParams:
         return EnvParams(max_steps_in_episode=int(self.suite_params.max_steps))
 
-    def _observation(self, timestep) -> jax.Array:
-        return timestep.observation.astype(jnp.float32)
-
-    def reset_env(self, key, params):
+    def suite_reset(self, key, params):
         timestep = self.suite_env.reset(self.suite_params, key)
-        return self._observation(timestep), EnvState(timestep=timestep, time=0)
+        return timestep.observation.astype(jnp.float32), timestep
 
-    def step_env(self, key, state, action, params):
-        timestep = self.suite_env.step(self.suite_params, state.timestep, action)
+    def suite_step(self, key, timestep, action, params):
+        timestep = self.suite_env.step(self.suite_params, timestep, action)
         terminated = timestep.last() & (timestep.discount == 0)
-        state = EnvState(timestep=timestep, time=state.time + 1)
-        return self._observation(timestep), state, timestep.reward.astype(jnp.float32), terminated, {}
-
-    def is_terminal(self, state, params):
-        ended = state.timestep.last() & (state.timestep.discount == 0)
-        return jnp.logical_or(ended, state.time >= params.max_steps_in_episode)
+        return timestep.observation.astype(jnp.float32), timestep, timestep.reward, terminated
 
     def rgb_frame(self, state, params) -> np.ndarray:
         """``[H, W, 3] uint8``: xminigrid's own RGB drawing of the whole grid and the agent."""
         from xminigrid.rendering.rgb_render import rgb_render
-        timestep = state.timestep
+        timestep = state.suite
         return np.asarray(rgb_render(np.asarray(timestep.state.grid), timestep.state.agent,
                                      int(self.suite_params.view_size)), np.uint8)
 
@@ -133,12 +116,8 @@ class XMiniGridEnv(environment.Environment):
         return spaces.Box(0.0, 255.0, shape, jnp.float32)
 
 
-@functools.lru_cache(maxsize=None)
-def make(env_id: str) -> XMiniGridEnv:
-    """The (cached) :class:`XMiniGridEnv` of an ``xminigrid:NAME`` id."""
-    check_id(env_id)
-    with jax.ensure_compile_time_eval():
-        return XMiniGridEnv(env_id[len(PREFIX):])
+# The (cached) :class:`XMiniGridEnv` of an ``xminigrid:NAME`` id.
+make = maker(check_id, lambda env_id: XMiniGridEnv(env_id[len(PREFIX):]))
 
 
 FAMILY = Family(PREFIX, check_id, make,

@@ -210,5 +210,5 @@ def test_every_shipped_benchmark_config_is_valid():
         if ("-brax-" in row and not brax_adapter.available()) or \
                 ("-xminigrid-" in row and not xminigrid_adapter.available()):
             continue  # a row of an optional extra
-        _, config, _, _ = load_row(row, 3)
+        _, config, _, _, _ = load_row(row, 3)
         assert row.endswith(config.env_id.replace(":", "-"))

@@ -370,3 +370,29 @@ def test_counters_do_not_wrap_past_2_to_the_31_env_steps(tmp_path):
     assert int(result.final_state.update_step[0]) == 4_194_306
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["env_steps_per_seed"] == 4_194_306 * 512
+
+
+def test_an_evaluation_program_that_cannot_fit_stops_the_run_before_its_first_evaluation(tmp_path, monkeypatch):
+    """The evaluation program compiles beside the first chunks; refused (it cannot fit), it stops
+    the run at the next chunk's end, not at the first evaluation (here the run's end), so the
+    training before it is not spent for nothing."""
+    from pgjax.config import ConfigError
+    from pgjax.run import memory
+    check = memory.check_compiled
+
+    def refuse_evaluation(compiled, what, *args, **kwargs):
+        if what == "the evaluation program":
+            raise ConfigError("eval_episodes=2 is not allowed: the evaluation program (test)")
+        return check(compiled, what, *args, **kwargs)
+
+    monkeypatch.setattr(memory, "check_compiled", refuse_evaluation)
+    config = dataclasses.replace(CONFIG, num_envs=2, rollout_length=4, minibatches=1, epochs=1,
+                                 total_steps=1000 * 8)
+    options = dataclasses.replace(OPTIONS, eval_episodes=2, cache_episodes=0, num_evals=1,
+                                  chunk_updates=1)
+    with pytest.raises(ConfigError, match="evaluation program"):
+        runner.run(ppo.NAME, config, HPARAMS, SEEDS, tmp_path / "run", options=options,
+                   out=io.StringIO())
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    trained = [json.loads(line)["update"] for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert status["status"] == "failed" and max(trained) < 1000, (status, max(trained))

@@ -184,6 +184,12 @@ class EvalProgram:
 
         self._compiling = Background("pgjax-eval-compile", build)
 
+    def check(self) -> None:
+        """Raise the refusal of a program that has finished compiling and cannot fit now, between
+        chunks, rather than at its first evaluation (which may be the end of the run)."""
+        if self._compiling.wait(0):
+            self._compiling.result()
+
     def wait(self) -> None:
         """Let the compilation finish (a thread left inside XLA when the interpreter exits can
         abort the process)."""

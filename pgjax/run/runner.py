@@ -587,6 +587,7 @@ class _Loop:
     def _between_chunks(self, sinks) -> None:
         """Evaluate, show progress and checkpoint, each when due after the chunk that just ended."""
         r, done, n = self.r, self.done, self.planner.last_size
+        self.eval_fn.check()  # an evaluation program that cannot fit stops the run at once
         steps_per_update, total = r.config.steps_per_update, r.num_updates * r.config.steps_per_update
         steps = done * steps_per_update
         sps = (done - self.meta["update"]) * steps_per_update * r.population.size \
