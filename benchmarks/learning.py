@@ -77,7 +77,7 @@ TARGETS = {
     "ppo-navix-Navix-Empty-5x5-v0": 0.95, "ppo-navix-Navix-DoorKey-5x5-v0": 0.95,
     # Craftax-Classic (needs the [craftax] extra): reward = achievements unlocked + health change
     # / 10; the Craftax paper's PPO numbers are at 1e6 (full Craftax) and 1e9 steps, beyond what
-    # these 2 cores allow (3e5 steps, 20 sampled episodes), so no target
+    # these 2 cores allow (2e5 steps, 20 sampled episodes), so no target
     "ppo-craftax-Craftax-Classic-Symbolic-v1": None,
     # Jumanji (needs the [jumanji] extra): 1 per fruit eaten; Jumanji publishes no return to cite
     "ppo-jumanji-Snake-v1": None,

@@ -38,8 +38,8 @@ from flax import struct
 from gymnax.environments import spaces
 
 from .families import Family, maker
-from .suites import (SuiteEnv, check_suite_id, flat_observation, has_action_mask, installed,
-                     params_class)
+from .suites import (SuiteEnv, check_suite_id, flat_observation, has_action_mask, params_class,
+                     suite_names)
 
 PREFIX = "jumanji:"
 NO_TIME_LIMIT = 10_000  # gymnax's limit for an environment without a time_limit of its own
@@ -48,10 +48,7 @@ NO_TIME_LIMIT = 10_000  # gymnax's limit for an environment without a time_limit
 @functools.lru_cache(maxsize=None)
 def names() -> tuple[str, ...]:
     """The ids jumanji registers (empty without jumanji)."""
-    if not installed("jumanji"):
-        return ()
-    import jumanji
-    return tuple(sorted(jumanji.registered_environments()))
+    return suite_names("jumanji", lambda jumanji: jumanji.registered_environments())
 
 
 def check_id(env_id: str) -> None:

@@ -34,7 +34,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from .families import Family, maker
-from .suites import SuiteEnv, check_suite_id, installed
+from .suites import SuiteEnv, check_suite_id, suite_names
 
 PREFIX = "navix:"
 TERMINATION = 2          # navix.environments.environment.StepType.TERMINATION
@@ -50,10 +50,7 @@ class EnvParams(environment.EnvParams):
 @functools.lru_cache(maxsize=None)
 def names() -> tuple[str, ...]:
     """The ids navix registers (empty without navix)."""
-    if not installed("navix"):
-        return ()
-    import navix
-    return tuple(sorted(navix.registry()))
+    return suite_names("navix", lambda navix: navix.registry())
 
 
 def check_id(env_id: str) -> None:

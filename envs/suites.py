@@ -72,6 +72,13 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def suite_names(module: str, registered) -> tuple[str, ...]:
+    """The sorted ids a suite registers, ``registered(the suite's module)`` (empty without it)."""
+    if not installed(module):
+        return ()
+    return tuple(sorted(registered(importlib.import_module(module))))
+
+
 def check_suite_id(env_id: str, prefix: str, module: str, extra: str, names) -> None:
     """Raise ``ValueError`` for an id of a suite that is not installed (naming the ``pip install``
     command) or not one of ``names()`` (listing them)."""
