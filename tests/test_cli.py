@@ -205,10 +205,10 @@ def test_every_shipped_benchmark_config_is_valid():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks.learning import CONFIGS, TARGETS, load_row
     assert sorted(p.stem for p in CONFIGS.glob("*.toml")) == sorted(TARGETS)
-    from pgjax.envs import brax_adapter, xminigrid_adapter
+    from pgjax.envs import suites
+    extras = ("brax", "xminigrid", "craftax", "navix", "jumanji")
     for row in TARGETS:
-        if ("-brax-" in row and not brax_adapter.available()) or \
-                ("-xminigrid-" in row and not xminigrid_adapter.available()):
-            continue  # a row of an optional extra
+        if any(f"-{extra}-" in row and not suites.installed(extra) for extra in extras):
+            continue  # a row of an optional extra that is not installed
         _, config, _, _, _ = load_row(row, 3)
         assert row.endswith(config.env_id.replace(":", "-"))
