@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 
+from benchmarks.results_table import cpu_description
 from pgjax.run import runner
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -119,7 +120,8 @@ def run_one(row, seeds, runs_dir, total_steps=None, figures=FIGURES):
             "all_seeds_passed": None if target is None else bool(np.all(returns >= target)),
             "steps_per_s": result.steps_per_second, "compile_s": result.compile_seconds,
             "wall_s": result.wall_seconds, "config_file": f"benchmarks/configs/{row}.toml",
-            "eval_greedy": options.greedy_eval, "eval_episodes": options.eval_episodes}
+            "eval_greedy": options.greedy_eval, "eval_episodes": options.eval_episodes,
+            "machine": cpu_description()}
 
 
 def main(argv=None):

@@ -28,7 +28,36 @@ def learning_table(rows: dict) -> str:
         lines.append(f"| {row['algorithm']} | {row['env_id']} | {row['total_steps']:,} | {target} | "
                      f"{row['eval_mean']:.{decimals}f} ± {row['eval_std']:.{decimals}f}{sampled} | {per_seed} | "
                      f"{met} | {row['wall_s']:.0f} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + _machines_note(rows)
+
+
+def _machines_note(rows: dict) -> str:
+    """Which machine measured which rows (rows measured before machines were recorded: an
+    earlier 2-core x86_64 machine)."""
+    by_machine: dict[str, list[str]] = {}
+    for row in rows.values():
+        if row.get("machine"):
+            by_machine.setdefault(row["machine"], []).append(f"{row['algorithm']} {row['env_id']}")
+    if not by_machine:
+        return ""
+    parts = [f"{machine}: {', '.join(names)}" for machine, names in by_machine.items()]
+    return ("\n\nMachines, where a row records one (the others ran on an earlier 2-core x86_64 "
+            "machine): " + "; ".join(parts) + ".")
+
+
+def cpu_description() -> str:
+    """The CPU's model name, architecture and core count (a row's machine)."""
+    import os
+    import platform
+    name = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({platform.machine()}), {os.cpu_count()} cores"
 
 
 def throughput_table(data: dict) -> str:
