@@ -11,7 +11,7 @@ Host side only (NumPy + matplotlib; no JAX: config.json and study.json are read 
     summary.json    final evaluation per member, steps/s, compile time (absent while running)
 
 A member is one seed of one hyperparameter setting (rows carry ``member`` and the swept
-``hp_*`` values; older runs have one member per seed). Statistics are over the seeds of each
+``hp_*`` values; rows without ``member`` have one member per seed). Statistics are over the seeds of each
 setting, and a run that swept several settings reports one line per setting.
 
 Statistics follow Agarwal et al. (2021), "Deep RL at the edge of the statistical precipice": the

@@ -25,7 +25,7 @@ def _is_label_key(key: str) -> bool:
 
 
 def _member_key(label: dict):
-    """A population member's identity: its ``member`` index, or its seed in older runs."""
+    """A population member's identity: its ``member`` index, or its seed where rows have no ``member`` field."""
     return label["member"] if "member" in label else label.get("seed")
 
 
@@ -37,7 +37,7 @@ def _member_label(row: dict) -> dict:
 @dataclass
 class RunData:
     """One run directory, loaded. Curves are ``[num_members, num_points]`` with NaN for gaps;
-    a member is one seed of one hyperparameter setting (older runs: one seed)."""
+    a member is one seed of one hyperparameter setting (where rows have no ``member`` field: one seed)."""
 
     name: str
     path: Path
@@ -54,7 +54,7 @@ class RunData:
     @property
     def state(self) -> str:
         """completed / interrupted / diverged / running / killed / failed; a folder without
-        status.json (older pgjax) counts as completed when it has summary.json."""
+        status.json counts as completed when it has summary.json."""
         return self.status.get("status") or ("completed" if self.summary else "unknown")
 
     @property
@@ -152,7 +152,7 @@ def align_rows(rows: Sequence[dict], members: Sequence[dict] = (),
                ) -> tuple[list[dict], np.ndarray, dict[str, np.ndarray]]:
     """Arrange per-member rows into ``[num_members, num_points]`` arrays aligned on ``env_steps``.
 
-    Rows belong to the member named by their ``member`` index (older runs: their ``seed``);
+    Rows belong to the member named by their ``member`` index (rows without one: their ``seed``);
     members come in the order of ``members`` (label dicts), then of first appearance. A point is
     keyed by ``(env_steps, update)`` when rows carry an ``update`` number, otherwise by
     ``(env_steps, k)`` where ``k`` counts the member's earlier rows with the same ``env_steps``

@@ -281,7 +281,7 @@ def _summary_rows(run: RunData, setting: Setting, key: str) -> list | None:
         return None
     if len(values) == len(run.members):
         return [values[i] for i in setting.rows]
-    return values if len(settings(run)) == 1 else None  # older runs: one entry per seed
+    return values if len(settings(run)) == 1 else None  # rows without members: one entry per seed
 
 
 def final_returns(run: RunData, setting: Setting) -> tuple[np.ndarray, str]:
