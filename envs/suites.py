@@ -43,20 +43,17 @@ class SuiteState(environment.EnvState):
 
 
 class SuiteEnv(environment.Environment):
-    """A suite environment as gymnax sees it. Subclasses define :meth:`suite_reset` and
-    :meth:`suite_step`; ``action_mask_in_observation`` says whether the observation ends with the
-    action mask (:func:`flat_observation`)."""
+    """A suite environment as gymnax sees it. Each adapter's subclass defines
+
+    - ``suite_reset(key, params) -> (observation, the suite's state)`` of a new episode, and
+    - ``suite_step(key, suite_state, action, params) -> (observation, the suite's state, reward,
+      terminated)`` of one step, ``terminated`` a true end of the episode, never the time limit
+      (gymnax's, ``is_truncated``);
+
+    ``action_mask_in_observation`` says whether the observation ends with the action mask
+    (:func:`flat_observation`)."""
 
     action_mask_in_observation: bool = False
-
-    def suite_reset(self, key, params) -> tuple[jax.Array, Any]:
-        """(observation, the suite's state) of a new episode."""
-        raise NotImplementedError
-
-    def suite_step(self, key, suite_state, action, params) -> tuple[jax.Array, Any, jax.Array, jax.Array]:
-        """(observation, the suite's state, reward, terminated) of one step; ``terminated`` is a
-        true end of the episode, never the time limit (gymnax's, :meth:`is_truncated`)."""
-        raise NotImplementedError
 
     def reset_env(self, key, params):
         obs, suite_state = self.suite_reset(key, params)
@@ -122,7 +119,7 @@ def suite_params(params, suite_default, **fixed):
 def flat_observation(obs) -> jax.Array:
     """The observation as pgjax gives it (the module docstring's rule): one array as float32;
     a structure flattened to one float32 vector, its ``action_mask`` (if any) last as 0/1."""
-    if isinstance(obs, (jax.Array, jnp.ndarray)) or hasattr(obs, "dtype"):
+    if hasattr(obs, "dtype"):  # one array
         return jnp.asarray(obs, jnp.float32)
     mask = _mask_of(obs)
     rest = _without_mask(obs)
