@@ -70,12 +70,24 @@ def throughput_table(data: dict) -> str:
 
 
 def machine_description() -> str:
-    """This machine in one line for a results table: architecture, cores, JAX device kind."""
+    """This machine in one line for a results table: CPU model, architecture, cores, JAX device kind."""
     import os
     import platform
 
     import jax
-    return f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].device_kind}"
+    return f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, {jax.devices()[0].device_kind}"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what the platform says."""
+    import platform
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def save_results(results_dir: Path, name: str, result: dict, markdown: str, indent: int = 2) -> None:

@@ -1,9 +1,9 @@
 """Successive halving and population-based training against random search, at one budget of env
 steps, over several independent studies.
 
-    python -m benchmarks.study_methods [--protocol narrow|wide] [--methods ...] [--quick] [--table-only]
+    python -m benchmarks.study_methods [--protocol narrow|wide|late|short] [--methods ...] [--quick] [--table-only]
 
-For each environment and each study k (its sweep seed), three studies of PPO draw their settings
+For each environment and each study k (its sweep seed), the studies of PPO draw their settings
 from one search space (learning rate log-uniform, entropy coefficient uniform, GAE λ uniform) and
 get the same cap on total env steps, B = 8 members × T env steps:
 
@@ -20,7 +20,9 @@ Every member has one seed (the study's sweep seed picks the draws, member seeds 
 target" is the study's total env steps spent (all members, all rungs) at the first evaluation
 where some member's mean evaluation return reaches the target; a study that never reaches it
 counts as B (censored, marked ">"). Evaluations: 10 (protocol "narrow") or 20 ("wide") spread
-over T, 20 greedy episodes each. Writes ``benchmarks/results/study_methods_<protocol>.json`` and
+over T, 20 greedy episodes each. Two later protocols, "late" and "short", change only Acrobot's
+target and T, for the reasons stated beside :data:`PROTOCOLS`, each on studies not seen before.
+Writes ``benchmarks/results/study_methods_<protocol>.json`` and
 rewrites ``study_methods.md`` from every protocol's JSON.
 """
 
@@ -37,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results_table import cpu_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ENVS = {  # env: (T env steps per member, target returns: an easy one and a hard one)
     "Acrobot-v1": (100_000, (-100.0, -85.0)),
@@ -51,10 +55,27 @@ PROTOCOLS = {
     "wide": {"space": ["learning_rate=loguniform:1e-6:1e-1", "ent_coef=uniform:0:0.1",
                        "gae_lambda=uniform:0.5:1.0"], "num_evals": 20, "studies": 5},
 }
+# "late": stated after "narrow" and "wide" showed that every method reaches Acrobot's targets at
+# its first evaluation (so they cannot rank methods there): the "wide" protocol with one Acrobot
+# target, -80 (the mean best final return of the random searches of "wide": a return reached late
+# in T, if at all), measured on 5 new studies (sweep seeds 5-9), none of which was seen before.
+PROTOCOLS["late"] = {**PROTOCOLS["wide"], "first_study": 5, "targets": {"Acrobot-v1": (-80.0,)}}
+# "short": stated after "late" showed Acrobot's -80 reached within halving's first rung (T/9 = 11k
+# steps per member), where halving trains all 24 draws and so equals random-24 by construction:
+# halving can only save where the target is reached after its first rung. The "wide" protocol with
+# T = 25k steps per member on Acrobot (rungs end at 2.8k, 8.3k and 25k; an evaluation every 1.25k)
+# and the targets -100 and -80, on 5 new studies (sweep seeds 10-14).
+PROTOCOLS["short"] = {**PROTOCOLS["wide"], "first_study": 10, "steps": {"Acrobot-v1": 25_000},
+                      "targets": {"Acrobot-v1": (-100.0, -80.0)}}
 MEMBERS, HALVING_SETTINGS, ETA, RUNGS = 8, 24, 3, 3
 METHODS = ("random", "random-24", "halving", "pbt")
 OPTIONS = {"eval_episodes": 20, "cache_episodes": 0, "tensorboard": False,
            "plots": False, "keep_checkpoints": 1}
+
+
+def targets(protocol: dict, env: str) -> tuple[float, ...]:
+    """The target returns a protocol states for ``env`` (its own, else the environment's two)."""
+    return protocol.get("targets", {}).get(env, ENVS[env][1])
 
 
 def _spec(env: str, steps: int, sweep_seed: int, samples: int, protocol: dict, **options):
@@ -155,7 +176,7 @@ def _table_row(env: str, target: float, method: str, these: list[dict], budget: 
 
 
 def _machine() -> str:
-    return f"{_cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, CPU-only JAX"
+    return f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, CPU-only JAX"
 
 
 def _machines(rows: list[dict]) -> str:
@@ -170,22 +191,12 @@ def _machines(rows: list[dict]) -> str:
     return "; ".join(f"{machine} ({', '.join(names)})" for machine, names in methods.items())
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default="narrow")
     parser.add_argument("--studies", type=int, default=None, help="default: the protocol's")
     parser.add_argument("--quick", action="store_true", help="tiny budgets (a smoke run of the script)")
-    parser.add_argument("--envs", nargs="*", default=list(ENVS))
+    parser.add_argument("--envs", nargs="*", default=None, help="default: the protocol's")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS,
                         help="run only these; their rows replace the same rows of the saved JSON")
     parser.add_argument("--table-only", action="store_true",
@@ -193,12 +204,14 @@ def main() -> None:
     args = parser.parse_args()
     if not args.table_only:
         protocol = PROTOCOLS[args.protocol]
+        envs = args.envs or list(protocol.get("targets", ENVS))
         rows, budgets, scale = [], {}, 0.05 if args.quick else 1.0
         with tempfile.TemporaryDirectory() as tmp:
-            for env in args.envs:
-                steps = int(ENVS[env][0] * scale)
+            for env in envs:
+                steps = int(protocol.get("steps", {}).get(env, ENVS[env][0]) * scale)
                 budgets[env] = MEMBERS * steps
-                for k in range(args.studies or protocol["studies"]):
+                first = protocol.get("first_study", 0)
+                for k in range(first, first + (args.studies or protocol["studies"])):
                     for method in args.methods:
                         row = {**run_method(method, env, steps, k, Path(tmp), protocol),
                                "machine": _machine()}
@@ -206,7 +219,7 @@ def main() -> None:
                         print(f"{env} study {k} {method}: {row['wall_seconds']:.0f} s, best final "
                               f"{row['final_best_return']:.1f}", flush=True)
         if args.quick:
-            print(table(rows, budgets, {env: ENVS[env][1] for env in budgets}))
+            print(table(rows, budgets, {env: targets(protocol, env) for env in budgets}))
             return
         machine = _machine()
         RESULTS.mkdir(exist_ok=True)
@@ -243,12 +256,14 @@ def markdown() -> str:
         if not path.is_file():
             continue
         saved = json.loads(path.read_text())
-        targets = {env: ENVS[env][1] for env in saved["budgets"]}
+        env_targets = {env: targets(protocol, env) for env in saved["budgets"]}
+        steps = "".join(f", T = {t:,d} on {env}" for env, t in protocol.get("steps", {}).items())
         parts += [f"## Protocol `{name}`: search space `{' '.join(protocol['space'])}`, "
-                  f"{protocol['num_evals']} evaluations per T", "",
+                  f"{protocol['num_evals']} evaluations per T{steps}; studies' sweep seeds from "
+                  f"{protocol.get('first_study', 0)}", "",
                   f"Generated by `python -m benchmarks.study_methods --protocol {name}` on "
                   f"{_machines(saved['rows'])} ({saved.get('date', '')}).", "",
-                  table(saved["rows"], saved["budgets"], targets), ""]
+                  table(saved["rows"], saved["budgets"], env_targets), ""]
     return "\n".join(parts)
 
 

@@ -277,6 +277,7 @@ class _Run:
                                                                   self.max_chunk),
             out if self.primary else None)
         self.eval_compile_seconds: float | None = None
+        self.eval_program: EvalProgram | None = None  # compiling from the end of set-up on
 
     # ---------------------------------------------------------------- set-up
     def _config_record(self) -> dict:
@@ -324,7 +325,18 @@ class _Run:
             meta.update(saved)
         else:
             state = self._init_state()
-        return run_devices.place(state, shardings), meta, compiling.result()
+        state = run_devices.place(state, shardings)
+        if meta["update"] < self.stop_update:
+            # the evaluation program compiles beside the training program's XLA compile (the
+            # core the initialisation used is free by now), not after the first chunk
+            self.eval_program = EvalProgram(self.config, self.options, state,
+                                            self.out if self.primary else None)
+        try:
+            return state, meta, compiling.result()
+        except BaseException:  # a refused training program: no compile left running behind it
+            if self.eval_program is not None:
+                self.eval_program.wait()
+            raise
 
     def _compile(self, abstract, placement):
         """The chunk program (:func:`pgjax.run.chunks.compile_chunk`), announced while it compiles
@@ -439,6 +451,8 @@ class _Run:
 
     def _stopped_before_training(self, signum, checkpoints, t0) -> RunResult:
         self.compile_notice.close()  # the compilation goes on in its thread, unannounced
+        if self.eval_program is not None:
+            self.eval_program.wait()
         saved = checkpoints.steps()
         update = saved[-1] // self.config.steps_per_update if saved else 0
         message = (f"received {signal.Signals(signum).name} before training started (during set-up "
@@ -482,7 +496,7 @@ class _Loop:
         self.last_returns = np.full(run.population.size, np.nan)
         self.planner = chunks.ChunkPlanner(run.max_chunk, run.options.chunk_seconds,
                                            run.options.chunk_updates)
-        self.eval_fn = EvalProgram(run.config, run.options, state, run.out if run.primary else None)
+        self.eval_fn = run.eval_program
         self.thinner = thinning.Thinner(run.options.log_every_seconds)
         self.sinks: FanOut | None = None
         self.pbt_bounds = pbt_rounds.check_options(run.spec)
