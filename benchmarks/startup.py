@@ -85,12 +85,11 @@ def whole_process(cache: Path, runs: Path, name: str) -> dict:
     argv = [sys.executable, "-m", "pgjax.cli", *WHOLE, "--runs-dir", str(runs), "--name", name]
     start = time.perf_counter()
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    marks = dict.fromkeys(JAX_PHASES.values(), 0.0)
+    marks, jax_lines = {}, []
     for line in process.stdout:
         now = time.perf_counter() - start
-        phase = _JAX_LOG.search(line)
-        if phase is not None:
-            marks[JAX_PHASES[phase.group(1)]] += float(phase.group(2))
+        if _JAX_LOG.search(line):
+            jax_lines.append(line)
             continue
         marks.setdefault("first_output_s", now)
         if "on CartPole-v1:" in line and "compiled in" in line:
@@ -100,7 +99,7 @@ def whole_process(cache: Path, runs: Path, name: str) -> dict:
     _, _, usage = os.wait4(process.pid, 0)
     marks["exit_s"] = time.perf_counter() - start
     marks["cpu_s"] = usage.ru_utime + usage.ru_stime
-    return marks
+    return {**marks, **jax_phase_seconds(jax_lines)}
 
 
 # JAX's own account of each program (JAX_LOG_COMPILES), summed over the programs of a run; programs
@@ -109,6 +108,16 @@ JAX_PHASES = {"tracing": "tracing_s", "jaxpr to MLIR module conversion": "loweri
               "XLA compilation": "xla_compile_s"}
 _JAX_LOG = re.compile(r"Finished (tracing|jaxpr to MLIR module conversion|XLA compilation)\b.* in "
                       r"([\d.e+-]+) sec")
+
+
+def jax_phase_seconds(lines) -> dict[str, float]:
+    """Seconds of each of :data:`JAX_PHASES`, summed over JAX's log ``lines``."""
+    seconds = dict.fromkeys(JAX_PHASES.values(), 0.0)
+    for line in lines:
+        found = _JAX_LOG.search(line)
+        if found is not None:
+            seconds[JAX_PHASES[found.group(1)]] += float(found.group(2))
+    return seconds
 
 
 def _median(runs: list[dict]) -> dict:

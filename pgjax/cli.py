@@ -26,7 +26,6 @@ import functools
 import math
 import signal
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -307,9 +306,6 @@ def _given_options(args) -> dict:
     flag (a field without a flag, such as ``chunk_updates``, is set from settings files only)."""
     from pgjax.run.options import RunOptions
     return {field.name: getattr(args, field.name, None) for field in dataclasses.fields(RunOptions)}
-
-
-from pgjax.api import DEFAULT_RUNS_DIR  # noqa: E402
 
 
 def check_resume_flags(args) -> None:

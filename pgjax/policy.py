@@ -31,7 +31,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from pgjax.config import ConfigError
 

@@ -41,9 +41,43 @@ def test_switch_names_tricks_and_refuses_unknown_names(monkeypatch):
     assert _with(monkeypatch, "1", _xla_cpu.selection) == ""
     assert _with(monkeypatch, "all", _xla_cpu.selection) == ""
     assert _with(monkeypatch, "conv, permutation", _xla_cpu.selection) == \
-        "matmul,orthogonal,joint_draws,gymnax_import"
+        "matmul,orthogonal,joint_draws,init_level,gymnax_import"
     with pytest.raises(ValueError, match=r"PGJAX_PLAIN='matmul,qr' is not allowed: 'qr' is not a trick"):
         _with(monkeypatch, "matmul,qr", _xla_cpu.selection)
+
+
+def test_init_level_compiles_only_the_run_once_program_at_llvm_level_1(monkeypatch):
+    """What XLA is handed: level 1 for :func:`compile_once` with the trick on; nothing for
+    :func:`compile`, with the trick off, or with a level in XLA_FLAGS (this suite sets level 0
+    there, so its own programs keep it); the memory scheduler beside level 1 for a program that
+    needs it. The runner's initialisation goes through ``compile_once``. Each program still runs."""
+    asked = []
+    compile_ = jax.stages.Lowered.compile
+    monkeypatch.setattr(jax.stages.Lowered, "compile", lambda self, compiler_options=None: (
+        asked.append(compiler_options), compile_(self, compiler_options=compiler_options))[1])
+    x = jnp.arange(12.0).reshape(3, 4) / 7
+    lowered = jax.jit(lambda a: jnp.tanh(a) @ a.T).lower(x)
+    batched_qr = jax.jit(jax.vmap(lambda a: jnp.linalg.qr(a)[0])).lower(jnp.ones((3, 8, 4)))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    expected = np.tanh(np.asarray(x)) @ np.asarray(x).T
+    once = _with(monkeypatch, "", lambda: _xla_cpu.compile_once(lowered))
+    np.testing.assert_allclose(once(x), expected, rtol=1e-6)
+    _with(monkeypatch, "", lambda: _xla_cpu.compile(lowered))
+    _with(monkeypatch, "init_level", lambda: _xla_cpu.compile_once(lowered))
+    _with(monkeypatch, "", lambda: _xla_cpu.compile_once(batched_qr))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=2")
+    _with(monkeypatch, "", lambda: _xla_cpu.compile_once(lowered))
+    level = {"xla_backend_optimization_level": 1}
+    assert asked == [level, None, None, {**level, **_xla_cpu.scheduler.SAFE_SCHEDULER_OPTIONS}, None]
+
+    from pgjax.run import executables, runner
+    used = []
+    monkeypatch.setattr(executables, "load_or_compile", lambda parts, fn, args, compile_, store: (
+        used.append((parts[0], compile_)), jax.jit(fn))[1])
+    keys = jax.random.split(jax.random.key(0), 2)
+    hparams = jax.tree.map(lambda v: jnp.full((2,), v), ppo.Hparams())
+    runner.initial_state(ppo.Config(num_envs=2, rollout_length=8), keys, hparams)
+    assert used == [("init", _xla_cpu.compile_once)]
 
 
 @pytest.mark.parametrize("n", [1, 7, 1000, 5000])

@@ -42,6 +42,7 @@ FILES = {  # trick -> the file that holds it, and what it is bound to
                     "threefry's partitionable draws; flax's init tracing (placeholders by id)"),
     "permutation": ("pgjax/_xla_cpu/one_operand_sort.py",
                     "XLA:CPU's key–payload sort; jax.random.permutation's rounds"),
+    "init_level": ("pgjax/_xla_cpu/init_level.py", "XLA:CPU's LLVM pipeline at each level (jaxlib 0.10)"),
     "gymnax_import": ("envs/_gymnax.py", "gymnax 1.0.1's module-level plotting imports"),
 }
 
@@ -64,11 +65,31 @@ def child(plain: str, repeats: int) -> dict:
 
 
 def measure_shapes(repeats: int) -> dict:
-    """The child's side: :func:`benchmarks.throughput.measure` for every shape."""
+    """The child's side: :func:`benchmarks.throughput.measure` for every shape, and the compile
+    seconds of the runner's initialisation program for it (:func:`init_compile_seconds`)."""
     from benchmarks.throughput import measure as throughput
-    return {name: {k: throughput("ppo", envs, rollout, seeds, steps, repeats, env_id=env, torso=torso)[k]
-                   for k in ("compile_s", "steps_per_s")}
+    return {name: {**{k: throughput("ppo", envs, rollout, seeds, steps, repeats, env_id=env, torso=torso)[k]
+                      for k in ("compile_s", "steps_per_s")},
+                   "init_compile_s": init_compile_seconds(env, envs, rollout, seeds, torso)}
             for name, (env, envs, rollout, seeds, steps, torso) in SHAPES.items()}
+
+
+def init_compile_seconds(env: str, envs: int, rollout: int, seeds: int, torso: str) -> float:
+    """Seconds to compile ``pgjax train``'s initialisation program (``runner.init_program``,
+    through ``_xla_cpu.compile_once`` as the runner does) for PPO at this shape."""
+    import time
+
+    import jax
+
+    from pgjax.algorithms import ppo
+    from pgjax.run import runner
+    from pgjax.run.population import Population
+    config = ppo.Config(env_id=env, num_envs=envs, rollout_length=rollout, torso=torso)
+    population = Population(tuple(range(seeds)), (ppo.Hparams(),))
+    lowered = runner.init_program(config).lower(population.keys(), population.hparams())
+    start = time.perf_counter()
+    jax.block_until_ready(_xla_cpu.compile_once(lowered))
+    return time.perf_counter() - start
 
 
 def gymnax_import_seconds(plain: str, repeats: int = 3) -> float:
@@ -101,6 +122,10 @@ def _gain(result: dict, trick: str) -> str:
     parts = []
     for name in SHAPES:
         on, plain = result["runs"][f"none/{name}"], result["runs"][f"{trick}/{name}"]
+        if trick == "init_level":
+            parts.append(f"{name}: {plain['init_compile_s'] - on['init_compile_s']:+.1f} s compile of "
+                         "the initialisation program")
+            continue
         parts.append(f"{name}: {plain['compile_s'] - on['compile_s']:+.1f} s compile, "
                      f"{on['steps_per_s'] / plain['steps_per_s']:.2f}× throughput")
     return "; ".join(parts)
@@ -117,10 +142,12 @@ def markdown(result: dict, machine: str) -> str:
            "| trick | gain | lines | bound to |", "|---|---|---:|---|"]
     for trick, (path, bound) in FILES.items():
         out.append(f"| `{trick}` (`{path}`) | {_gain(result, trick)} | {result['lines'][trick]} | {bound} |")
-    out += ["", "| plain (`PGJAX_PLAIN`) | shape | compile (s) | steps/s |", "|---|---|---:|---:|"]
+    out += ["", "| plain (`PGJAX_PLAIN`) | shape | compile (s) | steps/s | initialisation compile (s) |",
+            "|---|---|---:|---:|---:|"]
     for key, row in result["runs"].items():
         variant, name = key.split("/")
-        out.append(f"| {variant} | {name} | {row['compile_s']:.1f} | {row['steps_per_s']:,.0f} |")
+        out.append(f"| {variant} | {name} | {row['compile_s']:.1f} | {row['steps_per_s']:,.0f} | "
+                   f"{row['init_compile_s']:.1f} |")
     return "\n".join(out) + "\n"
 
 

@@ -15,6 +15,9 @@ CPU backend, a faster or safer one kept in this package:
   less to compile (:mod:`.initialisers`; the same random bits).
 - ``permutation`` (plain: ``jax.random.permutation``): the same order from a one-operand sort
   (:mod:`.one_operand_sort`; bit for bit).
+- ``init_level`` (plain: XLA's default, LLVM level 3): the initialisation program, which runs
+  once, compiled at LLVM level 1 (:func:`compile_once`, :mod:`.init_level`; the initial state's
+  last bits can differ, as between two CPUs).
 - ``gymnax_import`` (plain: ``import gymnax``): gymnax imported with its plotting stack deferred
   (``envs/_gymnax.py``; ``envs`` imports nothing of pgjax's, so it reads the switch itself; any
   backend).
@@ -25,9 +28,10 @@ built: programs are cached per process and in the program store by what was sele
 (:func:`selection`). What each trick buys on this project's reference machine, and its size, is
 ``benchmarks/results/xla_cpu_tricks.md`` (``python -m benchmarks.dev.xla_cpu_tricks``).
 
-:func:`compile` is not a trick but a correctness rule (:mod:`.scheduler`): a program holding a
-blocking custom call (the plain initialiser's batched QR) is compiled with XLA:CPU's
-memory-optimised scheduler, plain or not, or the thread pool can deadlock.
+:func:`compile` (and :func:`compile_once`) follow a correctness rule that is no trick
+(:mod:`.scheduler`): a program holding a blocking custom call (the plain initialiser's batched QR)
+is compiled with XLA:CPU's memory-optimised scheduler, plain or not, or the thread pool can
+deadlock.
 """
 
 from __future__ import annotations
@@ -36,13 +40,13 @@ import os
 
 import jax
 
-from pgjax._xla_cpu.scheduler import compile_program as compile  # noqa: A001 - the interface's name
-from pgjax._xla_cpu.scheduler import concurrency_scheduler_safe
+from pgjax._xla_cpu import init_level
+from pgjax._xla_cpu.scheduler import compile_program, concurrency_scheduler_safe
 
-TRICKS = ("matmul", "conv", "orthogonal", "joint_draws", "permutation", "gymnax_import")
+TRICKS = ("matmul", "conv", "orthogonal", "joint_draws", "permutation", "init_level", "gymnax_import")
 SWITCH = "PGJAX_PLAIN"
 
-__all__ = ["SWITCH", "TRICKS", "compile", "concurrency_scheduler_safe", "conv", "dense_dot_general",
+__all__ = ["SWITCH", "TRICKS", "compile", "compile_once", "concurrency_scheduler_safe", "conv", "dense_dot_general",
            "init_params", "orthogonal", "permutation", "selection", "used"]
 
 
@@ -70,6 +74,17 @@ def used(trick: str) -> bool:
 def selection() -> str:
     """The tricks in use, as text for cache keys (e.g. ``"matmul,conv"``)."""
     return ",".join(t for t in TRICKS if used(t))
+
+
+def compile(lowered):  # noqa: A001 - the interface's name
+    """``lowered.compile()`` under the scheduler rule (:func:`.scheduler.compile_program`)."""
+    return compile_program(lowered)
+
+
+def compile_once(lowered):
+    """:func:`compile` for a program that runs once per run (the initialisation): at
+    :mod:`.init_level`'s LLVM level where that trick is used."""
+    return compile_program(lowered, init_level.compiler_options() if used("init_level") else None)
 
 
 def dense_dot_general():

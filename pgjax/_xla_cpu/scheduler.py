@@ -56,13 +56,14 @@ def concurrency_scheduler_safe(lowered_text: str) -> bool:
     return True
 
 
-def compile_program(lowered):
-    """``lowered.compile()``; on CPU, a program that holds a custom call that can block XLA's
-    intra-op pool (:func:`concurrency_scheduler_safe` is false) is compiled with the
-    memory-optimised scheduler instead of jaxlib's concurrent default, unless the user chose a
-    scheduler in XLA_FLAGS. Numerical results are the same either way."""
+def compile_program(lowered, options: dict | None = None):
+    """``lowered.compile(compiler_options=options)``; on CPU, a program that holds a custom call
+    that can block XLA's intra-op pool (:func:`concurrency_scheduler_safe` is false) is compiled
+    with the memory-optimised scheduler instead of jaxlib's concurrent default, unless the user
+    chose a scheduler in XLA_FLAGS. Numerical results are the same either way."""
     import jax
-    if (_user_chose_scheduler() or jax.default_backend() != "cpu"
+    options = dict(options or {})
+    if not (_user_chose_scheduler() or jax.default_backend() != "cpu"
             or concurrency_scheduler_safe(lowered.as_text())):
-        return lowered.compile()
-    return lowered.compile(compiler_options=SAFE_SCHEDULER_OPTIONS)
+        options.update(SAFE_SCHEDULER_OPTIONS)
+    return lowered.compile(compiler_options=options or None)

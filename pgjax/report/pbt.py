@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from pgjax.report.figures import _new_figure, _save, _title
 from pgjax.report.load import RunData
 

@@ -38,7 +38,6 @@ import importlib.metadata
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 MAX_ENTRIES = 1024  # about 0.1 to 1 MB each

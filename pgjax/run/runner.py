@@ -99,11 +99,12 @@ def init_program(config):
 
 def initial_state(config, keys, hparams):
     """The member-stacked train state :func:`init_program` makes, its program loaded from the
-    program store (:mod:`pgjax.run.executables`) when a process before this one compiled it."""
+    program store (:mod:`pgjax.run.executables`) when a process before this one compiled it; it
+    runs once, so on CPU it is compiled for compile speed (:func:`pgjax._xla_cpu.compile_once`)."""
     args = (keys, hparams)
     compiled = executables.load_or_compile(
         ("init", config, executables.describe(args)), init_program(config), args,
-        _xla_cpu.compile, store=executables.storable(config))
+        _xla_cpu.compile_once, store=executables.storable(config))
     return compiled(keys, hparams)
 
 

@@ -17,8 +17,6 @@ created or compiled.
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from pgjax.config import (ConfigError, apply_overrides, config_differences, conf
                           config_to_dict, hparams_from_dict, hparams_to_dict, parse_setting,
                           require, settings_of)
 from pgjax.run.saved import read_record  # noqa: F401 - the one config.json reader, re-exported
-from pgjax.run.spec_file import MAX_SEEDS, SEED_BOUND, check_seed_list
+from pgjax.run.spec_file import MAX_SEEDS, SEED_BOUND
 
 DEFAULT_ENV, DEFAULT_SEEDS = "CartPole-v1", 3
 
