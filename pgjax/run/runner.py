@@ -451,9 +451,7 @@ class _Run:
                 "compile_cache_hit": self.cache_hit, "diverged": self._diverged_list()}
 
     def _stopped_before_training(self, signum, checkpoints, t0) -> RunResult:
-        self.compile_notice.close()  # the compilation goes on in its thread, unannounced
-        if self.eval_program is not None:
-            self.eval_program.wait()
+        self.compile_notice.close()  # the compilations go on in their threads, unannounced
         saved = checkpoints.steps()
         update = saved[-1] // self.config.steps_per_update if saved else 0
         message = (f"received {signal.Signals(signum).name} before training started (during set-up "
